@@ -1,0 +1,100 @@
+"""Call a served model: `python -m serving.client <model> [--prompt ...] [--image f] ...`.
+
+Writes the generated image (SD models) or prints the label and top probabilities (classifier),
+over Triton HTTP (default) or gRPC with tritonclient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from serving import MODEL_NAMES
+
+
+def _bytes_tensor(values: list[bytes]) -> np.ndarray:
+    return np.array(values, dtype=np.object_).reshape(-1, 1)
+
+
+def build_inputs(model: str, prompt: str | None = None, image: bytes | None = None,
+                 mask_image: bytes | None = None, negative_prompt: str | None = None,
+                 gen_args: dict | None = None) -> dict[str, np.ndarray]:
+    """Name -> [1, 1] BYTES array for one request; None values are left out."""
+    raw = {
+        "prompt": prompt.encode() if prompt is not None else None,
+        "negative_prompt": negative_prompt.encode() if negative_prompt is not None else None,
+        "image": image, "mask_image": mask_image,
+        "gen_args": json.dumps(gen_args).encode() if gen_args is not None else None,
+    }
+    if model == "resnet_classifier":
+        raw = {"image": image}
+    return {k: _bytes_tensor([v]) for k, v in raw.items() if v is not None}
+
+
+def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
+          protocol: str = "http", timeout_s: float = 600.0) -> dict[str, np.ndarray]:
+    """One inference through tritonclient; returns output name -> numpy array."""
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    else:
+        import tritonclient.http as tc
+    client = tc.InferenceServerClient(url=url, **({"network_timeout": timeout_s} if protocol == "http" else {}))
+    tensors = []
+    for name, arr in inputs.items():
+        t = tc.InferInput(name, list(arr.shape), "BYTES")
+        t.set_data_from_numpy(arr)
+        tensors.append(t)
+    outputs = ["probabilities", "label"] if model == "resnet_classifier" else ["generated_image"]
+    result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs])
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__)
+    p.add_argument("model", choices=MODEL_NAMES)
+    p.add_argument("--prompt")
+    p.add_argument("--negative-prompt")
+    p.add_argument("--image", type=Path, help="PNG/JPEG file")
+    p.add_argument("--mask", type=Path, help="mask PNG for sd_inpaint (white = repaint)")
+    p.add_argument("--gen-args", default=None, help='JSON, e.g. \'{"num_inference_steps": 20, "seed": 1}\'')
+    p.add_argument("--out", type=Path, default=None, help="where to write the generated image")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--url", default=None, help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    a = p.parse_args(argv)
+    url = a.url or ("127.0.0.1:8001" if a.protocol == "grpc" else "127.0.0.1:8000")
+    inputs = build_inputs(
+        a.model, prompt=a.prompt, negative_prompt=a.negative_prompt,
+        image=a.image.read_bytes() if a.image else None, mask_image=a.mask.read_bytes() if a.mask else None,
+        gen_args=json.loads(a.gen_args) if a.gen_args else None,
+    )
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        out = infer(a.model, inputs, url=url, protocol=a.protocol)
+    except InferenceServerException as exc:
+        print(f"error: {exc.message()}", file=sys.stderr)
+        return 2
+    if a.model == "resnet_classifier":
+        probs = out["probabilities"][0]
+        top = np.argsort(probs)[::-1][:3]
+        print(f"label: {out['label'][0][0].decode()}  (top-3 probabilities: "
+              + ", ".join(f"{i}:{probs[i]:.3f}" for i in top) + ")")
+        return 0
+    data = out["generated_image"][0][0]
+    ext = "jpg" if data[:3] == b"\xff\xd8\xff" else "png"
+    path = a.out or Path(f"{a.model}.{ext}")
+    path.write_bytes(data)
+    from PIL import Image
+    import io
+
+    w, h = Image.open(io.BytesIO(data)).size
+    print(f"wrote {path} ({w}x{h}, {len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The shape every model runtime shares: load → check_inputs → predict → postprocess.
+
+`handle()` is what Triton's `execute` calls: it validates each request on its own, groups the
+valid items into as few `predict` calls as compatible shapes allow, and turns every failure
+into an error for the requests it concerns only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.batching import plan_batches
+from serving.device import DeviceSpec
+from serving.errors import InvalidInputError, PipelineError, ResourceExhaustedError, ServingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RawRequest:
+    """The input tensors of one request: name -> numpy array (BYTES tensors are object arrays)."""
+
+    inputs: dict[str, np.ndarray]
+    request_id: str = ""
+
+
+@dataclass
+class Item:
+    """One row of a request after validation; runtimes subclass it with what they need."""
+
+    request_index: int
+    stats: dict[str, Any] = field(default_factory=dict)  # input metadata for monitoring
+
+
+@dataclass
+class ItemOutput:
+    """What `predict` produced for one item."""
+
+    values: dict[str, Any]
+    embedding: np.ndarray | None = None
+    text_embedding: np.ndarray | None = None
+
+
+@dataclass
+class RequestResult:
+    """The answer to one request: output tensors, or an error; plus what monitoring needs."""
+
+    outputs: dict[str, np.ndarray] | None = None
+    error: ServingError | None = None
+    items: list[Item] = field(default_factory=list)
+    item_outputs: list[ItemOutput] = field(default_factory=list)
+    compute_ms: float = 0.0
+    batch_size: int = 0
+
+
+def classify_failure(exc: BaseException) -> ServingError:
+    """Turn an exception raised inside a pipeline into a clear serving error."""
+    if isinstance(exc, ServingError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return ResourceExhaustedError(f"out of memory while running the pipeline ({text}); retry with a smaller image or batch")
+    return PipelineError(f"pipeline failed ({text})")
+
+
+class ModelRuntime(ABC):
+    """Base class. Subclasses declare their inputs and implement the four steps."""
+
+    name: str = ""
+    required_inputs: tuple[str, ...] = ()
+    optional_inputs: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def __init__(self, checkpoint_dir: str, device: DeviceSpec | None = None,
+                 max_pipeline_batch: int = 8, parameters: dict[str, str] | None = None):
+        self.checkpoint_dir = checkpoint_dir
+        self.device = device or DeviceSpec.auto()
+        self.max_pipeline_batch = max_pipeline_batch
+        self.parameters = dict(parameters or {})
+        self.ready = False
+        self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
+
+    # -- the four steps -----------------------------------------------------------------
+    def load(self) -> None:
+        self._load()
+        self.ready = True
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
+        """Validate one request and return its items; raise InvalidInputError on anything wrong."""
+
+    @abstractmethod
+    def batch_key(self, item: Item) -> Hashable:
+        """Items with equal keys may share one `predict` call."""
+
+    @abstractmethod
+    def predict(self, items: list[Item]) -> list[ItemOutput]:
+        """Run the model once for all `items`."""
+
+    @abstractmethod
+    def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
+        """Build one request's output tensors from its items' outputs."""
+
+    # -- shared helpers -----------------------------------------------------------------
+    def rows(self, request: RawRequest) -> int:
+        """Check presence and shape of the declared inputs; return the request's batch size."""
+        missing = [n for n in self.required_inputs if request.inputs.get(n) is None]
+        if missing:
+            raise InvalidInputError(
+                f"missing required input(s) {missing}; model '{self.name}' requires {list(self.required_inputs)}"
+            )
+        known = set(self.required_inputs) | set(self.optional_inputs)
+        unknown = sorted(set(request.inputs) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown input(s) {unknown}; model '{self.name}' accepts {sorted(known)}")
+        batch = None
+        for name, arr in request.inputs.items():
+            if arr is None:
+                continue
+            if arr.ndim == 1:  # a model without a batch dimension would send [1]
+                arr = arr.reshape(-1, 1)
+            if arr.ndim != 2 or arr.shape[1] != 1:
+                raise InvalidInputError(f"input '{name}': shape {list(arr.shape)} must be [batch, 1]")
+            if batch is None:
+                batch = arr.shape[0]
+            elif arr.shape[0] != batch:
+                raise InvalidInputError(
+                    f"input '{name}': batch size {arr.shape[0]} differs from the other inputs' {batch}"
+                )
+        if not batch:
+            raise InvalidInputError("request has an empty batch (0 rows)")
+        if batch > self.max_pipeline_batch:
+            raise InvalidInputError(f"request batch size {batch} exceeds the limit of {self.max_pipeline_batch}")
+        return batch
+
+    @staticmethod
+    def cell(request: RawRequest, name: str, row: int) -> Any:
+        arr = request.inputs.get(name)
+        if arr is None:
+            return None
+        return arr.reshape(arr.shape[0], -1)[row, 0]
+
+    # -- the entry point ----------------------------------------------------------------
+    def handle(self, requests: list[RawRequest]) -> list[RequestResult]:
+        results = [RequestResult() for _ in requests]
+        items: list[Item] = []
+        for i, request in enumerate(requests):
+            try:
+                results[i].items = self.check_inputs(request, i)
+                items.extend(results[i].items)
+            except ServingError as exc:
+                results[i].error = exc
+            except Exception as exc:  # a bug in validation must still fail only this request
+                log.exception("check_inputs failed")
+                results[i].error = InvalidInputError(f"request could not be validated ({type(exc).__name__}: {exc})")
+
+        outputs: dict[int, ItemOutput] = {}
+        for group in plan_batches(items, self.batch_key, self.max_pipeline_batch):
+            self._run_group([items[k] for k in group], group, outputs, results)
+
+        for i, result in enumerate(results):
+            if result.error is not None:
+                continue
+            own = [k for k, it in enumerate(items) if it.request_index == i]
+            result.item_outputs = [outputs[k] for k in own]
+            try:
+                result.outputs = self.postprocess(result.items, result.item_outputs)
+            except ServingError as exc:
+                result.error = exc
+            except Exception as exc:
+                result.error = classify_failure(exc)
+        return results
+
+    def _run_group(self, group_items: list[Item], group: list[int], outputs: dict[int, ItemOutput],
+                   results: list[RequestResult]) -> None:
+        live = [(k, it) for k, it in zip(group, group_items) if results[it.request_index].error is None]
+        if not live:
+            return
+        start = time.perf_counter()
+        try:
+            produced = self.predict([it for _, it in live])
+            self.pipeline_calls += 1
+        except Exception as exc:
+            self.pipeline_calls += 1
+            owners = sorted({it.request_index for _, it in live})
+            if len(owners) > 1:
+                # One bad or oversized request must not fail its neighbours: retry each alone.
+                log.warning("batched call failed (%s); retrying %d requests one by one", exc, len(owners))
+                for owner in owners:
+                    sub = [(k, it) for k, it in live if it.request_index == owner]
+                    self._run_group([it for _, it in sub], [k for k, _ in sub], outputs, results)
+                return
+            results[owners[0]].error = classify_failure(exc)
+            log.warning("request failed in pipeline: %s", results[owners[0]].error)
+            return
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        for (k, it), out in zip(live, produced):
+            outputs[k] = out
+            results[it.request_index].compute_ms = elapsed_ms
+            results[it.request_index].batch_size = len(live)

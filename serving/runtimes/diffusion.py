@@ -1,0 +1,194 @@
+"""What the four Stable Diffusion runtimes share: prompts, images, gen_args, seeds, encoding.
+
+Each concrete runtime (`sd_img2img.py`, `sd_depth.py`, ...) declares its pipeline class, the
+gen_args it takes, and how a group of validated items becomes one pipeline call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from serving.device import configure_attention
+from serving.errors import InvalidInputError
+from serving.gen_args import GenArgSpec, parse_gen_args
+from serving.images import OUTPUT_FORMATS, decode_image, encode_image
+from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
+from serving.checkpoints.safety import check_checkpoint
+
+MAX_PROMPT_CHARS = 1000
+MAX_SEED = 2**32 - 1
+
+
+def common_specs(default_steps: int, default_guidance: float) -> dict[str, GenArgSpec]:
+    return {
+        "num_inference_steps": GenArgSpec("num_inference_steps", int, default_steps, 1, 150),
+        "guidance_scale": GenArgSpec("guidance_scale", float, default_guidance, 0.0, 30.0),
+        "seed": GenArgSpec("seed", int, None, 0, MAX_SEED),
+        "output_format": GenArgSpec("output_format", str, "png", choices=OUTPUT_FORMATS),
+    }
+
+
+def strength_spec(default: float | None) -> GenArgSpec:
+    return GenArgSpec("strength", float, default, 0.0, 1.0, exclusive_minimum=True)
+
+
+def size_spec(name: str) -> GenArgSpec:
+    return GenArgSpec(name, int, None, 64, 1024, multiple_of=8)
+
+
+def check_denoising_steps(args: dict[str, Any]) -> None:
+    """img2img-style pipelines run int(steps × strength) steps; zero steps crashes diffusers."""
+    steps, strength = args["num_inference_steps"], args["strength"]
+    if int(steps * strength) < 1:
+        raise InvalidInputError(
+            f"gen_args: num_inference_steps × strength = {steps} × {strength} = {steps * strength:g} "
+            f"runs no denoising step; the product must be >= 1"
+        )
+
+
+@dataclass
+class DiffusionItem(Item):
+    prompt: str = ""
+    negative_prompt: str | None = None
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_text(field_name: str, value: Any, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidInputError(f"input '{field_name}': missing")
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"input '{field_name}': not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    text = str(value).strip()
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"input '{field_name}': {len(text)} characters exceeds the limit of {MAX_PROMPT_CHARS}"
+        )
+    if not text:
+        if required:
+            raise InvalidInputError(f"input '{field_name}': empty; give a non-empty text prompt")
+        return None
+    return text
+
+
+class DiffusionRuntime(ModelRuntime):
+    output_names = ("generated_image",)
+    default_steps = 30
+    default_guidance = 7.5
+    max_image_pixels = 1024 * 1024
+    min_image_side = 64
+    image_multiple = 8  # VAE downsampling: diffusers floors image sides to this multiple
+
+    # -- load -----------------------------------------------------------------------------
+    def _load(self) -> None:
+        path = check_checkpoint(self.checkpoint_dir)
+        pipe = self.build_pipeline(str(path))
+        pipe.to(self.device.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.attention = configure_attention(pipe, self.device)
+        self.pipe = pipe
+
+    def build_pipeline(self, path: str):
+        raise NotImplementedError
+
+    def load_kwargs(self) -> dict[str, Any]:
+        # safetensors only; fp16 on GPU. Safety checker is an operator choice, off by default.
+        return dict(use_safetensors=True, dtype=self.device.dtype, safety_checker=None,
+                    feature_extractor=None, requires_safety_checker=False)
+
+    # -- check_inputs -----------------------------------------------------------------------
+    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
+        return common_specs(int(self.parameters.get("default_num_inference_steps", self.default_steps)),
+                            self.default_guidance)
+
+    def check_item(self, item: DiffusionItem) -> None:
+        """Model-specific cross-field checks; raise InvalidInputError."""
+
+    def read_image(self, name: str, raw: Any, mode: str = "RGB") -> Image.Image:
+        if not isinstance(raw, (bytes, bytearray)):
+            raw = str(raw).encode()
+        img = decode_image(name, bytes(raw), self.max_image_pixels, mode)
+        w, h = img.size
+        if min(w, h) < self.min_image_side:
+            raise InvalidInputError(
+                f"input '{name}': {w}x{h} is smaller than the minimum side of {self.min_image_side} pixels"
+            )
+        return img
+
+    def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
+        items = []
+        for row in range(self.rows(request)):
+            raw_image = self.cell(request, "image", row)
+            raw_mask = self.cell(request, "mask_image", row)
+            item = DiffusionItem(
+                request_index=request_index,
+                prompt=decode_text("prompt", self.cell(request, "prompt", row), required=True),
+                negative_prompt=decode_text("negative_prompt", self.cell(request, "negative_prompt", row), required=False),
+                image=self.read_image("image", raw_image) if raw_image is not None else None,
+                mask=self.read_image("mask_image", raw_mask, mode="L") if raw_mask is not None else None,
+            )
+            item.args = parse_gen_args(self.cell(request, "gen_args", row), self.gen_arg_specs(item.image is not None))
+            if item.args["seed"] is None:
+                item.args["seed"] = secrets.randbelow(MAX_SEED + 1)
+            self.check_item(item)
+            items.append(item)
+        return items
+
+    # -- batching ---------------------------------------------------------------------------
+    def work_size(self, img: Image.Image | None) -> tuple[int, int] | None:
+        if img is None:
+            return None
+        m = self.image_multiple
+        return (img.width // m * m, img.height // m * m)
+
+    def batch_key(self, item: Item) -> Hashable:
+        assert isinstance(item, DiffusionItem)
+        shared = tuple(sorted((k, v) for k, v in item.args.items() if k not in ("seed", "output_format")))
+        return (self.work_size(item.image), self.work_size(item.mask), shared)
+
+    # -- predict ----------------------------------------------------------------------------
+    def generators(self, items: list[DiffusionItem]) -> list[torch.Generator]:
+        # CPU generators: the same seed gives the same noise on CPU and GPU hosts.
+        return [torch.Generator("cpu").manual_seed(it.args["seed"]) for it in items]
+
+    def prompt_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
+        negatives = [it.negative_prompt for it in items]
+        return dict(
+            prompt=[it.prompt for it in items],
+            # An empty negative prompt is exactly what diffusers uses when none is given.
+            negative_prompt=None if all(n is None for n in negatives) else [n or "" for n in negatives],
+            num_inference_steps=items[0].args["num_inference_steps"],
+            guidance_scale=items[0].args["guidance_scale"],
+            generator=self.generators(items),
+            output_type="pil",
+        )
+
+    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def call_pipeline(self, items: list[DiffusionItem]):
+        return self.pipe(**self.pipeline_kwargs(items))
+
+    def predict(self, items: list[Item]) -> list[ItemOutput]:
+        with torch.inference_mode():
+            result = self.call_pipeline(items)  # type: ignore[arg-type]
+        return [ItemOutput(values={"image": img}) for img in result.images]
+
+    # -- postprocess ------------------------------------------------------------------------
+    def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
+        encoded = [encode_image(out.values["image"], it.args["output_format"])  # type: ignore[attr-defined]
+                   for it, out in zip(items, outputs)]
+        return {"generated_image": np.array(encoded, dtype=np.object_).reshape(-1, 1)}

@@ -1,0 +1,72 @@
+"""`resnet_classifier`: a transformers ResNet image classifier; every image of a call in one forward."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import torch
+from transformers import AutoImageProcessor, ResNetForImageClassification
+
+from serving.errors import InvalidInputError
+from serving.images import decode_image
+from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
+from serving.checkpoints.safety import check_checkpoint
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+@dataclass
+class ClassifierItem(Item):
+    image: Image.Image | None = None
+
+
+class ResNetClassifierRuntime(ModelRuntime):
+    name = "resnet_classifier"
+    required_inputs = ("image",)
+    output_names = ("probabilities", "label")
+    max_image_pixels = 4096 * 4096  # the processor resizes to 224; this only bounds decoding
+    min_image_side = 8
+
+    def _load(self) -> None:
+        path = str(check_checkpoint(self.checkpoint_dir))
+        self.processor = AutoImageProcessor.from_pretrained(path)
+        model = ResNetForImageClassification.from_pretrained(path, use_safetensors=True, dtype=self.device.dtype)
+        self.model = model.to(self.device.device).eval()
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
+        items = []
+        for row in range(self.rows(request)):
+            raw = self.cell(request, "image", row)
+            if not isinstance(raw, (bytes, bytearray)):
+                raw = str(raw).encode()
+            img = decode_image("image", bytes(raw), self.max_image_pixels)
+            if min(img.size) < self.min_image_side:
+                raise InvalidInputError(
+                    f"input 'image': {img.width}x{img.height} is smaller than the minimum side of "
+                    f"{self.min_image_side} pixels"
+                )
+            items.append(ClassifierItem(request_index=request_index, image=img))
+        return items
+
+    def batch_key(self, item: Item) -> Hashable:
+        return None  # the processor resizes every image to one shape: all share a forward
+
+    def preprocess(self, items: list[ClassifierItem]) -> torch.Tensor:
+        pixels = self.processor(images=[it.image for it in items], return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device.device, dtype=self.device.dtype)
+
+    def predict(self, items: list[Item]) -> list[ItemOutput]:
+        pixels = self.preprocess(items)  # type: ignore[arg-type]
+        with torch.inference_mode():
+            logits = self.model(pixel_values=pixels).logits.float()
+        probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32)
+        return [ItemOutput(values={"probabilities": p, "label": self.labels[int(p.argmax())]}) for p in probs]
+
+    def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
+        return {
+            "probabilities": np.stack([o.values["probabilities"] for o in outputs]).astype(np.float32),
+            "label": np.array([o.values["label"].encode() for o in outputs], dtype=np.object_).reshape(-1, 1),
+        }

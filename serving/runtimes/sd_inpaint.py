@@ -1,0 +1,41 @@
+"""`sd_inpaint`: Stable Diffusion inpainting (white mask pixels are repainted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import StableDiffusionInpaintPipeline
+
+from serving.errors import InvalidInputError
+from serving.gen_args import GenArgSpec
+from serving.runtimes.diffusion import DiffusionItem, DiffusionRuntime, check_denoising_steps, strength_spec
+
+
+class SDInpaintRuntime(DiffusionRuntime):
+    name = "sd_inpaint"
+    required_inputs = ("prompt", "image", "mask_image")
+    optional_inputs = ("negative_prompt", "gen_args")
+
+    def build_pipeline(self, path: str):
+        return StableDiffusionInpaintPipeline.from_pretrained(path, **self.load_kwargs())
+
+    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs(has_image)
+        specs["strength"] = strength_spec(1.0)
+        return specs
+
+    def check_item(self, item: DiffusionItem) -> None:
+        assert item.image is not None and item.mask is not None
+        if item.mask.size != item.image.size:
+            raise InvalidInputError(
+                f"input 'mask_image': size {item.mask.width}x{item.mask.height} differs from "
+                f"input 'image' size {item.image.width}x{item.image.height}; they must match"
+            )
+        check_denoising_steps(item.args)
+
+    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
+        # The inpainting pipeline does not infer its size from the image: pass it explicitly.
+        width, height = self.work_size(items[0].image)  # type: ignore[misc]
+        return dict(self.prompt_kwargs(items), image=[it.image for it in items],
+                    mask_image=[it.mask for it in items], strength=items[0].args["strength"],
+                    height=height, width=width)

@@ -1,0 +1,43 @@
+"""`sd_upscale`: the Stable Diffusion x4 upscaler; the output is four times the input size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import StableDiffusionUpscalePipeline
+
+from serving.gen_args import GenArgSpec
+from serving.runtimes.diffusion import DiffusionItem, DiffusionRuntime
+
+UPSCALE_FACTOR = 4
+
+
+class SDUpscaleRuntime(DiffusionRuntime):
+    name = "sd_upscale"
+    required_inputs = ("prompt", "image")
+    optional_inputs = ("negative_prompt", "gen_args")
+    default_guidance = 9.0
+    # The output has 16x the pixels: bound the input so the output stays at most 2048x2048.
+    max_image_pixels = 512 * 512
+    min_image_side = 16
+    image_multiple = 4  # the x4 upscaler's VAE downsamples by 4
+
+    def build_pipeline(self, path: str):
+        kwargs = self.load_kwargs()
+        for unused in ("feature_extractor", "requires_safety_checker"):
+            kwargs.pop(unused)
+        return StableDiffusionUpscalePipeline.from_pretrained(path, **kwargs)
+
+    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs(has_image)
+        max_noise = int(self.parameters.get("max_noise_level", 350))
+        specs["noise_level"] = GenArgSpec("noise_level", int, 20, 0, max_noise)
+        return specs
+
+    def _load(self) -> None:
+        super()._load()
+        self.parameters["max_noise_level"] = str(self.pipe.config.max_noise_level)
+
+    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
+        return dict(self.prompt_kwargs(items), image=[it.image for it in items],
+                    noise_level=items[0].args["noise_level"])

@@ -1,0 +1,259 @@
+"""Run the bundled `tritonserver` (from the nvidia-pytriton wheel) on `model_repository/`.
+
+`python -m serving.server start` starts it in the background, waits until every model is
+ready and prints where to look; `stop` stops it; `run` runs it in the foreground. Tests use
+`TritonProcess` directly with free ports. On GPU hosts the same repository runs in NVIDIA's
+Triton container instead (deploy/docker/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving import MODEL_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / "var" / "run"
+
+
+def pytriton_dir() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("nvidia-pytriton is not installed: run `make setup`")
+    return Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+
+
+def backend_dir(build_dir: Path = ROOT / "build" / "triton") -> Path:
+    """A backends/ directory whose python backend has the stub for this interpreter's version.
+
+    The wheel ships stubs for Python 3.8-3.13 beside the backend; the backend runs the stub
+    found next to libtriton_python.so, so we assemble that directory once.
+    """
+    src = pytriton_dir()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = src / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise RuntimeError(f"no Triton Python backend stub for Python {version} in {stub.parent.parent}")
+    target = build_dir / "backends" / "python"
+    target.mkdir(parents=True, exist_ok=True)
+    for source, dst in ((src / "backends" / "python" / "libtriton_python.so", target / "libtriton_python.so"),
+                        (src / "backends" / "python" / "triton_python_backend_utils.py",
+                         target / "triton_python_backend_utils.py"),
+                        (stub, target / "triton_python_backend_stub")):
+        if not dst.exists() or dst.read_bytes() != source.read_bytes():
+            shutil.copy2(source, dst)
+    return build_dir / "backends"
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the Python stub needs: this venv's packages and the repo on sys.path."""
+    env = dict(os.environ)
+    prefix = Path(sys.prefix)
+    env["VIRTUAL_ENV"] = str(prefix)
+    env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    site = sysconfig.get_paths()["purelib"]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), site, env.get("PYTHONPATH", "")) if p)
+    # The stub must load the libpython of *this* interpreter (a system libpython of another
+    # patch release breaks C extensions such as _ssl), and the wheel's bundled libraries, which
+    # its relative RPATH no longer finds from our copy of the stub.
+    libpython_dir = sysconfig.get_config_var("LIBDIR") or ""
+    libs = pytriton_dir().parent.parent / "nvidia_pytriton.libs"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (libpython_dir, str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    # Two CPU threads per model process keeps five models from oversubscribing small hosts.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, min(4, os.cpu_count() or 1))))
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class TritonProcess:
+    repo: Path = ROOT / "model_repository"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    log_path: Path = ROOT / "var" / "log" / "tritonserver.log"
+    models: tuple[str, ...] = MODEL_NAMES
+    explicit: bool = False  # explicit model control: load/unload through the repository API
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(pytriton_dir() / "bin" / "tritonserver"),
+            f"--model-repository={self.repo}",
+            f"--backend-directory={backend_dir()}",
+            f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}", "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1", "--log-verbose=0",
+        ]
+        if self.explicit:
+            cmd.append("--model-control-mode=explicit")
+        elif set(self.models) != set(MODEL_NAMES):
+            cmd.append("--model-control-mode=explicit")
+            cmd += [f"--load-model={m}" for m in self.models]
+        return cmd + list(self.extra_args)
+
+    def start(self, wait_s: float = 300.0) -> "TritonProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                     env=server_env(self.extra_env), cwd=ROOT, start_new_session=True)
+        log.close()
+        self.wait_ready(wait_s)
+        return self
+
+    def _get(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    def wait_ready(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        pending = [] if self.explicit else list(self.models)
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {self.proc.returncode}; see {self.log_path}:\n"
+                                   + self.log_tail())
+            if self._get("/v2/health/live") == 200:
+                pending = [m for m in pending if self._get(f"/v2/models/{m}/ready") != 200]
+                if not pending:
+                    return
+                failed = self.failed_models()
+                if failed:
+                    raise RuntimeError(f"models failed to load: {failed}; see {self.log_path}:\n" + self.log_tail())
+            time.sleep(0.2)  # polling a process we started; not test synchronisation
+        raise TimeoutError(f"models not ready after {wait_s}s: {pending}; see {self.log_path}:\n" + self.log_tail())
+
+    def failed_models(self) -> dict[str, str]:
+        """Models the repository index reports UNAVAILABLE, with Triton's reason."""
+        import json
+
+        req = urllib.request.Request(f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                index = json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
+        return {m["name"]: m.get("reason", "") for m in index
+                if m.get("state") == "UNAVAILABLE" and m["name"] in self.models}
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # graceful: finishes in-flight requests
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _pid_file() -> Path:
+    return STATE_DIR / "tritonserver.pid"
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    pid_file = _pid_file()
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, 0)
+            print(f"tritonserver already running (pid {pid}); `make stop` first")
+            return 1
+        except ProcessLookupError:
+            pid_file.unlink()
+    server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
+                           metrics_port=args.metrics_port)
+    print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
+    try:
+        server.start(wait_s=args.wait)
+    except (RuntimeError, TimeoutError) as exc:
+        server.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(server.proc.pid))
+    print(f"all {len(server.models)} models ready: {', '.join(server.models)}")
+    print(f"  HTTP    http://127.0.0.1:{args.http_port}/v2/models/<model>/infer")
+    print(f"  gRPC    127.0.0.1:{args.grpc_port}")
+    print(f"  metrics http://127.0.0.1:{args.metrics_port}/metrics")
+    print(f"  try:    .venv/bin/python -m serving.client resnet_classifier --image <file.png>")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    pid_file = _pid_file()
+    if not pid_file.exists():
+        print("tritonserver is not running (no pid file)")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(600):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+    print(f"stopped tritonserver (pid {pid})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
+                           metrics_port=args.metrics_port)
+    os.execve(server.command()[0], server.command(), server_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__)
+    parser.add_argument("action", choices=["start", "stop", "run"])
+    parser.add_argument("--repo", default=str(ROOT / "model_repository"))
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for all models")
+    args = parser.parse_args(argv)
+    return {"start": cmd_start, "stop": cmd_stop, "run": cmd_run}[args.action](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

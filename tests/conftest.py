@@ -1,0 +1,83 @@
+"""Fixtures shared by every test package: images, tiny checkpoints, a real tritonserver."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from serving import MODEL_NAMES  # noqa: E402
+
+
+def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def photo(size: int = 64, seed: int = 0) -> Image.Image:
+    """A textured RGB image (noise + gradient), so pipelines and stats see real variation."""
+    rng = np.random.default_rng(seed)
+    grad = np.linspace(0, 255, size)[None, :, None] * np.ones((size, 1, 3))
+    pixels = np.clip(0.6 * grad + rng.normal(60, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def png(size: int = 64, seed: int = 0) -> bytes:
+    return encode(photo(size, seed))
+
+
+def mask_png(size: int = 64) -> bytes:
+    m = np.zeros((size, size), dtype=np.uint8)
+    m[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
+    return encode(Image.fromarray(m, mode="L"))
+
+
+def tensor(*values) -> np.ndarray:
+    return np.array(list(values), dtype=np.object_).reshape(-1, 1)
+
+
+def gen_args(**kw) -> bytes:
+    base = {"num_inference_steps": 2, "seed": 7}
+    base.update(kw)
+    return json.dumps(base).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model_repo() -> Path:
+    """The shipped model repository, with tiny checkpoints built if `make weights` has not run."""
+    repo = ROOT / "model_repository"
+    missing = [m for m in MODEL_NAMES if not (repo / m / "1" / "checkpoint" / "model_index.json").exists()
+               and not (repo / m / "1" / "checkpoint" / "config.json").exists()]
+    if missing:
+        from serving.checkpoints.__main__ import main
+
+        main(["tiny", "--repo", str(repo), "--models", *missing])
+    return repo
+
+
+@pytest.fixture(scope="session")
+def checkpoint(model_repo):
+    def path(model: str) -> str:
+        return str(model_repo / model / "1" / "checkpoint")
+    return path
