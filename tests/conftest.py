@@ -81,3 +81,25 @@ def checkpoint(model_repo):
     def path(model: str) -> str:
         return str(model_repo / model / "1" / "checkpoint")
     return path
+
+
+@pytest.fixture(scope="session")
+def spool_dir(tmp_path_factory) -> Path:
+    """Where the session's tritonserver hands monitoring records (see tests/monitoring)."""
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repo, spool_dir, tmp_path_factory):
+    """One real tritonserver for the whole session, all five models, on free loopback ports."""
+    from serving.server import TritonProcess
+
+    server = TritonProcess(
+        repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        log_path=tmp_path_factory.mktemp("triton-log") / "tritonserver.log",
+        extra_env={"CAPTURE_SPOOL_DIR": str(spool_dir), "OMP_NUM_THREADS": "1"},
+    )
+    server.start(wait_s=600)
+    yield server
+    code = server.stop()
+    assert code == 0, f"tritonserver exited with {code}:\n{server.log_tail()}"
