@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,32 +67,63 @@ class TritonModel:
         self.input_names = [i["name"] for i in config["input"]]
         self.runtime = runtime_class(self.model_name)(checkpoint, device, max_pipeline_batch=max_batch, parameters=params)
         self.runtime.load()
+        self.capture = self.build_capture(args["model_version"])
         log.info("%s ready on %s (%s), attention=%s", self.model_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
+    def build_capture(self, model_version: str):
+        """Monitoring capture, on when CAPTURE_SPOOL_DIR is set (see docs/monitoring.md)."""
+        from serving.capture_hook import CaptureHook
+
+        try:
+            from monitoring.capture import Capturer
+
+            capturer = Capturer.from_env(self.model_name, model_version)
+        except ImportError:  # serving can ship without monitoring
+            from types import SimpleNamespace
+
+            capturer = SimpleNamespace(enabled=False, close=lambda timeout=None: True)
+        return CaptureHook(self.runtime, model_version, capturer)
+
     def execute(self, requests: list) -> list:
+        import numpy as np
+
+        from serving.capture_hook import new_request_id
         from serving.runtimes.base import RawRequest
 
+        arrival_ms = int(time.time() * 1000)
         pb = self.pb_utils
-        raw = []
+        raw, ids = [], []
         for request in requests:
             tensors = {}
             for name in self.input_names:
                 tensor = pb.get_input_tensor_by_name(request, name)
                 if tensor is not None:
                     tensors[name] = tensor.as_numpy()
-            raw.append(RawRequest(tensors, request.request_id()))
+            # The caller's request id if it set one, else ours; returned as `request_id` so
+            # ground truth can be joined to captured records later.
+            ids.append(request.request_id() or new_request_id())
+            raw.append(RawRequest(tensors, ids[-1]))
+        results = self.runtime.handle(raw)
         responses = []
-        for result in self.runtime.handle(raw):
+        for rid, result in zip(ids, results):
             if result.error is not None:
                 err = pb.TritonError(str(result.error), error_code(pb, result.error))
                 responses.append(pb.InferenceResponse(output_tensors=[], error=err))
             else:
+                rows = len(result.items)
+                id_tensor = np.array([rid.encode() if rows == 1 else f"{rid}:{i}".encode() for i in range(rows)],
+                                     dtype=np.object_).reshape(-1, 1)
                 tensors = [pb.Tensor(name, value) for name, value in result.outputs.items()]
+                tensors.append(pb.Tensor("request_id", id_tensor))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
+        self.capture.observe(ids, results, arrival_ms)
         return responses
 
     def finalize(self) -> None:
+        """Graceful stop: every record already observed reaches the spool before we exit."""
+        if getattr(self, "capture", None) is not None:
+            self.capture.close()
         self.runtime = None
 
 

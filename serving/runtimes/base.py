@@ -57,6 +57,7 @@ class RequestResult:
     items: list[Item] = field(default_factory=list)
     item_outputs: list[ItemOutput] = field(default_factory=list)
     compute_ms: float = 0.0
+    wait_ms: float = 0.0  # inside execute(): time until this request's pipeline call started
     batch_size: int = 0
 
 
@@ -85,6 +86,8 @@ class ModelRuntime(ABC):
         self.max_pipeline_batch = max_pipeline_batch
         self.parameters = dict(parameters or {})
         self.ready = False
+        # Set by the monitoring hook: predict() then also returns embeddings from forward hooks.
+        self.capture_embeddings = False
         self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
 
     # -- the four steps -----------------------------------------------------------------
@@ -152,6 +155,7 @@ class ModelRuntime(ABC):
 
     # -- the entry point ----------------------------------------------------------------
     def handle(self, requests: list[RawRequest]) -> list[RequestResult]:
+        self._handle_start = time.perf_counter()
         results = [RequestResult() for _ in requests]
         items: list[Item] = []
         for i, request in enumerate(requests):
@@ -207,4 +211,5 @@ class ModelRuntime(ABC):
         for (k, it), out in zip(live, produced):
             outputs[k] = out
             results[it.request_index].compute_ms = elapsed_ms
+            results[it.request_index].wait_ms = (start - self._handle_start) * 1000.0
             results[it.request_index].batch_size = len(live)

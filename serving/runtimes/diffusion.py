@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from serving.device import configure_attention
+from serving.embeddings import Tap, identity, mean_over_tokens, spatial_mean
 from serving.errors import InvalidInputError
 from serving.gen_args import GenArgSpec, parse_gen_args
 from serving.images import OUTPUT_FORMATS, decode_image, encode_image
@@ -100,6 +101,25 @@ class DiffusionRuntime(ModelRuntime):
         pipe.set_progress_bar_config(disable=True)
         self.attention = configure_attention(pipe, self.device)
         self.pipe = pipe
+        # The conditioning SD 2.x reads (its converted OpenCLIP encoder already ends at the
+        # penultimate layer). transformers 5 dropped the `text_model` wrapper.
+        prefix = "text_model." if hasattr(pipe.text_encoder, "text_model") else ""
+        self.text_tap = Tap(pipe.text_encoder, prefix + "final_layer_norm", identity,
+                            "text_encoder.final_layer_norm:mean_real_tokens")
+        self.image_tap = self.build_image_tap(pipe)
+
+    def build_image_tap(self, pipe) -> Tap:
+        """The input-image embedding: the VAE encoder's mid block, which every img2img-style
+        pipeline runs on the input image."""
+        return Tap(pipe.vae, "encoder.mid_block", spatial_mean, "vae.encoder.mid_block:spatial_mean")
+
+    def image_embedding(self, n: int) -> np.ndarray | None:
+        return self.image_tap.first_rows(n)
+
+    def token_counts(self, prompts: list[str]) -> list[int]:
+        tok = self.pipe.tokenizer
+        ids = tok(prompts, truncation=True, max_length=tok.model_max_length)["input_ids"]
+        return [len(x) for x in ids]
 
     def build_pipeline(self, path: str):
         raise NotImplementedError
@@ -183,9 +203,21 @@ class DiffusionRuntime(ModelRuntime):
         return self.pipe(**self.pipeline_kwargs(items))
 
     def predict(self, items: list[Item]) -> list[ItemOutput]:
-        with torch.inference_mode():
+        if not self.capture_embeddings:
+            with torch.inference_mode():
+                result = self.call_pipeline(items)  # type: ignore[arg-type]
+            return [ItemOutput(values={"image": img}) for img in result.images]
+        n = len(items)
+        with torch.inference_mode(), self.text_tap.armed_for_call(), self.image_tap.armed_for_call():
             result = self.call_pipeline(items)  # type: ignore[arg-type]
-        return [ItemOutput(values={"image": img}) for img in result.images]
+        hidden = self.text_tap.first_rows(n)
+        tokens = self.token_counts([it.prompt for it in items])
+        text = mean_over_tokens(hidden, tokens) if hidden is not None else None
+        image = self.image_embedding(n)
+        return [ItemOutput(values={"image": img, "prompt_tokens": tokens[i]},
+                           embedding=None if image is None else image[i],
+                           text_embedding=None if text is None else text[i])
+                for i, img in enumerate(result.images)]
 
     # -- postprocess ------------------------------------------------------------------------
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import AutoImageProcessor, ResNetForImageClassification
 
 from serving.errors import InvalidInputError
 from serving.images import decode_image
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
-from dataclasses import dataclass
-
-from PIL import Image
+from serving.embeddings import Tap, spatial_mean
 
 
 @dataclass
@@ -35,6 +35,8 @@ class ResNetClassifierRuntime(ModelRuntime):
         model = ResNetForImageClassification.from_pretrained(path, use_safetensors=True, dtype=self.device.dtype)
         self.model = model.to(self.device.device).eval()
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        # The pooled features the classification head reads: the penultimate-layer embedding.
+        self.tap = Tap(self.model, "resnet.pooler", spatial_mean, "resnet.pooler:flatten")
 
     def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
         items = []
@@ -61,9 +63,17 @@ class ResNetClassifierRuntime(ModelRuntime):
     def predict(self, items: list[Item]) -> list[ItemOutput]:
         pixels = self.preprocess(items)  # type: ignore[arg-type]
         with torch.inference_mode():
-            logits = self.model(pixel_values=pixels).logits.float()
+            if self.capture_embeddings:
+                with self.tap.armed_for_call():
+                    logits = self.model(pixel_values=pixels).logits.float()
+                embeddings = self.tap.first_rows(len(items))
+            else:
+                logits = self.model(pixel_values=pixels).logits.float()
+                embeddings = None
         probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32)
-        return [ItemOutput(values={"probabilities": p, "label": self.labels[int(p.argmax())]}) for p in probs]
+        return [ItemOutput(values={"probabilities": p, "label": self.labels[int(p.argmax())]},
+                           embedding=None if embeddings is None else embeddings[i])
+                for i, p in enumerate(probs)]
 
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
         return {

@@ -6,6 +6,7 @@ from typing import Any
 
 from diffusers import StableDiffusionUpscalePipeline
 
+from serving.embeddings import Tap, spatial_mean
 from serving.gen_args import GenArgSpec
 from serving.runtimes.diffusion import DiffusionItem, DiffusionRuntime
 
@@ -37,6 +38,14 @@ class SDUpscaleRuntime(DiffusionRuntime):
     def _load(self) -> None:
         super()._load()
         self.parameters["max_noise_level"] = str(self.pipe.config.max_noise_level)
+
+    def build_image_tap(self, pipe):
+        # The upscaler runs no image encoder: its UNet reads the low-resolution image directly,
+        # so we take the UNet's mid block at the last (least noisy) step, conditional half.
+        return Tap(pipe.unet, "mid_block", spatial_mean, "unet.mid_block:spatial_mean:last_step")
+
+    def image_embedding(self, n: int):
+        return self.image_tap.last_call_rows(n)
 
     def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
         return dict(self.prompt_kwargs(items), image=[it.image for it in items],
