@@ -6,7 +6,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
-CKPTS  := $(foreach m,$(MODELS),$(REPO)/$(m)/1/checkpoint/.done)
 PYTEST_ARGS ?=
 
 .PHONY: setup venv weights serve stop test client-demo serve-docker clean help
@@ -33,11 +32,9 @@ $(STAMP): env/requirements.lock pyproject.toml
 	$(PY) -c "from serving.server import backend_dir; print('triton python backend:', backend_dir())"
 	touch $(STAMP)
 
-weights: $(CKPTS)
-
-$(REPO)/%/1/checkpoint/.done: | $(STAMP)
-	$(PY) -m serving.checkpoints tiny --repo $(REPO) --models $* --force
-	touch $@
+# Builds the tiny checkpoints that are missing (one process: imports cost more than building).
+weights: $(STAMP)
+	$(PY) -m serving.checkpoints tiny --repo $(REPO)
 
 weights-real: $(STAMP)
 	$(PY) -m serving.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,)

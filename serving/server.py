@@ -185,55 +185,94 @@ class TritonProcess:
         return self.proc.returncode
 
 
-def _pid_file() -> Path:
-    return STATE_DIR / "tritonserver.pid"
+def _pid_file(name: str = "tritonserver") -> Path:
+    return STATE_DIR / f"{name}.pid"
+
+
+def _running(name: str) -> int | None:
+    pid_file = _pid_file(name)
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+        return pid
+    except ProcessLookupError:
+        pid_file.unlink()
+        return None
+
+
+def start_sidecar(spool: Path, store: Path, metrics_port: int) -> subprocess.Popen:
+    """The monitoring sidecar: spool segments -> Parquet store, Prometheus on its own port."""
+    log_path = ROOT / "var" / "log" / "sidecar.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
+             "--metrics-port", str(metrics_port)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    pid_file = _pid_file()
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-            print(f"tritonserver already running (pid {pid}); `make stop` first")
-            return 1
-        except ProcessLookupError:
-            pid_file.unlink()
+    pid = _running("tritonserver")
+    if pid is not None:
+        print(f"tritonserver already running (pid {pid}); `make stop` first")
+        return 1
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    extra_env = {}
+    if not args.no_capture:
+        spool, store = Path(args.spool).resolve(), Path(args.store).resolve()
+        spool.mkdir(parents=True, exist_ok=True)
+        if _running("sidecar") is None:
+            sidecar = start_sidecar(spool, store, args.sidecar_metrics_port)
+            _pid_file("sidecar").write_text(str(sidecar.pid))
+        extra_env["CAPTURE_SPOOL_DIR"] = str(spool)
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
-                           metrics_port=args.metrics_port)
+                           metrics_port=args.metrics_port, extra_env=extra_env)
     print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
     try:
         server.start(wait_s=args.wait)
     except (RuntimeError, TimeoutError) as exc:
         server.stop()
+        _stop_pid("sidecar")
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(str(server.proc.pid))
+    _pid_file().write_text(str(server.proc.pid))
     print(f"all {len(server.models)} models ready: {', '.join(server.models)}")
-    print(f"  HTTP    http://127.0.0.1:{args.http_port}/v2/models/<model>/infer")
-    print(f"  gRPC    127.0.0.1:{args.grpc_port}")
-    print(f"  metrics http://127.0.0.1:{args.metrics_port}/metrics")
-    print(f"  try:    .venv/bin/python -m serving.client resnet_classifier --image <file.png>")
+    print(f"  HTTP     http://127.0.0.1:{args.http_port}/v2/models/<model>/infer")
+    print(f"  gRPC     127.0.0.1:{args.grpc_port}")
+    print(f"  metrics  http://127.0.0.1:{args.metrics_port}/metrics (Triton)")
+    if not args.no_capture:
+        print(f"  capture  spool {args.spool} -> store {args.store}; sidecar metrics "
+              f"http://127.0.0.1:{args.sidecar_metrics_port}/metrics")
+        print(f"  records  .venv/bin/python -m monitoring records --model resnet_classifier --store {args.store}")
+    print("  try:     .venv/bin/python -m serving.client resnet_classifier --image <file.png>   (or: make client-demo)")
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    pid_file = _pid_file()
-    if not pid_file.exists():
-        print("tritonserver is not running (no pid file)")
-        return 0
-    pid = int(pid_file.read_text())
+def _stop_pid(name: str, timeout_s: float = 120.0) -> int | None:
+    pid = _running(name)
+    if pid is None:
+        return None
     try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(600):
+        os.kill(pid, signal.SIGTERM)  # both drain gracefully: no captured record is lost
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             os.kill(pid, 0)
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    pid_file.unlink(missing_ok=True)
-    print(f"stopped tritonserver (pid {pid})")
+    _pid_file(name).unlink(missing_ok=True)
+    return pid
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    # Triton first: its models flush their capture queues to the spool on unload; then the
+    # sidecar, which drains the spool into the store before exiting.
+    for name in ("tritonserver", "sidecar"):
+        pid = _stop_pid(name)
+        print(f"stopped {name} (pid {pid})" if pid else f"{name} was not running")
     return 0
 
 
@@ -251,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for all models")
+    parser.add_argument("--no-capture", action="store_true", help="serve without monitoring capture and sidecar")
+    parser.add_argument("--spool", default=str(ROOT / "var" / "spool"))
+    parser.add_argument("--store", default=str(ROOT / "var" / "store"))
+    parser.add_argument("--sidecar-metrics-port", type=int, default=8090)
     args = parser.parse_args(argv)
     return {"start": cmd_start, "stop": cmd_stop, "run": cmd_run}[args.action](args)
 
