@@ -36,8 +36,8 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
 
 
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
-          protocol: str = "http", timeout_s: float = 600.0) -> dict[str, np.ndarray]:
-    """One inference through tritonclient; returns output name -> numpy array."""
+          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "") -> dict[str, np.ndarray]:
+    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`)."""
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
@@ -49,7 +49,12 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
         t.set_data_from_numpy(arr)
         tensors.append(t)
     outputs = ["probabilities", "label"] if model == "resnet_classifier" else ["generated_image"]
-    result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs])
+    outputs.append("request_id")
+    try:
+        result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
+                              request_id=request_id)
+    finally:
+        client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}
 
 

@@ -45,6 +45,46 @@ def config_parameters(model_config: dict) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
 
 
+class CaptureMetrics:
+    """Capture counters of this model process on Triton's own /metrics (:8002), as custom
+    metrics: drops are visible even when no segment ever reaches the sidecar."""
+
+    NAMES = {
+        "dropped": ("capture_records_dropped_total", "Capture records dropped in the model process (queue full, spool unwritable)"),
+        "submitted": ("capture_records_submitted_total", "Capture records handed to the capture queue"),
+        "written": ("capture_records_spooled_total", "Capture records written to spool segments"),
+    }
+
+    def __init__(self, pb_utils: Any, model: str, version: str, capture: Any):
+        self.capture = capture
+        self.metrics: dict[str, Any] = {}
+        self.families: list[Any] = []  # Triton deletes a family's metrics with it: keep both alive
+        self.last: dict[str, int] = {}
+        if not capture.enabled or not hasattr(pb_utils, "MetricFamily"):
+            return
+        for key, (name, text) in self.NAMES.items():
+            family = pb_utils.MetricFamily(name=name, description=text, kind=pb_utils.MetricFamily.COUNTER)
+            self.families.append(family)
+            self.metrics[key] = family.Metric(labels={"model": model, "version": str(version)})
+            self.last[key] = 0
+
+    def counts(self) -> dict[str, int]:
+        c = self.capture.capturer.counters()
+        return {"dropped": c.get("dropped", 0) + self.capture.dropped, "submitted": c.get("submitted", 0),
+                "written": c.get("written", 0)}
+
+    def update(self) -> None:
+        if not self.metrics:
+            return
+        try:
+            for key, value in self.counts().items():
+                if value > self.last[key]:
+                    self.metrics[key].increment(value - self.last[key])
+                    self.last[key] = value
+        except Exception:  # monitoring must never fail a request
+            log.exception("updating capture metrics failed")
+
+
 class TritonModel:
     """A TritonPythonModel for one of the runtimes in `serving.runtimes`."""
 
@@ -68,6 +108,7 @@ class TritonModel:
         self.runtime = runtime_class(self.model_name)(checkpoint, device, max_pipeline_batch=max_batch, parameters=params)
         self.runtime.load()
         self.capture = self.build_capture(args["model_version"])
+        self.capture_metrics = CaptureMetrics(pb_utils, self.model_name, args["model_version"], self.capture)
         log.info("%s ready on %s (%s), attention=%s", self.model_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
@@ -118,12 +159,15 @@ class TritonModel:
                 tensors.append(pb.Tensor("request_id", id_tensor))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
         self.capture.observe(ids, results, arrival_ms)
+        self.capture_metrics.update()
         return responses
 
     def finalize(self) -> None:
         """Graceful stop: every record already observed reaches the spool before we exit."""
         if getattr(self, "capture", None) is not None:
-            self.capture.close()
+            # Well inside Triton's 30 s exit timeout, so an unwritable spool cannot turn a
+            # graceful stop into a forced one for the other models.
+            self.capture.close(timeout=10.0)
         self.runtime = None
 
 

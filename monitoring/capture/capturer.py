@@ -1,0 +1,417 @@
+"""In-model capture: hand records to a bounded queue, write spool segments off the request path.
+
+Usage inside a model (Triton Python backend ``initialize`` / ``execute`` / ``finalize``)::
+
+    self.capture = Capturer.from_env(args["model_name"], args["model_version"])
+    ...
+    self.capture.submit({"request_id": rid, "ts_ms": t0_ms, "outcome": "ok", ...})
+    ...
+    self.capture.close(timeout=30)       # in finalize(): flushes everything
+
+``submit`` never blocks and never does I/O: it samples, then ``put_nowait``s into a bounded
+queue; when the queue is full the record is dropped and counted. One daemon thread per
+Capturer batches records into segment files (see :mod:`.segments`) and renames them into
+``<spool>/<model>/``, where the sidecar picks them up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+import weakref
+from typing import Any
+
+from .fields import SCHEMA_VERSION, check_model_name
+from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_record, write_file_atomic
+
+log = logging.getLogger("monitoring.capture")
+
+DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_FLUSH_INTERVAL_S = 0.5
+_STOP = object()
+
+
+def _env_model_key(model_name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in model_name).upper()
+
+
+def _parse_rate(value: str | float, what: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: sample rate must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{what}: sample rate must be in [0, 1], got {rate}")
+    return rate
+
+
+def sampled_by_id(request_id: str, rate: float) -> bool:
+    """Deterministic sampling: the same request id is always in or out for a given rate."""
+    h = hashlib.blake2b(request_id.encode("utf-8", "replace"), digest_size=8).digest()
+    return int.from_bytes(h, "big") < rate * 18446744073709551616.0  # 2**64
+
+
+class NullCapturer:
+    """Capture disabled: same API as :class:`Capturer`, does nothing, costs nothing."""
+
+    enabled = False
+
+    def __init__(self, model_name: str = "", model_version: str = "") -> None:
+        self.model_name, self.model_version = model_name, model_version
+        self.sample_rate = 0.0
+        self.submitted = self.sampled_out = self.dropped = self.written = 0
+        self.write_errors = self.unknown_fields = self.lost_on_close = self.segments_written = 0
+        self.last_error: str | None = None
+
+    def submit(self, record: dict[str, Any]) -> bool:
+        return False
+
+    def should_sample(self, request_id: str | None = None) -> bool:
+        return False
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        return True
+
+    def queue_depth(self) -> int:
+        return 0
+
+    def counters(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in _COUNTERS}
+
+
+_COUNTERS = ("submitted", "sampled_out", "dropped", "written", "segments_written", "write_errors", "unknown_fields", "lost_on_close")
+
+
+class Capturer:
+    """Non-blocking request capture for one model in one process.
+
+    Args:
+        spool_dir: root spool directory shared with the sidecar; segments go to ``<spool_dir>/<model_name>/``.
+        model_name, model_version: filled into records that lack ``model`` / ``model_version``.
+        sample_rate: fraction of requests kept, 0..1 (SageMaker's InitialSamplingPercentage / 100).
+        queue_size: bound of the in-memory queue; a full queue drops (and counts) records.
+        batch_size: max records per segment.
+        flush_interval_s: max time a record waits in the writer before its segment is written.
+        deterministic: sample by a hash of ``request_id`` (True) or at random (False).
+        min_free_bytes: refuse to write segments while the spool filesystem has less free
+            space than this (counted as a write error and retried), like Data Capture stopping
+            at high disk usage. 0 disables the check.
+        retry_max_s: ceiling of the exponential backoff between failed segment writes.
+
+    Counters (plain int attributes, read them any time): ``submitted`` (submit calls),
+    ``sampled_out``, ``dropped`` (queue full or capturer closed), ``written`` (records in
+    segments on disk), ``segments_written``, ``write_errors`` (failed segment writes; each is
+    retried), ``unknown_fields`` (keys outside the contract, dropped from the record),
+    ``lost_on_close`` (records still unwritten when ``close`` timed out). ``last_error`` holds
+    the text of the latest write error.
+    """
+
+    enabled = True
+
+    def __init__(
+        self,
+        spool_dir: str | os.PathLike[str],
+        model_name: str,
+        model_version: str = "1",
+        *,
+        sample_rate: float = 1.0,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        deterministic: bool = True,
+        min_free_bytes: int = 0,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self.model_name = check_model_name(model_name)
+        self.model_version = str(model_version)
+        self.sample_rate = _parse_rate(sample_rate, model_name)
+        if queue_size < 1 or batch_size < 1 or flush_interval_s <= 0:
+            raise ValueError("queue_size and batch_size must be >= 1 and flush_interval_s > 0")
+        self.spool_dir = os.fspath(spool_dir)
+        self.dir = os.path.join(self.spool_dir, model_name)
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+        except OSError as e:  # the writer retries (and counts) it; loading the model must not fail
+            log.warning("capture %s: cannot create spool dir %s yet: %s", model_name, self.dir, e)
+        self.batch_size = int(batch_size)
+        self.flush_interval_s = float(flush_interval_s)
+        self.deterministic = deterministic
+        self.min_free_bytes = int(min_free_bytes)
+        self.retry_max_s = float(retry_max_s)
+
+        self.submitted = self.sampled_out = self.dropped = self.written = 0
+        self.segments_written = self.write_errors = self.unknown_fields = self.lost_on_close = 0
+        self.last_error: str | None = None
+        self._unknown_names: set[str] = set()
+
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=int(queue_size))
+        self._lock = threading.Lock()  # counters touched from request threads
+        self._closed = False
+        self._close_deadline = float("inf")
+        self._flush_requests: list[threading.Event] = []
+        self._pid = os.getpid()
+        self._token = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name=f"capture-{model_name}", daemon=True)
+        self._thread.start()
+        ref = weakref.ref(self)
+        atexit.register(lambda: (c := ref()) is not None and c.close(timeout=5.0))
+
+    # -- construction from the environment -------------------------------------------------
+    @classmethod
+    def from_env(cls, model_name: str, model_version: str = "1", environ: dict[str, str] | None = None, **kwargs: Any) -> "Capturer | NullCapturer":
+        """Build from ``CAPTURE_*`` environment variables; a :class:`NullCapturer` if disabled.
+
+        ``CAPTURE_SPOOL_DIR`` (unset or empty: capture disabled), ``CAPTURE_SAMPLE_RATE``
+        (default 1.0), ``CAPTURE_SAMPLE_RATE_<MODEL>`` (model name upper-cased, non
+        alphanumerics as ``_``; overrides the global rate), ``CAPTURE_QUEUE_SIZE`` (default
+        10000), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``.
+        A rate of 0 also yields a NullCapturer. Bad values raise ValueError here, at model
+        load, never on the request path.
+        """
+        env = os.environ if environ is None else environ
+        spool = env.get("CAPTURE_SPOOL_DIR", "").strip()
+        if not spool:
+            return NullCapturer(model_name, model_version)
+        key = "CAPTURE_SAMPLE_RATE_" + _env_model_key(model_name)
+        raw_rate = env.get(key) or env.get("CAPTURE_SAMPLE_RATE") or "1.0"
+        rate = _parse_rate(raw_rate, key if env.get(key) else "CAPTURE_SAMPLE_RATE")
+        if rate == 0.0:
+            return NullCapturer(model_name, model_version)
+        opts: dict[str, Any] = {"sample_rate": rate}
+        for var, name, conv in (
+            ("CAPTURE_QUEUE_SIZE", "queue_size", int),
+            ("CAPTURE_BATCH_SIZE", "batch_size", int),
+            ("CAPTURE_FLUSH_INTERVAL_S", "flush_interval_s", float),
+            ("CAPTURE_MIN_FREE_MB", "min_free_bytes", lambda s: int(float(s) * 1024 * 1024)),
+        ):
+            if env.get(var, "").strip():
+                try:
+                    opts[name] = conv(env[var])
+                except ValueError:
+                    raise ValueError(f"{var}: not a number: {env[var]!r}") from None
+        opts.update(kwargs)
+        return cls(spool, model_name, model_version, **opts)
+
+    # -- request path ----------------------------------------------------------------------
+    def should_sample(self, request_id: str | None = None) -> bool:
+        """Whether a request would be kept; lets a model skip computing features it won't send."""
+        rate = self.sample_rate
+        if rate >= 1.0:
+            return True
+        if rate <= 0.0:
+            return False
+        if self.deterministic and request_id:
+            return sampled_by_id(str(request_id), rate)
+        return random.random() < rate
+
+    def submit(self, record: dict[str, Any]) -> bool:
+        """Queue one record; returns True if queued. Never blocks, never raises, never does I/O.
+
+        The record dict (and any array in it) is handed over: do not mutate it afterwards.
+        """
+        try:
+            with self._lock:
+                self.submitted += 1
+            if self._closed:
+                with self._lock:
+                    self.dropped += 1
+                return False
+            if self.sample_rate < 1.0 and not self.should_sample(record.get("request_id")):
+                with self._lock:
+                    self.sampled_out += 1
+                return False
+            if "ts_ms" not in record:
+                record["ts_ms"] = int(time.time() * 1000)
+            self._q.put_nowait(record)
+            return True
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            return False
+        except Exception:  # a bad record must never break inference
+            with self._lock:
+                self.dropped += 1
+            return False
+
+    def queue_depth(self) -> int:
+        return self._q.qsize()
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {k: getattr(self, k) for k in _COUNTERS}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until everything submitted so far is in a segment on disk (or timeout).
+
+        For tests and shutdown paths, not for the request path.
+        """
+        if self._closed or not self._thread.is_alive():
+            return self._q.empty()
+        ev = threading.Event()
+        try:
+            self._q.put(ev, timeout=timeout)
+        except queue.Full:
+            return False
+        return ev.wait(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Stop accepting records, write everything queued, stop the thread.
+
+        Returns True when every accepted record reached the spool. If writes keep failing
+        past ``timeout`` the remainder is counted in ``lost_on_close`` and logged.
+        """
+        if self._closed:
+            self._thread.join(timeout)
+            return self.lost_on_close == 0 and not self._thread.is_alive()
+        self._closed = True
+        self._close_deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        try:
+            self._q.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass  # the writer is stuck retrying; it will give up at the deadline
+        self._thread.join(None if timeout is None else max(0.0, self._close_deadline - time.monotonic()) + 1.0)
+        return self.lost_on_close == 0 and not self._thread.is_alive()
+
+    # -- writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        batch: list[dict[str, Any]] = []
+        waiters: list[threading.Event] = []
+        deadline = float("inf")
+        stop = False
+        while not stop:
+            if batch:
+                timeout: float | None = max(0.0, deadline - time.monotonic())
+            else:  # idle; once closed, poll so a _STOP that close() could not enqueue is not needed
+                timeout = 0.1 if self._closed else None
+            try:
+                item = self._q.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+                if self._closed and not batch:
+                    stop = True
+            # drain whatever else is ready, up to the batch bound
+            while item is not None:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    if not batch:
+                        deadline = time.monotonic() + self.flush_interval_s
+                    batch.append(item)
+                if stop or len(batch) >= self.batch_size:
+                    break
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    item = None
+            if batch and (stop or waiters or len(batch) >= self.batch_size or time.monotonic() >= deadline):
+                if not self._write_with_retry(batch):
+                    stop = True  # gave up at the close deadline
+                batch = []
+                deadline = float("inf")
+            if not batch:
+                for ev in waiters:
+                    ev.set()
+                waiters = []
+        for ev in waiters:
+            ev.set()
+        if self.lost_on_close:
+            # count what is still queued as lost too
+            n = 0
+            while True:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, dict):
+                    n += 1
+                elif isinstance(item, threading.Event):
+                    item.set()
+            with self._lock:
+                self.lost_on_close += n
+            log.error("capture %s: %d records not written at close (last error: %s)", self.model_name, self.lost_on_close, self.last_error)
+
+    def _write_with_retry(self, batch: list[dict[str, Any]]) -> bool:
+        backoff = 0.05
+        data: bytes | None = None
+        while True:
+            try:
+                if data is None:
+                    data = self._encode(batch)
+                self._write_segment(data)
+                with self._lock:
+                    self.written += len(batch)
+                    self.segments_written += 1
+                return True
+            except Exception as e:  # disk full, permissions, ...: retry, never raise
+                with self._lock:
+                    self.write_errors += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
+                if self.write_errors == 1 or self.write_errors % 100 == 0:
+                    log.warning("capture %s: segment write failed (%d so far), retrying: %s", self.model_name, self.write_errors, self.last_error)
+                if self._closed and time.monotonic() >= self._close_deadline:
+                    with self._lock:
+                        self.lost_on_close += len(batch)
+                    return False
+                wait = backoff
+                if self._closed:
+                    wait = min(wait, max(0.0, self._close_deadline - time.monotonic()))
+                time.sleep(wait)
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    def _encode(self, batch: list[dict[str, Any]]) -> bytes:
+        records = []
+        unknown = 0
+        for rec in batch:
+            clean, extra = normalize_record(rec)
+            if extra:
+                unknown += len(extra)
+                new = set(extra) - self._unknown_names
+                if new:
+                    self._unknown_names |= new
+                    log.warning("capture %s: dropping fields outside the record contract: %s", self.model_name, sorted(new))
+            clean["schema_version"] = SCHEMA_VERSION
+            clean.setdefault("model", self.model_name)
+            clean.setdefault("model_version", self.model_version)
+            clean.setdefault("outcome", "ok")
+            records.append(clean)
+        with self._lock:
+            self.unknown_fields += unknown
+            counters = {k: getattr(self, k) for k in _COUNTERS}
+        header = {
+            "format": SEGMENT_FORMAT,
+            "producer": f"{self._pid}-{self._token}",
+            "model": self.model_name,
+            "model_version": self.model_version,
+            "created_ms": int(time.time() * 1000),
+            "records": len(records),
+            "queue_depth": self._q.qsize(),
+            "sample_rate": self.sample_rate,
+            "counters": counters,
+        }
+        return encode_segment(header, records)
+
+    def _write_segment(self, data: bytes) -> None:
+        if self.min_free_bytes:
+            st = os.statvfs(self.dir)
+            free = st.f_bavail * st.f_frsize
+            if free - len(data) < self.min_free_bytes:
+                raise OSError(28, f"spool free space {free} B below CAPTURE_MIN_FREE_MB threshold", self.dir)
+        os.makedirs(self.dir, exist_ok=True)  # the spool may have been cleaned under us
+        name = f"{int(time.time() * 1000):013d}-{self._pid}-{self._token}-{self._seq:08d}{SEGMENT_SUFFIX}"
+        write_file_atomic(os.path.join(self.dir, name), data)
+        self._seq += 1

@@ -1,0 +1,67 @@
+"""The capture record contract: one place that names every field and its kind.
+
+This module is pure Python (no pyarrow) so the model process can import it cheaply; the
+Parquet schema in :mod:`monitoring.store.schema` is built from :data:`FIELDS`.
+
+Kinds: ``int`` (int32), ``long`` (int64), ``float`` (float64), ``str``, ``bool``,
+``json`` (a string holding JSON text; a dict/list is serialised for you), ``vector`` (a
+list of float32; numpy arrays and lists accepted).
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Version of the record layout written into every row (``schema_version`` column).
+#: Bump it when a field changes meaning or type; adding a nullable field keeps it.
+SCHEMA_VERSION = 1
+
+#: (name, kind, required, description) -- in column order.
+FIELDS: tuple[tuple[str, str, bool, str], ...] = (
+    ("schema_version", "int", True, "Record layout version (see SCHEMA_VERSION)."),
+    ("request_id", "str", True, "Request id (Triton request id, or one the server made up)."),
+    ("model", "str", True, "Model name; also the `model=` Hive partition of the store."),
+    ("model_version", "str", True, "Model version as served (Triton version directory)."),
+    ("ts_ms", "long", True, "Request arrival time, epoch milliseconds UTC; drives date=/hour=."),
+    ("queue_ms", "float", False, "Time spent queued before execution, ms (None if unknown)."),
+    ("compute_ms", "float", False, "Model compute time for the batch holding the request, ms."),
+    ("batch_size", "int", False, "Number of requests in the executed batch."),
+    ("outcome", "str", True, "'ok' or 'error'."),
+    ("error_code", "str", False, "Error code for failed requests, e.g. INVALID_ARG."),
+    ("error_message", "str", False, "Error message for failed requests."),
+    ("image_width", "int", False, "Input image width, px."),
+    ("image_height", "int", False, "Input image height, px."),
+    ("brightness", "float", False, "Mean luminance of the input image, 0..255 (image_stats)."),
+    ("contrast", "float", False, "Std of luminance of the input image, 0..255 units."),
+    ("sharpness", "float", False, "Variance of the 3x3 Laplacian of luminance."),
+    ("prompt_tokens", "int", False, "Prompt length in tokens (text-to-image models)."),
+    ("has_negative_prompt", "bool", False, "Whether a non-empty negative prompt was given."),
+    ("gen_args", "json", False, "Generation arguments as JSON text."),
+    ("pred_label", "str", False, "Classifier: top-1 label."),
+    ("pred_top_prob", "float", False, "Classifier: top-1 probability."),
+    ("pred_entropy", "float", False, "Classifier: entropy of the output distribution, nats."),
+    ("output_width", "int", False, "Generated image width, px."),
+    ("output_height", "int", False, "Generated image height, px."),
+    ("output_mean", "float", False, "Generated image: mean pixel value, 0..255."),
+    ("output_std", "float", False, "Generated image: std of pixel values, 0..255."),
+    ("embedding", "vector", False, "Image/model embedding, float32, fixed size per model+source."),
+    ("embedding_source", "str", False, "Where `embedding` came from, e.g. resnet.pooler:avgpool."),
+    ("text_embedding", "vector", False, "Prompt embedding, float32, fixed size per model+source."),
+    ("text_embedding_source", "str", False, "Where `text_embedding` came from."),
+)
+
+FIELD_NAMES: frozenset[str] = frozenset(f[0] for f in FIELDS)
+FIELD_KINDS: dict[str, str] = {f[0]: f[1] for f in FIELDS}
+REQUIRED_FIELDS: tuple[str, ...] = tuple(f[0] for f in FIELDS if f[2])
+VECTOR_FIELDS: tuple[str, ...] = tuple(f[0] for f in FIELDS if f[1] == "vector")
+
+#: Model names become a path component (`model=<name>`), so they are restricted to what
+#: Triton accepts in practice and what needs no escaping in a Hive partition.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is usable as a partition value, else raise ValueError."""
+    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
+        raise ValueError(f"invalid model name {name!r}: expected [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 chars")
+    return name

@@ -1,0 +1,82 @@
+"""Cheap per-image statistics for capture records (pure numpy, runs on the request path).
+
+All values are on the 0..255 scale whatever the input dtype: uint8 images are used as is,
+float images are assumed to be in [0, 1] (values above 1.5 anywhere are taken as already
+0..255). Luminance is ITU-R BT.601 ``0.299 R + 0.587 G + 0.114 B``.
+
+* ``brightness`` -- mean luminance (0 = black, 255 = white)
+* ``contrast``   -- standard deviation of luminance (RMS contrast)
+* ``sharpness``  -- variance of the 3x3 Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` of the
+  luminance over the interior pixels (the classic "variance of Laplacian" blur measure;
+  higher = sharper)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Return the luminance plane (float32, 0..255) of an HxW, HxWx1, HxWx3 or HxWx4 image."""
+    a = np.asarray(rgb)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        y = a.astype(np.float32, copy=False)
+    elif a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8:
+        # integer weights: exact for gray images (R=G=B=v gives exactly v)
+        c = a.astype(np.int32)
+        y = (c[:, :, 0] * 299 + c[:, :, 1] * 587 + c[:, :, 2] * 114).astype(np.float32) / np.float32(1000.0)
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        y = a[:, :, :3].astype(np.float32, copy=False) @ _LUMA
+    else:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
+    if a.dtype.kind == "f" and y.size and float(y.max()) <= 1.5:
+        y = y * np.float32(255.0)
+    return y
+
+
+def image_stats(rgb: np.ndarray) -> dict[str, float | int]:
+    """Brightness, contrast, sharpness, width and height of one image (HxWxC, channels last)."""
+    y = luminance(rgb)
+    h, w = y.shape
+    if y.size == 0:
+        return {"image_width": int(w), "image_height": int(h), "brightness": None, "contrast": None, "sharpness": None}
+    mean = float(y.mean(dtype=np.float64))
+    std = float(y.std(dtype=np.float64))
+    if h >= 3 and w >= 3:
+        c = y[1:-1, 1:-1]
+        lap = y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4.0 * c
+        sharp = float(lap.var(dtype=np.float64))
+    else:
+        sharp = 0.0
+    return {"image_width": int(w), "image_height": int(h), "brightness": mean, "contrast": std, "sharpness": sharp}
+
+
+def output_image_stats(img: np.ndarray) -> dict[str, float | int]:
+    """Size and pixel mean/std (0..255 scale, over all channels) of a generated image."""
+    a = np.asarray(img)
+    if a.ndim < 2:
+        raise ValueError(f"expected an image array, got shape {a.shape}")
+    f = a.astype(np.float32, copy=False)
+    scale = 255.0 if a.dtype.kind == "f" and a.size and float(f.max()) <= 1.5 else 1.0
+    return {
+        "output_width": int(a.shape[1]),
+        "output_height": int(a.shape[0]),
+        "output_mean": float(f.mean(dtype=np.float64)) * scale if a.size else None,
+        "output_std": float(f.std(dtype=np.float64)) * scale if a.size else None,
+    }
+
+
+def prediction_stats(probs: np.ndarray, labels: list[str] | None = None) -> dict[str, float | str]:
+    """Top-1 label, top-1 probability and entropy (nats) of one probability vector."""
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    i = int(p.argmax())
+    nz = p[p > 0]
+    return {
+        "pred_label": labels[i] if labels is not None else str(i),
+        "pred_top_prob": float(p[i]),
+        "pred_entropy": float(-(nz * np.log(nz)).sum()),
+    }

@@ -1,0 +1,119 @@
+"""Helpers for the capture / store / sidecar tests (no Triton needed)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+BASE_TS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
+DIM = 16
+
+
+def make_record(i: int, model: str = "m1", ts_ms: int | None = None, dim: int = DIM) -> dict[str, Any]:
+    """A complete record as the serving core produces it."""
+    rng = np.random.default_rng(i)
+    return {
+        "request_id": f"{model}-req-{i:06d}",
+        "model": model,
+        "model_version": "1",
+        "ts_ms": BASE_TS + i * 100 if ts_ms is None else ts_ms,
+        "queue_ms": 0.5,
+        "compute_ms": 3.25,
+        "batch_size": 1,
+        "outcome": "ok" if i % 10 else "error",
+        "error_code": None if i % 10 else "INVALID_ARG",
+        "error_message": None if i % 10 else "bad image",
+        "image_width": 224,
+        "image_height": 224,
+        "brightness": 120.0 + i % 7,
+        "contrast": 40.0,
+        "sharpness": 900.0,
+        "prompt_tokens": None,
+        "has_negative_prompt": None,
+        "gen_args": None,
+        "pred_label": f"class_{i % 5}",
+        "pred_top_prob": 0.75,
+        "pred_entropy": 1.1,
+        "output_width": None,
+        "output_height": None,
+        "output_mean": None,
+        "output_std": None,
+        "embedding": rng.standard_normal(dim).astype(np.float32),
+        "embedding_source": "resnet.pooler:avgpool",
+        "text_embedding": None,
+        "text_embedding_source": None,
+    }
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until truthy (returns its value) or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spool_segments(spool: Path) -> list[Path]:
+    return sorted(p for p in spool.glob("*/*.jsonl"))
+
+
+def parquet_files(store: Path) -> list[Path]:
+    return sorted(store.rglob("*.parquet"))
+
+
+class SidecarProc:
+    """``python -m monitoring sidecar`` as a real subprocess, logs captured to a file."""
+
+    def __init__(self, spool: Path, store: str | Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        e = dict(os.environ)
+        e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+        e.update(env or {})
+        self.logf = open(log, "ab")
+        self.start_offset = self.logf.tell()
+        self.proc = subprocess.Popen(
+            [PY, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store), "--metrics-port", "-1",
+             "--poll-interval", "0.02", "--compact-every", "0", *extra],
+            cwd=str(ROOT), env=e, stdout=self.logf, stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: "sidecar started" in self.output() or self.proc.poll() is not None, what="sidecar start")
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        data = self.log.read_bytes()[self.start_offset:]
+        return data.decode(errors="replace")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.logf.close()
+
+
+def produce(spool: Path, n: int, model: str = "m1", start: int = 0, batch_size: int = 50, ts: Callable[[int], int] | None = None) -> None:
+    """Write records start..start+n-1 of ``model`` into the spool through a real Capturer."""
+    from monitoring.capture import Capturer
+
+    cap = Capturer(spool, model, "1", batch_size=batch_size, flush_interval_s=30.0, queue_size=max(n, 1))
+    for i in range(start, start + n):
+        assert cap.submit(make_record(i, model=model, ts_ms=None if ts is None else ts(i)))
+    assert cap.close(timeout=60)
