@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights serve stop test client-demo serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo package serve-docker clean help
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -17,6 +17,7 @@ help:
 	@echo "make client-demo  call every model once with serving.client"
 	@echo "make test       the test suite (sets up first if needed)"
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
+	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
 
 setup: $(STAMP) weights
 
@@ -50,6 +51,12 @@ client-demo: $(STAMP)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# SageMaker MME tarballs: dist/<model>.tar.gz + dist/manifest.json (ENV_TARBALL=dist/python_env.tar.gz
+# ships the execution environment inside each tarball).
+package: weights
+	$(PY) -m deploy package $(if $(ENV_TARBALL),--env-tarball $(ENV_TARBALL),)
+	$(PY) -m deploy check
 
 # GPU hosts: NVIDIA's Triton container, same repository, all GPUs.
 serve-docker:

@@ -22,7 +22,9 @@ from deploy.invoke import invoke, save_outputs, summarize
 from deploy.payload import PayloadError, build_request, parse_response
 from deploy.safe_extract import TarballError
 
-DEFAULT_CODE_PACKAGE = "serving"
+# `serving` runs the models; `monitoring` (its capture module needs only numpy) lets the
+# models capture records inside SageMaker's container too.
+DEFAULT_CODE_PACKAGES = ("serving", "monitoring")
 
 
 def _size(text: str) -> int:
@@ -152,10 +154,11 @@ def _code_packages(args: argparse.Namespace) -> list[str]:
         return args.code_packages
     # The project's model.py files are one-liners importing `serving`; without it the stock
     # Triton image cannot load them. Resolved from the repo root (where `make` runs).
-    if not Path(DEFAULT_CODE_PACKAGE).is_dir():
-        raise DeployError(f"code package {DEFAULT_CODE_PACKAGE}/ not found in {Path.cwd()}; "
-                          "run from the repository root, pass --code-package DIR or --no-code-package")
-    return [DEFAULT_CODE_PACKAGE]
+    for package in DEFAULT_CODE_PACKAGES:
+        if not Path(package).is_dir():
+            raise DeployError(f"code package {package}/ not found in {Path.cwd()}; "
+                              "run from the repository root, pass --code-package DIR or --no-code-package")
+    return list(DEFAULT_CODE_PACKAGES)
 
 
 def _cmd_package(args: argparse.Namespace) -> int:

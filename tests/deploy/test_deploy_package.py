@@ -280,19 +280,20 @@ def test_code_package_is_shipped_in_the_model_directory(repo: Path, tmp_path: Pa
         package_repository(repo, tmp_path / "dist", code_packages=[pkg])
 
 
-def test_cli_ships_serving_by_default(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_ships_serving_and_monitoring_by_default(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["package", "--repo", str(repo), "--dist", str(tmp_path / "dist")]
     assert main(args) == 1
     assert capsys.readouterr().err == (
         f"error: code package serving/ not found in {tmp_path}; run from the repository root, "
         "pass --code-package DIR or --no-code-package\n")
-    (tmp_path / "serving").mkdir()
-    (tmp_path / "serving" / "__init__.py").write_text("# the project's serving package\n")
+    for package in ("serving", "monitoring"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(f"# the project's {package} package\n")
     assert main(args) == 0
-    assert "sd_depth/serving/__init__.py" in members(tmp_path / "dist/sd_depth.tar.gz")
-    assert load_manifest(tmp_path / "dist")["models"]["resnet_classifier"]["code_packages"] == ["serving"]
+    assert {"sd_depth/serving/__init__.py", "sd_depth/monitoring/__init__.py"} <= set(members(tmp_path / "dist/sd_depth.tar.gz"))
+    assert load_manifest(tmp_path / "dist")["models"]["resnet_classifier"]["code_packages"] == ["serving", "monitoring"]
 
 
 def test_cli_package_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
