@@ -30,8 +30,10 @@ def new_request_id() -> str:
 class CaptureHook:
     """Builds capture records for one model from the results of `ModelRuntime.handle`."""
 
-    def __init__(self, runtime: ModelRuntime, model_version: str, capturer: Any, queue_size: int = 1024):
+    def __init__(self, runtime: ModelRuntime, model_version: str, capturer: Any, queue_size: int = 1024,
+                 served_name: str | None = None):
         self.runtime = runtime
+        self.served_name = served_name or runtime.name
         self.model_version = str(model_version)
         self.capturer = capturer
         self.enabled = bool(getattr(capturer, "enabled", False))
@@ -74,7 +76,7 @@ class CaptureHook:
 
         for rid, result in zip(request_ids, results):
             base = {
-                "model": self.runtime.name, "model_version": self.model_version, "ts_ms": arrival_ms,
+                "model": self.served_name, "model_version": self.model_version, "ts_ms": arrival_ms,
                 "queue_ms": result.wait_ms, "compute_ms": result.compute_ms, "batch_size": result.batch_size,
             }
             if result.error is not None:

@@ -107,9 +107,12 @@ class TritonModel:
         self.input_names = [i["name"] for i in config["input"]]
         self.runtime = runtime_class(self.model_name)(checkpoint, device, max_pipeline_batch=max_batch, parameters=params)
         self.runtime.load()
+        # Records and metrics carry the name Triton serves the model under (an MME may load a
+        # copy under another name); the runtime is chosen by the adapter's model_name.
+        self.served_name = args.get("model_name") or self.model_name
         self.capture = self.build_capture(args["model_version"])
-        self.capture_metrics = CaptureMetrics(pb_utils, self.model_name, args["model_version"], self.capture)
-        log.info("%s ready on %s (%s), attention=%s", self.model_name, device.device, device.dtype,
+        self.capture_metrics = CaptureMetrics(pb_utils, self.served_name, args["model_version"], self.capture)
+        log.info("%s ready on %s (%s), attention=%s", self.served_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
     def build_capture(self, model_version: str):
@@ -119,12 +122,12 @@ class TritonModel:
         try:
             from monitoring.capture import Capturer
 
-            capturer = Capturer.from_env(self.model_name, model_version)
+            capturer = Capturer.from_env(self.served_name, model_version)
         except ImportError:  # serving can ship without monitoring
             from types import SimpleNamespace
 
             capturer = SimpleNamespace(enabled=False, close=lambda timeout=None: True)
-        return CaptureHook(self.runtime, model_version, capturer)
+        return CaptureHook(self.runtime, model_version, capturer, served_name=self.served_name)
 
     def execute(self, requests: list) -> list:
         import numpy as np

@@ -1,0 +1,190 @@
+"""P2 — capture on vs off: the classifier's latency and throughput with monitoring capture
+enabled and disabled, in one run, on one server, under the same load.
+
+The server loads the classifier twice from the same checkpoint: `resnet_classifier` (capture on,
+sidecar draining the spool as in production) and `resnet_classifier_nocapture` (capture off via
+`CAPTURE_SAMPLE_RATE_RESNET_CLASSIFIER_NOCAPTURE=0`). Rounds alternate between the two so slow
+drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
+
+    python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from serving.server import TritonProcess, server_env  # noqa: E402
+
+OFF = "resnet_classifier_nocapture"
+ON = "resnet_classifier"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_repo(out: Path, arch: str) -> Path:
+    """Two copies of the classifier model directory sharing one checkpoint."""
+    src = ROOT / "model_repository" / "resnet_classifier"
+    ckpt = out / "checkpoint"
+    if not ckpt.exists():
+        if arch == "resnet50":
+            from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+            import torch
+            torch.manual_seed(0)
+            ResNetForImageClassification(ResNetConfig(num_labels=1000)).save_pretrained(ckpt, safe_serialization=True)
+            ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875).save_pretrained(ckpt)
+        else:
+            shutil.copytree(src / "1" / "checkpoint", ckpt)
+    repo = out / "repository"
+    shutil.rmtree(repo, ignore_errors=True)
+    for name in (ON, OFF):
+        (repo / name / "1").mkdir(parents=True)
+        config = (src / "config.pbtxt").read_text().replace('name: "resnet_classifier"', f'name: "{name}"')
+        config += f'parameters {{ key: "checkpoint_dir" value: {{ string_value: "{ckpt}" }} }}\n'
+        (repo / name / "config.pbtxt").write_text(config)
+        shutil.copy(src / "1" / "model.py", repo / name / "1" / "model.py")
+    return repo
+
+
+def payloads(n: int = 16) -> list[bytes]:
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        x, y = (i * 37) % (img.width - 256), (i * 23) % (img.height - 256)
+        buf = io.BytesIO()
+        img.crop((x, y, x + 256, y + 256)).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def run_load(url: str, model: str, images: list[bytes], concurrency: int, total: int) -> tuple[list[float], float]:
+    """Closed loop: `concurrency` workers, `total` requests; returns latencies (ms) and req/s."""
+    import tritonclient.grpc as grpcclient
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker():
+        client = grpcclient.InferenceServerClient(url)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            t = grpcclient.InferInput("image", [1, 1], "BYTES")
+            t.set_data_from_numpy(np.array([[images[i % len(images)]]], dtype=object))
+            start = time.perf_counter()
+            client.infer(model, [t])
+            with lock:
+                latencies.append((time.perf_counter() - start) * 1000)
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return latencies, total / (time.perf_counter() - start)
+
+
+def summarize(lat: list[float], rps: list[float]) -> dict:
+    a = np.asarray(lat)
+    return {"requests": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "throughput_rps": float(np.median(rps))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    a = p.parse_args(argv)
+    work = ROOT / "build" / "bench" / f"capture-{a.arch}"
+    repo = build_repo(work, a.arch)
+    spool, store = work / "spool", work / "store"
+    shutil.rmtree(spool, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    spool.mkdir(parents=True)
+    sidecar = subprocess.Popen([sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store",
+                                str(store), "--metrics-port", "-1"], cwd=ROOT, env=server_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = TritonProcess(repo=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                           log_path=work / "tritonserver.log", models=(ON, OFF),
+                           extra_env={"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_SAMPLE_RATE_RESNET_CLASSIFIER_NOCAPTURE": "0"})
+    server.start(wait_s=600)
+    images = payloads()
+    results: dict = {}
+    try:
+        for model in (ON, OFF):  # warm-up
+            run_load(server.grpc_url, model, images, 2, 8)
+        for level, concurrency in (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8)):
+            lat = {ON: [], OFF: []}
+            rps = {ON: [], OFF: []}
+            for r in range(a.rounds):
+                for model in ((ON, OFF) if r % 2 == 0 else (OFF, ON)):
+                    l, t = run_load(server.grpc_url, model, images, concurrency, a.requests)
+                    lat[model] += l
+                    rps[model].append(t)
+                    print(f"{level} round {r + 1}/{a.rounds} {model}: p50 {np.percentile(l, 50):.1f} ms, {t:.1f} req/s", flush=True)
+            on, off = summarize(lat[ON], rps[ON]), summarize(lat[OFF], rps[OFF])
+            results[level] = {"capture_on": on, "capture_off": off,
+                              "p50_ratio_on_off": on["p50_ms"] / off["p50_ms"],
+                              "p99_ratio_on_off": on["p99_ms"] / off["p99_ms"],
+                              "throughput_ratio_on_off": on["throughput_rps"] / off["throughput_rps"]}
+    finally:
+        server.stop()
+        sidecar.terminate()
+        sidecar.wait(120)
+    from monitoring.store import read_records
+    captured = read_records(str(store), ON).num_rows
+    date = dt.date.today().isoformat()
+    report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
+              "requests_per_round": a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
+              "goal": "p50(on)/p50(off) <= 1.03", "results": results}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / f"capture-{a.arch}-{date}.json").write_text(json.dumps(report, indent=2))
+    lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
+             f"One tritonserver, two copies of the classifier (capture on / off), {a.rounds} alternating rounds of "
+             f"{a.requests} requests per model and load level, {os.cpu_count()} CPU cores shared by client, server and "
+             f"sidecar. {captured} records captured.", "",
+             "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 ratio | throughput ratio |",
+             "|---|---|---|---|---|---|"]
+    for level, r in results.items():
+        on, off = r["capture_on"], r["capture_off"]
+        lines.append(f"| {level} | {on['p50_ms']:.1f} / {off['p50_ms']:.1f} | {on['p99_ms']:.1f} / {off['p99_ms']:.1f} | "
+                     f"{on['throughput_rps']:.1f} / {off['throughput_rps']:.1f} | {r['p50_ratio_on_off']:.3f} | "
+                     f"{r['throughput_ratio_on_off']:.3f} |")
+    text = "\n".join(lines) + "\n"
+    (a.out / f"capture-{a.arch}-{date}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
