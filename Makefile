@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo package serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo package mme env loadtest bench serve-docker clean help
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -18,6 +18,10 @@ help:
 	@echo "make test       the test suite (sets up first if needed)"
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
+	@echo "make mme        local SageMaker-compatible MME endpoint on :8080 over dist/"
+	@echo "make env        execution-environment tarball dist/python_env.tar.gz"
+	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
+	@echo "make bench      benchmark suite -> bench/results/"
 
 setup: $(STAMP) weights
 
@@ -30,6 +34,9 @@ $(STAMP): env/requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -r env/requirements.lock
 	# nvidia-pytriton only for its bundled tritonserver binary; its numpy<2 pin is honoured by the lock.
 	$(PY) -m pip install --quiet --no-deps "nvidia-pytriton==0.7.0"
+	# The Triton stub runs Python isolated (PYTHONPATH ignored): a .pth puts this checkout's
+	# serving/ and monitoring/ on its sys.path, like an editable install without a build step.
+	$(PY) -c "import sysconfig; open(sysconfig.get_paths()['purelib'] + '/triton_sd_platform.pth', 'w').write('$(CURDIR)\n')"
 	$(PY) -c "from serving.server import backend_dir; print('triton python backend:', backend_dir())"
 	touch $(STAMP)
 
@@ -57,6 +64,22 @@ test: setup
 package: weights
 	$(PY) -m deploy package $(if $(ENV_TARBALL),--env-tarball $(ENV_TARBALL),)
 	$(PY) -m deploy check
+
+# Local SageMaker-compatible MME endpoint on :8080 serving dist/ (run `make package` first).
+mme: setup
+	$(PY) -m deploy.mme --model-data-url $(or $(MODEL_DATA_URL),dist) --port $(or $(MME_PORT),8080) $(if $(MEMORY_BUDGET_MB),--memory-budget-mb $(MEMORY_BUDGET_MB),)
+
+# Execution environment tarball for EXECUTION_ENV_PATH (TRITON_VERSION=24.12 checks the Python version).
+env: $(STAMP)
+	$(PY) env/build_env.py --triton-version $(or $(TRITON_VERSION),local) --out dist/python_env.tar.gz
+
+# Load test against a running server (`make serve`), e.g. MODEL=sd_depth LOADTEST_ARGS="--rate 1,2 --duration 20".
+loadtest: setup
+	$(PY) -m serving.loadtest $(or $(MODEL),resnet_classifier) $(LOADTEST_ARGS)
+
+# The benchmark suite (P1-P5), results in bench/results/<date>.{json,md}.
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # GPU hosts: NVIDIA's Triton container, same repository, all GPUs.
 serve-docker:

@@ -119,6 +119,13 @@ class TritonProcess:
         return cmd + list(self.extra_args)
 
     def start(self, wait_s: float = 300.0) -> "TritonProcess":
+        # Readiness is probed over HTTP: another server already on our port would look ready.
+        import socket
+
+        for port in (self.http_port, self.grpc_port, self.metrics_port):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another tritonserver? `make stop`)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,

@@ -1,0 +1,237 @@
+"""The two load modes, like Triton's perf_analyzer.
+
+* Closed loop (`run_concurrency_step`): N workers each send a request, wait for its answer and
+  send the next. Throughput at saturation; but a slow server slows the senders down, which
+  hides queueing delay from the latencies (coordinated omission).
+* Open loop (`run_rate_step`): arrival times are fixed up front (constant spacing or Poisson
+  with a seed) and each request is issued at its scheduled time from a thread pool, whether or
+  not earlier ones have been answered. Latency is measured from the *scheduled* time, so time a
+  request spent waiting for a free sender or in the server's queue counts; how late sends were
+  is reported as `max_send_lag_ms`.
+
+Both stop early and cleanly when `stop` (a threading.Event) is set: no new request is sent,
+requests in flight are awaited (bounded by the transport's timeout), and the step is marked
+`interrupted`. Counts always balance: `sent == ok + errors`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from serving.loadtest.payloads import Payload
+from serving.loadtest.stats import latency_summary, server_delta
+from serving.loadtest.transports import RequestFailed
+
+MAX_CONCURRENCY = 512
+MAX_RATE = 5000.0
+MAX_REQUESTS_PER_STEP = 1_000_000
+
+
+class Transport(Protocol):
+    def send(self, payload: Payload) -> None: ...
+
+
+@dataclass
+class RequestRecord:
+    index: int
+    scheduled: float | None  # perf_counter time it was due (open loop), None in closed loop
+    started: float  # perf_counter time the send began
+    finished: float
+    error: str | None
+    injected: str | None
+
+
+class Recorder:
+    """Thread-safe counters and per-request records of one step; read by the progress display."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.records: list[RequestRecord] = []
+        self.sent = 0
+        self.ok = 0
+        self.errors = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.started_at = time.perf_counter()
+
+    def begin(self) -> None:
+        with self.lock:
+            self.sent += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def end(self, rec: RequestRecord) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.records.append(rec)
+            if rec.error is None:
+                self.ok += 1
+            else:
+                self.errors += 1
+
+    def progress(self) -> dict[str, Any]:
+        with self.lock:
+            recent = [r.finished - (r.scheduled if r.scheduled is not None else r.started)
+                      for r in self.records[-200:] if r.error is None]
+            elapsed = time.perf_counter() - self.started_at
+            return {"sent": self.sent, "ok": self.ok, "errors": self.errors, "in_flight": self.in_flight,
+                    "elapsed_s": elapsed, "rps": self.ok / elapsed if elapsed > 0 else 0.0,
+                    "p50_ms": float(np.percentile(recent, 50)) * 1000 if recent else None}
+
+
+def _issue(transport: Transport, payload: Payload, recorder: Recorder, scheduled: float | None) -> None:
+    recorder.begin()
+    started = time.perf_counter()
+    error = None
+    try:
+        transport.send(payload)
+    except RequestFailed as exc:
+        error = exc.kind
+    except Exception as exc:  # a bug or an unexpected client error still counts, by type
+        error = f"client:{type(exc).__name__}"
+    recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error))
+
+
+def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, arrival: str = "constant",
+                    seed: int = 0) -> list[float]:
+    """Seconds from the step's start at which each request is due, within `duration_s`."""
+    if rate <= 0 or rate > MAX_RATE:
+        raise ValueError(f"rate {rate} must be within (0, {MAX_RATE}]")
+    cap = min(max_requests or MAX_REQUESTS_PER_STEP, MAX_REQUESTS_PER_STEP)
+    if arrival == "constant":
+        n = min(cap, max(1, int(math.floor(rate * duration_s + 1e-9))))
+        return [k / rate for k in range(n)]
+    if arrival != "poisson":
+        raise ValueError(f"arrival {arrival!r}: constant or poisson")
+    rng = np.random.default_rng(seed)
+    out: list[float] = []
+    t = 0.0
+    while len(out) < cap:
+        if out:
+            t += float(rng.exponential(1.0 / rate))
+        if t >= duration_s and out:
+            break
+        out.append(t)
+    return out
+
+
+def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], interrupted: bool,
+            before: dict | None, after: dict | None) -> dict[str, Any]:
+    recs = recorder.records
+    end = max((r.finished for r in recs), default=time.perf_counter())
+    elapsed = max(end - t0, 1e-9)
+    ok = [r for r in recs if r.error is None]
+    errors_by_kind: dict[str, int] = {}
+    injected: dict[str, int] = {}
+    for r in recs:
+        if r.error is not None:
+            errors_by_kind[r.error] = errors_by_kind.get(r.error, 0) + 1
+        if r.injected is not None:
+            injected[r.injected] = injected.get(r.injected, 0) + 1
+    step = {
+        "mode": kind, **extra,
+        "duration_s": round(elapsed, 4),
+        "sent": recorder.sent, "completed": len(recs), "ok": len(ok), "errors": recorder.errors,
+        "errors_by_kind": dict(sorted(errors_by_kind.items())),
+        "injected_bad": dict(sorted(injected.items())),
+        "throughput_rps": round(len(ok) / elapsed, 4),
+        "completed_rps": round(len(recs) / elapsed, 4),
+        "max_in_flight": recorder.max_in_flight,
+        "latency_ms": latency_summary([r.finished - (r.scheduled if r.scheduled is not None else r.started)
+                                       for r in ok]),
+        "interrupted": interrupted,
+        "server": server_delta(before, after),
+    }
+    if kind == "rate":
+        lags = [r.started - r.scheduled for r in recs if r.scheduled is not None]
+        step["service_latency_ms"] = latency_summary([r.finished - r.started for r in ok])
+        step["max_send_lag_ms"] = round(max(lags) * 1000, 3) if lags else None
+        step["mean_send_lag_ms"] = round(sum(lags) / len(lags) * 1000, 3) if lags else None
+    step["_records"] = [
+        {"index": r.index,
+         "scheduled_ms": round((r.scheduled - t0) * 1000, 3) if r.scheduled is not None else None,
+         "start_ms": round((r.started - t0) * 1000, 3),
+         "latency_ms": round((r.finished - (r.scheduled if r.scheduled is not None else r.started)) * 1000, 3),
+         "service_ms": round((r.finished - r.started) * 1000, 3),
+         "error": r.error, "injected": r.injected}
+        for r in sorted(recs, key=lambda r: r.index)]
+    return step
+
+
+def run_concurrency_step(transport: Transport, payloads: Callable[[int], Payload], concurrency: int, *,
+                         duration_s: float, max_requests: int | None = None, first_index: int = 0,
+                         stop: threading.Event | None = None, stats: Any = None,
+                         recorder: Recorder | None = None) -> dict[str, Any]:
+    """Closed loop: `concurrency` workers send back to back until the duration or count is reached."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency {concurrency} must be within [1, {MAX_CONCURRENCY}]")
+    stop = stop or threading.Event()
+    recorder = recorder or Recorder()
+    cap = min(max_requests or MAX_REQUESTS_PER_STEP, MAX_REQUESTS_PER_STEP)
+    lock = threading.Lock()
+    issued = [0]
+    before = stats.snapshot() if stats else None
+    t0 = recorder.started_at = time.perf_counter()
+    deadline = t0 + duration_s
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                if issued[0] >= cap or time.perf_counter() >= deadline:
+                    return
+                i = first_index + issued[0]
+                issued[0] += 1
+            _issue(transport, payloads(i), recorder, None)
+
+    threads = [threading.Thread(target=worker, name=f"loadtest-{k}", daemon=True) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = stats.snapshot() if stats else None
+    return _finish("concurrency", recorder, t0, {"concurrency": concurrency, "target_rps": None},
+                   stop.is_set(), before, after)
+
+
+def run_rate_step(transport: Transport, payloads: Callable[[int], Payload], rate: float, *,
+                  duration_s: float, max_requests: int | None = None, arrival: str = "constant",
+                  seed: int = 0, max_workers: int = 128, first_index: int = 0,
+                  stop: threading.Event | None = None, stats: Any = None,
+                  recorder: Recorder | None = None, lead_s: float = 0.05) -> dict[str, Any]:
+    """Open loop: requests are issued at scheduled times whatever the server's pace."""
+    if not 1 <= max_workers <= 4096:
+        raise ValueError(f"max_workers {max_workers} must be within [1, 4096]")
+    offsets = arrival_offsets(rate, duration_s, max_requests, arrival, seed)
+    stop = stop or threading.Event()
+    recorder = recorder or Recorder()
+    # Build payloads before the clock starts: encoding must not delay the schedule.
+    prepared = [payloads(first_index + k) for k in range(len(offsets))]
+    before = stats.snapshot() if stats else None
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="loadtest")
+    t0 = recorder.started_at = time.perf_counter() + lead_s
+    dispatched = 0
+    try:
+        for off, payload in zip(offsets, prepared):
+            due = t0 + off
+            while (wait := due - time.perf_counter()) > 0:
+                if stop.wait(wait):
+                    break
+            if stop.is_set():
+                break
+            pool.submit(_issue, transport, payload, recorder, due)
+            dispatched += 1
+    finally:
+        # Requests still queued for a free worker were never sent: drop them on a stop.
+        pool.shutdown(wait=True, cancel_futures=stop.is_set())
+    after = stats.snapshot() if stats else None
+    extra = {"concurrency": None, "target_rps": rate, "arrival": arrival, "scheduled": len(offsets),
+             "dispatched": dispatched, "not_sent": len(offsets) - recorder.sent,
+             "schedule_span_s": round(offsets[-1], 4) if offsets else 0.0, "max_workers": max_workers}
+    return _finish("rate", recorder, t0, extra, stop.is_set(), before, after)
