@@ -1,0 +1,23 @@
+"""Fixtures for the local MME: deterministic tarballs of the five tiny models, one endpoint per module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+for _path in (Path(__file__).resolve().parents[3], Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+
+@pytest.fixture(scope="session")
+def mme_dist(model_repo, tmp_path_factory) -> Path:
+    """dist/ with <model>.tar.gz for the five models, built by deploy.package from the tiny checkpoints."""
+    from deploy.package import package_repository
+
+    dist = tmp_path_factory.mktemp("mme") / "dist"
+    package_repository(model_repo, dist)
+    return dist
+
