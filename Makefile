@@ -8,13 +8,14 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo package mme env loadtest bench serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
 	@echo "make serve      start tritonserver on $(REPO)/ (HTTP :8000, gRPC :8001, metrics :8002)"
 	@echo "make stop       stop it"
 	@echo "make client-demo  call every model once with serving.client"
+	@echo "make demo       the drift demo end to end: train, serve, replay 3 weeks, score, report"
 	@echo "make test       the test suite (sets up first if needed)"
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
@@ -72,6 +73,11 @@ mme: setup
 # Execution environment tarball for EXECUTION_ENV_PATH (TRITON_VERSION=24.12 checks the Python version).
 env: $(STAMP)
 	$(PY) env/build_env.py --triton-version $(or $(TRITON_VERSION),local) --out dist/python_env.tar.gz
+
+# The main job, offline: train a digits ResNet, serve it, replay clean/blurred/darkened weeks,
+# score drift per week, write var/demo/report/report.html.
+demo: setup
+	$(PY) -m monitoring.demo
 
 # Load test against a running server (`make serve`), e.g. MODEL=sd_depth LOADTEST_ARGS="--rate 1,2 --duration 20".
 loadtest: setup

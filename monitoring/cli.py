@@ -46,7 +46,7 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 #: Modules that register more commands; imported by :func:`build_parser`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli"]
 
 
 def register(name: str, run: Run, *, help: str, configure: Configure | None = None) -> Command:

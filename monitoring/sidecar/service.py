@@ -146,6 +146,11 @@ class Sidecar:
         if self.metrics_port_requested is not None:
             from prometheus_client import start_http_server
 
+            # Latest drift scores and accuracy per model, read from the store at each scrape.
+            from monitoring.alerts import export_scores
+
+            export_scores(self.metrics.registry, self.backend)
+
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]
             log.info("metrics on http://%s:%d/metrics", self.metrics_addr, self.metrics_port)

@@ -61,6 +61,7 @@ def test_records_text_default_store_and_errors(store, tmp_path):
 
 
 def test_registry_accepts_new_subcommands(monkeypatch, capsys):
+    cli.build_parser()  # import the command modules first, so they register in the real registry
     monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
     seen = {}
 

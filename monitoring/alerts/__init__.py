@@ -1,0 +1,13 @@
+"""Getting drift verdicts to people and machines: Prometheus gauges and a webhook on alarm.
+
+* :func:`export_scores` registers a collector on a ``prometheus_client`` registry (the sidecar's)
+  that publishes the latest saved scores of every model at each scrape.
+* :func:`post_webhook` POSTs a JSON summary of a scoring run when a window alarms.
+
+Alert rules for Prometheus: ``deploy/prometheus/alerts.yml``.
+"""
+
+from .prometheus import DriftScoresCollector, export_scores
+from .webhook import alarm_payload, post_webhook
+
+__all__ = ["DriftScoresCollector", "alarm_payload", "export_scores", "post_webhook"]

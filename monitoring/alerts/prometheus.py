@@ -1,0 +1,104 @@
+"""Drift scores as Prometheus gauges, read from the store's ``latest.json`` at scrape time.
+
+Metrics (the latest *scored* window of each model's latest ``score`` run)::
+
+    drift_statistic{model, method}      the method's statistic
+    drift_threshold{model, method}      its threshold calibrated to the window size
+    drift_p_value{model, method}
+    drift_is_drift{model, method}       1 if the method alarmed, else 0
+    drift_window_size{model}            rows scored in that window
+    drift_window_end_timestamp_seconds{model}
+    drift_any{model}                    1 if any method alarmed
+    model_accuracy{model}               accuracy from posted actuals (absent without actuals)
+    model_accuracy_labeled{model}       how many labelled predictions it rests on
+    drift_scores_run_timestamp_seconds{model}  when the run was made (staleness)
+
+Wiring (one line where the sidecar builds its registry)::
+
+    from monitoring.alerts import export_scores
+    export_scores(sidecar.metrics.registry, sidecar.backend)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from monitoring.artifacts import ROOT, backend_of, read_json
+
+log = logging.getLogger("monitoring.alerts")
+
+METHOD_GAUGES = (
+    ("drift_statistic", "statistic", "Drift statistic of the latest scored window, per method."),
+    ("drift_threshold", "threshold", "Alarm threshold calibrated to the latest window's size, per method."),
+    ("drift_p_value", "p_value", "p-value of the latest window's drift test, per method."),
+    ("drift_is_drift", "is_drift", "1 if the method flagged the latest window as drifted."),
+)
+
+
+def latest_window(run: dict[str, Any]) -> dict[str, Any] | None:
+    scored = [w for w in run.get("windows", []) if w.get("scored")]
+    return scored[-1] if scored else None
+
+
+class DriftScoresCollector:
+    """A custom collector: every scrape reads ``_monitoring/scores/model=*/latest.json``."""
+
+    def __init__(self, store: Any, s3_endpoint_url: str | None = None) -> None:
+        self.backend = backend_of(store, s3_endpoint_url)
+
+    def runs(self) -> list[dict[str, Any]]:
+        out = []
+        for e in self.backend.list(f"{ROOT}/scores/"):
+            if e.key.endswith("/latest.json"):
+                try:
+                    out.append(read_json(self.backend, e.key))
+                except Exception as exc:  # a scrape must not fail because of one bad file
+                    log.warning("cannot read %s: %s", e.key, exc)
+        return out
+
+    def describe(self) -> list:
+        return []  # unchecked collector: families vary with the models present
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        fams = {name: GaugeMetricFamily(name, doc, labels=["model", "method"]) for name, _, doc in METHOD_GAUGES}
+        size = GaugeMetricFamily("drift_window_size", "Rows scored in the latest window.", labels=["model"])
+        end = GaugeMetricFamily("drift_window_end_timestamp_seconds", "End of the latest scored window.", labels=["model"])
+        anyd = GaugeMetricFamily("drift_any", "1 if any method flagged the latest window.", labels=["model"])
+        acc = GaugeMetricFamily("model_accuracy", "Accuracy of the latest window with actuals.", labels=["model"])
+        nlab = GaugeMetricFamily("model_accuracy_labeled", "Labelled predictions behind model_accuracy.", labels=["model"])
+        run_ts = GaugeMetricFamily("drift_scores_run_timestamp_seconds", "When the latest scoring run was made.", labels=["model"])
+        try:
+            runs = self.runs()
+        except Exception as exc:  # store unreachable: publish nothing rather than break /metrics
+            log.warning("cannot list drift scores: %s", exc)
+            runs = []
+        for run in runs:
+            model = str(run.get("model"))
+            run_ts.add_metric([model], run.get("created_ms", 0) / 1000.0)
+            w = latest_window(run)
+            if w is None:
+                continue
+            for method, r in w.get("methods", {}).items():
+                for name, key, _ in METHOD_GAUGES:
+                    v = r.get(key)
+                    if v is not None:
+                        fams[name].add_metric([model, method], float(v))
+            size.add_metric([model], float(w.get("n", 0)))
+            end.add_metric([model], w.get("end_ms", 0) / 1000.0)
+            anyd.add_metric([model], 1.0 if w.get("any_drift") else 0.0)
+            labeled = [x for x in run.get("windows", []) if x.get("accuracy") is not None]
+            if labeled:
+                acc.add_metric([model], float(labeled[-1]["accuracy"]))
+                nlab.add_metric([model], float(labeled[-1].get("n_labeled", 0)))
+        yield from fams.values()
+        yield from (size, end, anyd, acc, nlab, run_ts)
+
+
+def export_scores(registry: Any, store: Any, s3_endpoint_url: str | None = None) -> DriftScoresCollector:
+    """Register a :class:`DriftScoresCollector` for ``store`` on ``registry`` and return it."""
+    c = DriftScoresCollector(store, s3_endpoint_url)
+    registry.register(c)
+    return c

@@ -1,0 +1,147 @@
+"""Where a baseline's rows come from: captured records, a Parquet file, or a folder of images.
+
+Each source returns ``(embeddings (n, d) float32, metadata DataFrame (n rows), info dict)``.
+``from_images`` runs the pictures through the model's own serving runtime in-process, with
+embedding capture on, so baseline embeddings come from the same code path (decoding, processor,
+forward hook) as the served ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .store import CONTEXT_FIELDS, METADATA_FIELDS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def embeddings_from_column(values: Any, what: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+    """Stack a column of vectors; returns (X, mask of rows that had one). Widths must agree."""
+    vals = list(values)
+    mask = np.array([v is not None and len(v) > 0 for v in vals], dtype=bool)
+    rows = [np.asarray(v, dtype=np.float32) for v, m in zip(vals, mask) if m]
+    if not rows:
+        return np.empty((0, 0), np.float32), mask
+    widths = {r.shape[0] for r in rows}
+    if len(widths) > 1:
+        raise ValueError(f"{what} widths differ across rows: {sorted(widths)} (mixed embedding sources?)")
+    return np.stack(rows), mask
+
+
+def _frame_to_rows(df: pd.DataFrame, info: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
+    if "embedding" not in df.columns:
+        raise ValueError(f"no 'embedding' column (columns: {list(df.columns)})")
+    if "outcome" in df.columns:
+        df = df[df["outcome"].fillna("ok") == "ok"]
+    X, mask = embeddings_from_column(df["embedding"])
+    if X.shape[0] == 0:
+        raise ValueError("no rows with an embedding: was capture on (CAPTURE_SPOOL_DIR) when they were served?")
+    kept = df[mask].reset_index(drop=True)
+    cols = [c for c in (*METADATA_FIELDS, *CONTEXT_FIELDS) if c in kept.columns]
+    meta = kept[cols].copy()
+    src = kept["embedding_source"].dropna().unique().tolist() if "embedding_source" in kept.columns else []
+    if len(src) > 1:
+        raise ValueError(f"rows mix embedding sources {src}: select one model/source")
+    info = dict(info, rows=int(len(kept)), skipped_without_embedding=int((~mask).sum()))
+    info["embedding_source"] = src[0] if src else None
+    return X, meta, info
+
+
+def from_records(store: Any, model: str, since: Any = None, until: Any = None, s3_endpoint_url: str | None = None):
+    """Captured records of ``model`` in ``[since, until)``."""
+    from monitoring.store.reader import read_records_df, to_epoch_ms
+
+    cols = ["request_id", "ts_ms", "outcome", "embedding", "embedding_source",
+            *[c for c in METADATA_FIELDS], "pred_label", "pred_top_prob", "pred_entropy"]
+    df = read_records_df(store, model, since, until, columns=list(dict.fromkeys(cols)), s3_endpoint_url=s3_endpoint_url)
+    return _frame_to_rows(df, {"kind": "records", "store": str(store), "since_ms": to_epoch_ms(since), "until_ms": to_epoch_ms(until)})
+
+
+def from_parquet(path: str | os.PathLike[str]):
+    """A Parquet file or directory with an ``embedding`` column (list of floats) and any of the
+    metadata columns (brightness, contrast, sharpness, ...; optional ``label``)."""
+    import pyarrow.parquet as pq
+
+    df = pq.read_table(os.fspath(path)).to_pandas()
+    return _frame_to_rows(df, {"kind": "parquet", "path": str(path)})
+
+
+def list_images(directory: str | os.PathLike[str]) -> list[tuple[Path, str | None]]:
+    """Image files under ``directory`` (sorted); the label is the sub-folder name when images sit
+    in one level of class folders (``<dir>/<label>/<file>``), else None."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ValueError(f"images directory {root} does not exist")
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            rel = p.relative_to(root).parts
+            out.append((p, rel[0] if len(rel) == 2 else None))
+    if not out:
+        raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images under {root}")
+    return out
+
+
+def default_checkpoint(model: str) -> str:
+    env = os.environ.get(f"CHECKPOINT_DIR_{model.upper()}")
+    if env:
+        return env
+    return str(Path(__file__).resolve().parents[2] / "model_repository" / model / "1" / "checkpoint")
+
+
+def embed_images(
+    images: list[bytes],
+    model: str = "resnet_classifier",
+    checkpoint_dir: str | None = None,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, str]:
+    """Run encoded images through ``model``'s serving runtime in-process with embedding capture on.
+
+    Returns (embeddings, metadata with the capture hook's fields, embedding source).
+    """
+    from monitoring.capture.image_stats import image_stats, prediction_stats
+    from serving.runtimes import runtime_class
+    from serving.runtimes.base import RawRequest
+
+    runtime = runtime_class(model)(checkpoint_dir or default_checkpoint(model), max_pipeline_batch=batch_size)
+    runtime.load()
+    runtime.capture_embeddings = True
+    tap = getattr(runtime, "image_tap", None) or getattr(runtime, "tap", None)
+    embs, rows = [], []
+    for s in range(0, len(images), batch_size):
+        chunk = images[s:s + batch_size]
+        reqs = [RawRequest({"image": np.array([[b]], dtype=np.object_)}) for b in chunk]
+        for j, res in enumerate(runtime.handle(reqs)):
+            if res.error is not None:
+                raise ValueError(f"image #{s + j} failed in {model}: {res.error}")
+            item, out = res.items[0], res.item_outputs[0]
+            if out.embedding is None:
+                raise RuntimeError(f"{model} produced no embedding: its runtime has no embedding tap")
+            row = dict(image_stats(np.asarray(item.image)))
+            if "probabilities" in out.values:
+                row.update(prediction_stats(out.values["probabilities"], getattr(runtime, "labels", None)))
+            rows.append(row)
+            embs.append(np.asarray(out.embedding, np.float32))
+        if progress is not None:
+            progress(len(chunk))
+    return np.stack(embs), pd.DataFrame(rows), (tap.source if tap is not None else "")
+
+
+def from_images(directory: str | os.PathLike[str], model: str = "resnet_classifier", checkpoint_dir: str | None = None,
+                batch_size: int = 32, progress: Callable[[int], None] | None = None):
+    """Every image under ``directory`` (class sub-folders give a ``label`` column)."""
+    files = list_images(directory)
+    X, meta, source = embed_images([p.read_bytes() for p, _ in files], model, checkpoint_dir, batch_size, progress)
+    meta["request_id"] = [str(p.relative_to(directory)) for p, _ in files]
+    labels = [lab for _, lab in files]
+    if any(lab is not None for lab in labels):
+        meta["label"] = labels
+    info = {"kind": "images", "path": str(directory), "rows": len(files),
+            "checkpoint_dir": checkpoint_dir or default_checkpoint(model), "embedding_source": source}
+    return X, meta, info

@@ -1,0 +1,5 @@
+import sys
+
+from monitoring.demo.run import main
+
+sys.exit(main())

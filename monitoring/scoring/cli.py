@@ -1,0 +1,106 @@
+"""``python -m monitoring score``: drift (and accuracy) per window, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from monitoring.cli import add_store_args, command
+
+TABLE_METHODS = ("cluster_jsd", "centroid", "mmd", "domain_classifier", "metadata")
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    add_store_args(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--baseline-version", type=int, default=None, help="default: the latest baseline")
+    p.add_argument("--since", default=None, help="start (inclusive): ISO-8601 (naive = UTC), epoch s or ms")
+    p.add_argument("--until", default=None, help="end (exclusive), same formats")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--every", default=None, metavar="PERIOD", help="aligned time windows: 1h, 6h, 1d, 1w, ...")
+    g.add_argument("--every-n", type=int, default=None, metavar="N", help="windows of N consecutive records")
+    g.add_argument("--window", action="append", default=None, metavar="LABEL=SINCE..UNTIL",
+                   help="an explicit window (repeatable), e.g. week1=2024-05-06..2024-05-13")
+    p.add_argument("--min-window", type=int, default=30, help="windows with fewer records are listed, not tested (default 30)")
+    p.add_argument("--no-actuals", action="store_true", help="leave accuracy out")
+    p.add_argument("--no-save", action="store_true", help="do not write the run to <store>/_monitoring/scores/")
+    p.add_argument("--webhook", default=None, metavar="URL", help="POST a JSON summary here when a window alarms")
+    p.add_argument("--json", action="store_true", help="one JSON object: model, baseline, windows[{start, end, n, accuracy, methods{...}, ...}]")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when any window alarms (for CI/cron)")
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_table(run: dict) -> str:
+    """A human table: one line per window."""
+    lines = [f"model {run['model']}  baseline v{run['baseline']['version']} (n={run['baseline']['n']}, dim={run['baseline']['dim']})"]
+    head = f"{'window':<34} {'n':>6} {'acc':>5}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for w in run["windows"]:
+        label = w["label"] if len(w["label"]) <= 34 else w["label"][:33] + "~"
+        m = w.get("methods", {})
+        if not w.get("scored"):
+            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  (not scored: {w.get('skipped_reason')})")
+            continue
+
+        def stat(k: str, spec: str = ".3f") -> str:
+            r = m.get(k)
+            if r is None:
+                return "-"
+            return format(r["statistic"], spec) + ("*" if r["is_drift"] else " ")
+
+        mmd_p = m.get("mmd", {}).get("p_value")
+        top = w.get("explanation", {}).get("top_field") or "-"
+        meta_flag = "*" if m.get("metadata", {}).get("is_drift") else " "
+        verdict = ("DRIFT: " + ",".join(w["drifted"])) if w["any_drift"] else "ok"
+        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  {stat('cluster_jsd'):>11} "
+                     f"{stat('centroid'):>11} {_fmt(mmd_p, '.3f'):>7} {stat('domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
+    lines.append("* = above the threshold calibrated to the window's size (alpha per method "
+                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most")
+    for w in run["windows"]:
+        if w.get("scored") and w["any_drift"]:
+            lines.append(f"  {w['label']}: {w['explanation'].get('summary', '')}")
+    return "\n".join(lines)
+
+
+@command("score", help="score windows of captured records against the baseline (+ accuracy from actuals)", configure=_args)
+def cmd_score(args: argparse.Namespace) -> int:
+    from monitoring.scoring.runner import save_scores, score_model
+    from monitoring.scoring.windows import parse_window_spec
+
+    try:
+        windows = [parse_window_spec(s) for s in args.window] if args.window else None
+        run = score_model(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
+                          every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
+                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url)
+    except (ValueError, LookupError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.no_save:
+        run["saved_as"] = save_scores(args.store, run, args.s3_endpoint_url)
+    if args.webhook:
+        from monitoring.alerts.webhook import alarm_payload, post_webhook
+
+        payload = alarm_payload(run)
+        if payload is not None:
+            try:
+                status = post_webhook(args.webhook, payload)
+                run["webhook"] = {"url": args.webhook, "status": status}
+                if status >= 300:
+                    print(f"warning: webhook {args.webhook} answered HTTP {status}", file=sys.stderr)
+            except OSError as e:
+                run["webhook"] = {"url": args.webhook, "error": str(e)}
+                print(f"warning: webhook {args.webhook} failed: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(run))
+    else:
+        print(format_table(run))
+        if run.get("saved_as"):
+            print(f"saved {run['saved_as']}")
+    if args.fail_on_drift and any(w.get("any_drift") for w in run["windows"]):
+        return 3
+    return 0

@@ -1,0 +1,111 @@
+"""Prometheus gauges from saved scores, and the webhook on alarm (a real local HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitoring.alerts import export_scores
+from monitoring.cli import main as cli_main
+from monitoring.scoring import load_latest_scores
+from workflow_testlib import MODEL, T0, DAY
+
+
+@pytest.fixture
+def hook_server():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "type": self.headers["Content-Type"], "body": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", received
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_gauges_follow_the_latest_window(digit_store, labels_csv, capsys):
+    store, _ = digit_store
+    reg = CollectorRegistry()
+    export_scores(reg, store)
+    assert reg.get_sample_value("drift_is_drift", {"model": MODEL, "method": "mmd"}) is None  # nothing scored yet
+    assert cli_main(["actuals", "--file", str(labels_csv), "--store", str(store)]) == 0
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d"]) == 0
+    last = load_latest_scores(store, MODEL)["windows"][-1]
+    for method, r in last["methods"].items():
+        labels = {"model": MODEL, "method": method}
+        assert reg.get_sample_value("drift_statistic", labels) == pytest.approx(r["statistic"])
+        assert reg.get_sample_value("drift_threshold", labels) == pytest.approx(r["threshold"])
+        assert reg.get_sample_value("drift_p_value", labels) == pytest.approx(r["p_value"])
+        assert reg.get_sample_value("drift_is_drift", labels) == float(r["is_drift"])
+    assert reg.get_sample_value("drift_any", {"model": MODEL}) == 1.0
+    assert reg.get_sample_value("drift_window_size", {"model": MODEL}) == 200.0
+    assert reg.get_sample_value("model_accuracy", {"model": MODEL}) == pytest.approx(last["accuracy"])
+    assert reg.get_sample_value("drift_window_end_timestamp_seconds", {"model": MODEL}) == pytest.approx(last["end_ms"] / 1000)
+    text = generate_latest(reg).decode()
+    assert 'drift_is_drift{method="domain_classifier",model="' + MODEL + '"} 1.0' in text
+    # a clean-only rescoring flips the gauges back
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--since", str(T0), "--until", str(T0 + DAY)]) == 0
+    assert reg.get_sample_value("drift_any", {"model": MODEL}) == 0.0
+    assert reg.get_sample_value("drift_is_drift", {"model": MODEL, "method": "centroid"}) == 0.0
+
+
+def test_webhook_posted_on_alarm_only(digit_store, hook_server, capsys):
+    store, _ = digit_store
+    url, received = hook_server
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--since", str(T0), "--until", str(T0 + DAY),
+                     "--webhook", url, "--json"]) == 0
+    assert received == [] and "webhook" not in json.loads(capsys.readouterr().out)
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d", "--webhook", url, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["webhook"]["status"] == 204
+    assert len(received) == 1 and received[0]["path"] == "/hook" and received[0]["type"] == "application/json"
+    body = received[0]["body"]
+    assert body["event"] == "drift_alarm" and body["model"] == MODEL and body["alarmed_windows"] == 2
+    assert [w["top_field"] for w in body["windows"]] == ["sharpness", "brightness"]
+    assert "brightness lower than baseline" in body["text"]
+
+
+def test_webhook_failure_is_a_warning_not_a_crash(digit_store, capsys):
+    store, _ = digit_store
+    import socket
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d", "--no-save",
+                     "--webhook", f"http://127.0.0.1:{port}/x"]) == 0
+    assert "webhook" in capsys.readouterr().err
+
+
+def test_alert_rules_use_exported_metrics(digit_store, capsys):
+    """deploy/prometheus/alerts.yml parses and only names metrics the exporter publishes."""
+    import re
+
+    import yaml
+
+    from workflow_testlib import ROOT
+
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert len(exprs) >= 3
+    store, _ = digit_store
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d"]) == 0
+    reg = CollectorRegistry()
+    export_scores(reg, store)
+    exported = {m.name for m in reg.collect()}
+    used = {n for e in exprs for n in re.findall(r"\b(drift_[a-z_]+|model_[a-z_]+)\b", e)}
+    assert used and used <= exported, used - exported

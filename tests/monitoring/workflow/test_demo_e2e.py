@@ -1,0 +1,50 @@
+"""`python -m monitoring.demo` end to end at a reduced size: real training, real Triton + sidecar,
+real captured records, actuals, scoring per week, report (about 1-3 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from workflow_testlib import ROOT
+
+EMBEDDING = ("jsd_drift", "centroid_drift", "mmd_drift", "auc_drift")
+
+
+def test_demo_reduced(tmp_path, model_repo):
+    work = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitoring.demo", "--workdir", str(work), "--per-week", "60", "--epochs", "2",
+         "--sd-per-week", "1", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["requests_failed"] == 0 and summary["requests_sent"] == 183 and summary["labels_posted"] == 180
+    w1, w2, w3 = summary["weeks"]
+    assert [w["n"] for w in (w1, w2, w3)] == [60, 60, 60]  # every request captured and scored
+    assert not any(w1[k] for k in EMBEDDING)
+    assert sum(w2[k] for k in EMBEDDING) >= 2 and sum(w3[k] for k in EMBEDDING) >= 3
+    assert w3["accuracy"] < w1["accuracy"] - 0.2
+    assert w2["top_field"] == "sharpness" and w3["top_field"] == "brightness"
+    report = Path(summary["report"])
+    assert report.exists() and "Embedding map" in report.read_text()
+    assert "week 3 (darkened)" in proc.stdout and "report:" in proc.stdout
+    metrics = (work / "drift_metrics.prom").read_text()
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in metrics
+    # The sidecar publishes the same gauges from the store on its own /metrics.
+    import urllib.request
+
+    from monitoring.sidecar.service import Sidecar
+
+    sidecar = Sidecar(str(work / "spool-after"), str(summary.get("store", work / "store")), metrics_port=0,
+                      metrics_addr="127.0.0.1")
+    sidecar.start()
+    try:
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{sidecar.metrics_port}/metrics").read().decode()
+    finally:
+        sidecar.close()
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in scraped
+    assert 'model_accuracy{model="resnet_classifier"}' in scraped
