@@ -100,7 +100,9 @@ def test_ctrl_c_writes_a_partial_report_and_exits_130(triton_server, tmp_path):
     try:
         assert progressed.wait(90), "no progress line with answered requests:\n" + "".join(err_lines)
         proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=120)
+        # stderr belongs to the reader thread: communicate() would race it for the last lines.
+        proc.wait(timeout=120)
+        stdout = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
