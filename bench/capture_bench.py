@@ -1,9 +1,9 @@
 """P2 — capture on vs off: the classifier's latency and throughput with monitoring capture
 enabled and disabled, in one run, on one server, under the same load.
 
-The server loads the classifier twice from the same checkpoint: `resnet_classifier` (capture on,
-sidecar draining the spool as in production) and `resnet_classifier_nocapture` (capture off via
-`CAPTURE_SAMPLE_RATE_RESNET_CLASSIFIER_NOCAPTURE=0`). Rounds alternate between the two so slow
+The server loads the classifier twice from the same checkpoint: one copy with capture on (the
+sidecar draining the spool as in production), one with capture off (per-model sampling rate 0);
+a second server run swaps the roles. Rounds alternate between the two so slow
 drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
 
     python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40]
@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitoring.capture.priority import lower_process_priority  # noqa: E402
 from serving.server import TritonProcess, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
@@ -118,12 +119,32 @@ def summarize(lat: list[float], rps: list[float]) -> dict:
             "throughput_rps": float(np.median(rps))}
 
 
+def measure(server: TritonProcess, on: str, off: str, images: list[bytes], rounds: int, requests: int,
+            lat: dict, rps: dict) -> None:
+    """Alternating rounds on the two copies; results keyed by condition ("on"/"off")."""
+    for model in (on, off):  # warm-up
+        run_load(server.grpc_url, model, images, 2, 8)
+    for level, concurrency in LEVELS:
+        for r in range(rounds):
+            for cond, model in ((("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))):
+                l, t = run_load(server.grpc_url, model, images, concurrency, requests)
+                lat[level][cond] += l
+                rps[level][cond].append(t)
+                print(f"{level} round {r + 1}/{rounds} capture {cond} ({model}): p50 {np.percentile(l, 50):.1f} ms, "
+                      f"{t:.1f} req/s", flush=True)
+
+
+LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=6, help="rounds per server run (two runs, roles swapped)")
     p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
+    p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
     a = p.parse_args(argv)
     work = ROOT / "build" / "bench" / f"capture-{a.arch}"
     repo = build_repo(work, a.arch)
@@ -131,48 +152,54 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(spool, ignore_errors=True)
     shutil.rmtree(store, ignore_errors=True)
     spool.mkdir(parents=True)
-    sidecar = subprocess.Popen([sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store",
-                                str(store), "--metrics-port", "-1"], cwd=ROOT, env=server_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = TritonProcess(repo=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=work / "tritonserver.log", models=(ON, OFF),
-                           extra_env={"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_SAMPLE_RATE_RESNET_CLASSIFIER_NOCAPTURE": "0"})
-    server.start(wait_s=600)
+    sidecar = None if a.no_sidecar else subprocess.Popen(
+        [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
+         "--metrics-port", "-1"], cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lower_process_priority)
     images = payloads()
-    results: dict = {}
+    extra_env = dict(kv.split("=", 1) for kv in a.env)
+    lat = {level: {"on": [], "off": []} for level, _ in LEVELS}
+    rps = {level: {"on": [], "off": []} for level, _ in LEVELS}
     try:
-        for model in (ON, OFF):  # warm-up
-            run_load(server.grpc_url, model, images, 2, 8)
-        for level, concurrency in (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8)):
-            lat = {ON: [], OFF: []}
-            rps = {ON: [], OFF: []}
-            for r in range(a.rounds):
-                for model in ((ON, OFF) if r % 2 == 0 else (OFF, ON)):
-                    l, t = run_load(server.grpc_url, model, images, concurrency, a.requests)
-                    lat[model] += l
-                    rps[model].append(t)
-                    print(f"{level} round {r + 1}/{a.rounds} {model}: p50 {np.percentile(l, 50):.1f} ms, {t:.1f} req/s", flush=True)
-            on, off = summarize(lat[ON], rps[ON]), summarize(lat[OFF], rps[OFF])
-            results[level] = {"capture_on": on, "capture_off": off,
-                              "p50_ratio_on_off": on["p50_ms"] / off["p50_ms"],
-                              "p99_ratio_on_off": on["p99_ms"] / off["p99_ms"],
-                              "throughput_ratio_on_off": on["throughput_rps"] / off["throughput_rps"]}
+        # Two server runs with the copies' roles swapped, so any difference between the two
+        # model processes themselves (placement, thread scheduling) cancels out.
+        for on, off in ((ON, OFF), (OFF, ON)):
+            key = "CAPTURE_SAMPLE_RATE_" + off.upper()
+            server = TritonProcess(repo=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                                   log_path=work / "tritonserver.log", models=(ON, OFF),
+                                   extra_env={"CAPTURE_SPOOL_DIR": str(spool), key: "0", **extra_env})
+            server.start(wait_s=600)
+            try:
+                measure(server, on, off, images, a.rounds, a.requests, lat, rps)
+            finally:
+                server.stop()
     finally:
-        server.stop()
-        sidecar.terminate()
-        sidecar.wait(120)
-    from monitoring.store import read_records
-    captured = read_records(str(store), ON).num_rows
+        if sidecar is not None:
+            sidecar.terminate()
+            sidecar.wait(120)
+    results = {}
+    for level, _ in LEVELS:
+        on, off = summarize(lat[level]["on"], rps[level]["on"]), summarize(lat[level]["off"], rps[level]["off"])
+        results[level] = {"capture_on": on, "capture_off": off,
+                          "p50_ratio_on_off": on["p50_ms"] / off["p50_ms"],
+                          "p99_ratio_on_off": on["p99_ms"] / off["p99_ms"],
+                          "throughput_ratio_on_off": on["throughput_rps"] / off["throughput_rps"]}
+    if sidecar is not None:
+        from monitoring.store import read_records
+        captured = sum(read_records(str(store), m).num_rows for m in (ON, OFF))
+    else:
+        captured = None
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
               "requests_per_round": a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
-              "goal": "p50(on)/p50(off) <= 1.03", "results": results}
+              "sidecar": not a.no_sidecar, "goal": "p50(on)/p50(off) <= 1.03", "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
-             f"One tritonserver, two copies of the classifier (capture on / off), {a.rounds} alternating rounds of "
-             f"{a.requests} requests per model and load level, {os.cpu_count()} CPU cores shared by client, server and "
-             f"sidecar. {captured} records captured.", "",
+             f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
+             f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
+             f"and run. {os.cpu_count()} CPU cores shared by client, server"
+             f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}.", "",
              "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 ratio | throughput ratio |",
              "|---|---|---|---|---|---|"]
     for level, r in results.items():

@@ -211,13 +211,15 @@ def _running(name: str) -> int | None:
 
 def start_sidecar(spool: Path, store: Path, metrics_port: int) -> subprocess.Popen:
     """The monitoring sidecar: spool segments -> Parquet store, Prometheus on its own port."""
+    from monitoring.capture.priority import lower_process_priority  # monitoring yields CPU to inference
+
     log_path = ROOT / "var" / "log" / "sidecar.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
              "--metrics-port", str(metrics_port)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

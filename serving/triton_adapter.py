@@ -57,6 +57,10 @@ class CaptureMetrics:
 
     def __init__(self, pb_utils: Any, model: str, version: str, capture: Any):
         self.capture = capture
+        # Each increment is a round trip to the Triton core: publish at most once per interval
+        # (measured: per-execute updates cost ~5 ms of a 90 ms ResNet-50 request on 2 cores).
+        self.interval_s = float(os.environ.get("CAPTURE_METRICS_INTERVAL_S", "1.0"))
+        self.next_update = 0.0
         self.metrics: dict[str, Any] = {}
         self.families: list[Any] = []  # Triton deletes a family's metrics with it: keep both alive
         self.last: dict[str, int] = {}
@@ -74,8 +78,9 @@ class CaptureMetrics:
                 "written": c.get("written", 0)}
 
     def update(self) -> None:
-        if not self.metrics:
+        if not self.metrics or time.monotonic() < self.next_update:
             return
+        self.next_update = time.monotonic() + self.interval_s
         try:
             for key, value in self.counts().items():
                 if value > self.last[key]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from monitoring.capture.priority import lower_process_priority
+
 import argparse
 import csv
 import json
@@ -106,7 +108,7 @@ def start_sidecar(spool: Path, store: Path, port: int, log_path: Path) -> subpro
         return subprocess.Popen(
             [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
              "--metrics-port", str(port), "--metrics-addr", "127.0.0.1", "--compact-every", "0"],
-            stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True)
+            stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 120.0) -> int:

@@ -148,7 +148,7 @@ def test_inference_answers_and_drops_are_counted_when_the_spool_is_full(model_re
     """With the sidecar down the spool only grows; once its free-space guard trips (simulated
     here with an unreachable threshold), records are dropped and counted, never blocking."""
     env = {"CAPTURE_SPOOL_DIR": str(tmp_path / "spool"), "CAPTURE_QUEUE_SIZE": "2", "CAPTURE_BATCH_SIZE": "2",
-           "CAPTURE_MIN_FREE_MB": str(10**9)}
+           "CAPTURE_MIN_FREE_MB": str(10**9), "CAPTURE_METRICS_INTERVAL_S": "0"}
     server = start(model_repo, tmp_path, env, models=("resnet_classifier",))
     try:
         labels = [infer("resnet_classifier", {"image": tensor(png(64, seed=i))}, url=server.http_url)["label"][0, 0]
