@@ -148,8 +148,10 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{m['cpus']} CPU cores, {m.get('mem_gib', '?')} GiB, no GPU{' (CUDA visible)' if m['cuda'] else ''}; "
              f"Python {m['python']}, torch {m['torch']}. Load average at start {doc['loadavg_start']}, "
              f"at end {doc['loadavg_end']}.", "",
-             "**Other processes shared this machine during the run** (other engineers' test suites and servers), "
-             "so absolute numbers are noisy; each ratio's two sides were measured minutes apart in the same run "
+             ("**Other processes shared this machine during the run** (load average above 1 at the start), "
+              "so absolute numbers are noisy; " if doc["loadavg_start"][0] > 1.0 else
+              "The machine was otherwise idle at the start; client, server and sidecar share its cores. ")
+             + "Each ratio's two sides were measured in the same run, interleaved "
              "(medians over rounds where rounds are used).", "",
              "| ID | measures | result | goal | status |", "|---|---|---|---|---|"]
     for key in ("P1", "P2", "P3", "P4", "P5"):
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"date": args.date, "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                            "machine": machine(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
                            "args": {k: str(v) for k, v in vars(args).items()}, "results": {}, "errors": {},
-                           "notes": ["Other processes shared this machine during the run; ratios are same-run.",
+                           "notes": ["Ratios are same-run; see the load averages for how busy the machine was.",
                                      "No GPU: CPU fp32 on both sides of every ratio."]}
     from bench.served import run_p1, run_p4  # noqa: E402  (heavy imports after argument parsing)
 
