@@ -6,8 +6,6 @@ image-to-image pipeline's components), so the second mode costs no extra memory.
 
 from __future__ import annotations
 
-from typing import Any
-
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from serving.errors import InvalidInputError
@@ -64,6 +62,3 @@ class SDImg2ImgRuntime(DiffusionRuntime):
 
     def default_size(self) -> int:
         return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
-
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:  # pragma: no cover
-        raise AssertionError("call_pipeline chooses the pipeline")
