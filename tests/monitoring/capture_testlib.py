@@ -117,3 +117,24 @@ def produce(spool: Path, n: int, model: str = "m1", start: int = 0, batch_size: 
     for i in range(start, start + n):
         assert cap.submit(make_record(i, model=model, ts_ms=None if ts is None else ts(i)))
     assert cap.close(timeout=60)
+
+
+class DiskFull:
+    """Stands in for `write_file_atomic` and raises ENOSPC while `full` is set (the fault a test
+    cannot cause on a real filesystem); `full.clear()` makes the disk writable again."""
+
+    def __init__(self, real: Callable[..., Any], full: bool = True):
+        import threading
+
+        self.real = real
+        self.full = threading.Event()
+        if full:
+            self.full.set()
+
+    def __call__(self, path: str, data: bytes, **kw: Any) -> Any:
+        import errno
+
+        if self.full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return self.real(path, data, **kw)
+

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import random
 import threading
 
 import pytest
-from capture_testlib import make_record, spool_segments, wait_for
+from capture_testlib import DiskFull, make_record, spool_segments, wait_for
 
 import monitoring.capture.capturer as capmod
 from monitoring.capture import Capturer, NullCapturer, sampled_by_id
@@ -98,33 +97,22 @@ def test_random_sampling_rate(tmp_path):
 
 
 def test_disk_full_is_counted_and_retried_never_raised(tmp_path, monkeypatch):
-    failing = threading.Event()
-    failing.set()
-    real_write = capmod.write_file_atomic
-
-    def enospc_write(path, data, **kw):
-        if failing.is_set():
-            raise OSError(errno.ENOSPC, "No space left on device", path)
-        return real_write(path, data, **kw)
-
-    monkeypatch.setattr(capmod, "write_file_atomic", enospc_write)
+    disk = DiskFull(capmod.write_file_atomic)
+    monkeypatch.setattr(capmod, "write_file_atomic", disk)
     cap = Capturer(tmp_path, "m1", queue_size=50, batch_size=10, flush_interval_s=0.01, retry_max_s=0.05)
     results = [cap.submit(make_record(i)) for i in range(40)]
     assert all(results)
     wait_for(lambda: cap.write_errors >= 3, what="retried write errors")
     assert "No space left" in cap.last_error
     assert cap.written == 0 and spool_segments(tmp_path) == []
-    failing.clear()
+    disk.full.clear()
     assert cap.close(timeout=30) is True
     assert cap.written == 40
     assert len(_records_in_spool(tmp_path)) == 40
 
 
 def test_close_gives_up_after_timeout_and_reports_loss(tmp_path, monkeypatch):
-    def enospc_write(path, data, **kw):
-        raise OSError(errno.ENOSPC, "No space left on device", path)
-
-    monkeypatch.setattr(capmod, "write_file_atomic", enospc_write)
+    monkeypatch.setattr(capmod, "write_file_atomic", DiskFull(capmod.write_file_atomic))
     cap = Capturer(tmp_path, "m1", batch_size=5, flush_interval_s=0.01, retry_max_s=0.05)
     for i in range(12):
         assert cap.submit(make_record(i))

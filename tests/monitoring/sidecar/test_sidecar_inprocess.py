@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import threading
 import urllib.request
 
 import pytest
-from capture_testlib import free_port, make_record, parquet_files, produce, spool_segments, wait_for
+from capture_testlib import DiskFull, free_port, make_record, parquet_files, produce, spool_segments, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring.capture.capturer as capmod
@@ -92,23 +91,15 @@ def test_metrics_endpoint_reports_exact_counters(tmp_path, monkeypatch):
 def test_disk_full_is_reported_and_retried_without_loss(tmp_path, monkeypatch):
     spool, store = tmp_path / "spool", tmp_path / "store"
     produce(spool, 100, batch_size=25)
-    full = threading.Event()
-    full.set()
-    real = backend_mod.write_file_atomic
-
-    def enospc(path, data, **kw):
-        if full.is_set():
-            raise OSError(errno.ENOSPC, "No space left on device", path)
-        return real(path, data, **kw)
-
-    monkeypatch.setattr(backend_mod, "write_file_atomic", enospc)
+    disk = DiskFull(backend_mod.write_file_atomic)
+    monkeypatch.setattr(backend_mod, "write_file_atomic", disk)
     sc = Sidecar(spool, store, compact_every=0, poll_interval=0.01, retry_initial_s=0.01, retry_max_s=0.05)
     run = Running(sc)
     wait_for(lambda: sc.metrics.write_errors.labels("store")._value.get() >= 3, what="retried store errors")
     assert sc.metrics.store_up._value.get() == 0
     assert "No space left on device" in sc.last_error
     assert len(spool_segments(spool)) == 4 and parquet_files(store) == []
-    full.clear()
+    disk.full.clear()
     wait_for(lambda: not spool_segments(spool), what="spool drained after the disk has room again")
     assert run.stop() == 0
     assert sc.metrics.store_up._value.get() == 1
