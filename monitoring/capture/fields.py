@@ -48,6 +48,21 @@ FIELDS: tuple[tuple[str, str, bool, str], ...] = (
     ("embedding_source", "str", False, "Where `embedding` came from, e.g. resnet.pooler:avgpool."),
     ("text_embedding", "vector", False, "Prompt embedding, float32, fixed size per model+source."),
     ("text_embedding_source", "str", False, "Where `text_embedding` came from."),
+    # -- generative models (issue 15): prompt identity, flat generation settings, output checks
+    ("prompt_hash", "str", False, "sha256 hex of the UTF-8 prompt; always recorded for prompt models."),
+    ("prompt_text", "str", False, "The prompt itself; only with CAPTURE_PROMPT_TEXT=1 (privacy: off by default)."),
+    ("gen_steps", "int", False, "num_inference_steps as run."),
+    ("gen_guidance", "float", False, "guidance_scale as run."),
+    ("gen_strength", "float", False, "strength as run (img2img/depth/inpaint), else None."),
+    ("gen_noise_level", "int", False, "noise_level as run (upscaler), else None."),
+    ("gen_width", "int", False, "Requested output width, px (text2img), else None."),
+    ("gen_height", "int", False, "Requested output height, px (text2img), else None."),
+    ("output_nonfinite", "bool", False, "Generated image had NaN/inf values before encoding."),
+    ("output_blank", "bool", False, "Generated image is (near) constant: std < 1 on 0..255."),
+    ("output_embedding", "vector", False, "Embedding of the generated output, float32, if the runtime declares one."),
+    ("output_embedding_source", "str", False, "Where `output_embedding` came from."),
+    # -- explorer (issue 12)
+    ("thumbnail", "str", False, "Base64 JPEG thumbnail of the input (<= 64 px); only with CAPTURE_THUMBNAILS=1."),
 )
 
 FIELD_NAMES: frozenset[str] = frozenset(f[0] for f in FIELDS)

@@ -51,6 +51,19 @@ def make_record(i: int, model: str = "m1", ts_ms: int | None = None, dim: int = 
         "embedding_source": "resnet.pooler:avgpool",
         "text_embedding": None,
         "text_embedding_source": None,
+        "prompt_hash": None,
+        "prompt_text": None,
+        "gen_steps": None,
+        "gen_guidance": None,
+        "gen_strength": None,
+        "gen_noise_level": None,
+        "gen_width": None,
+        "gen_height": None,
+        "output_nonfinite": None,
+        "output_blank": None,
+        "output_embedding": None,
+        "output_embedding_source": None,
+        "thumbnail": None,
     }
 
 
