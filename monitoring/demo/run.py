@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,12 +28,6 @@ SD_MODELS = ("sd_img2img", "sd_depth")
 WEEKS = (("week 1 (clean)", "clean"), ("week 2 (blurred)", "blurred"), ("week 3 (darkened)", "darkened"))
 
 log = logging.getLogger("monitoring.demo")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -245,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitoring.report.build import build_report
     from monitoring.scoring.runner import save_scores, score_model
     from monitoring.scoring.windows import Window
-    from serving.server import TritonProcess
+    from serving.server import TritonProcess, free_port
 
     t_start = time.perf_counter()
     work = Path(args.workdir).resolve()

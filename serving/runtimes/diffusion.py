@@ -7,6 +7,7 @@ gen_args it takes, and how a group of validated items becomes one pipeline call.
 from __future__ import annotations
 
 import secrets
+from abc import abstractmethod
 from collections.abc import Hashable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -130,8 +131,9 @@ class DiffusionRuntime(ModelRuntime):
         ids = tok(prompts, truncation=True, max_length=tok.model_max_length)["input_ids"]
         return [len(x) for x in ids]
 
+    @abstractmethod
     def build_pipeline(self, path: str):
-        raise NotImplementedError
+        """The diffusers pipeline, loaded from ``path`` with `load_kwargs()`."""
 
     def load_kwargs(self) -> dict[str, Any]:
         # safetensors only; fp16 on GPU. Safety checker is an operator choice, off by default.
@@ -139,7 +141,7 @@ class DiffusionRuntime(ModelRuntime):
                     feature_extractor=None, requires_safety_checker=False)
 
     # -- check_inputs -----------------------------------------------------------------------
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
         return common_specs(int(self.parameters.get("default_num_inference_steps", self.default_steps)),
                             self.default_guidance)
 
@@ -169,7 +171,7 @@ class DiffusionRuntime(ModelRuntime):
                 image=self.read_image("image", raw_image) if raw_image is not None else None,
                 mask=self.read_image("mask_image", raw_mask, mode="L") if raw_mask is not None else None,
             )
-            item.args = parse_gen_args(self.cell(request, "gen_args", row), self.gen_arg_specs(item.image is not None))
+            item.args = parse_gen_args(self.cell(request, "gen_args", row), self.gen_arg_specs())
             if item.args["seed"] is None:
                 item.args["seed"] = secrets.randbelow(MAX_SEED + 1)
             self.check_item(item)
@@ -206,11 +208,9 @@ class DiffusionRuntime(ModelRuntime):
             output_type="np",
         )
 
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
-        raise NotImplementedError
-
+    @abstractmethod
     def call_pipeline(self, items: list[DiffusionItem]):
-        return self.pipe(**self.pipeline_kwargs(items))
+        """Run the pipeline once for ``items`` (compatible by `batch_key`), `prompt_kwargs` included."""
 
     def predict(self, items: list[Item]) -> list[ItemOutput]:
         n = len(items)

@@ -31,8 +31,8 @@ class SDImg2ImgRuntime(DiffusionRuntime):
         super()._load()
         self.text2img.set_progress_bar_config(disable=True)
 
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
-        specs = super().gen_arg_specs(has_image)
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs()
         specs.update(strength=strength_spec(None), height=size_spec("height"), width=size_spec("width"))
         return specs
 

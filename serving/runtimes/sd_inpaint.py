@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from diffusers import StableDiffusionInpaintPipeline
@@ -21,8 +19,8 @@ class SDInpaintRuntime(DiffusionRuntime):
     def build_pipeline(self, path: str):
         return StableDiffusionInpaintPipeline.from_pretrained(path, **self.load_kwargs())
 
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
-        specs = super().gen_arg_specs(has_image)
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs()
         specs["strength"] = strength_spec(1.0)
         return specs
 
@@ -49,9 +47,9 @@ class SDInpaintRuntime(DiffusionRuntime):
             self.pipe.vae.encoder(pixels.to(self.device.device, dtype=self.pipe.vae.dtype))
         return tap.first_rows(len(items))
 
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
+    def call_pipeline(self, items: list[DiffusionItem]):
         # The inpainting pipeline does not infer its size from the image: pass it explicitly.
         width, height = self.work_size(items[0].image)  # type: ignore[misc]
-        return dict(self.prompt_kwargs(items), image=[it.image for it in items],
-                    mask_image=[it.mask for it in items], strength=items[0].args["strength"],
-                    height=height, width=width)
+        return self.pipe(**self.prompt_kwargs(items), image=[it.image for it in items],
+                         mask_image=[it.mask for it in items], strength=items[0].args["strength"],
+                         height=height, width=width)
