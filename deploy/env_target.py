@@ -72,8 +72,9 @@ def wheel_tag_fits(tag: str, target: EnvTarget) -> bool:
     minor = int(target.python.split(".")[1])
 
     def interpreter_fits(python: str, abi: str) -> bool:
-        if python in ("py3", f"py3{minor}"):  # pure Python, or Python-agnostic binaries
-            return abi == "none"
+        if python == "py3" or (python.startswith("py3") and python[3:].isdigit()):
+            # pure Python or Python-agnostic binaries: py3, or py39 = "Python 3.9 and later" to pip
+            return abi == "none" and (python == "py3" or int(python[3:]) <= minor)
         if python == target.abi:
             return abi in ("none", "abi3", target.abi)
         # cp310-abi3: the stable ABI of 3.10 and every later CPython
