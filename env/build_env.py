@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import os
+import pprint
 import shutil
 import subprocess
 import sys
@@ -303,7 +304,7 @@ def build_pip_env(env_dir: Path, *, python: str, requirements: list[Path], const
         _copy_package(pkg, site / pkg.name)
     (site / "_python_env_info.py").write_text(
         '"""What this execution environment is (written by env/build_env.py)."""\n\n'
-        f"BUILD_INFO = {json.dumps(info, indent=4, sort_keys=True)}\n")
+        f"BUILD_INFO = {pprint.pformat(info, indent=4)}\n")  # a Python literal: None, not null
     (env_dir / ENV_MANIFEST).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     activate = env_dir / "bin" / "activate"
     activate.write_text(ACTIVATE.format(py=python))
@@ -356,7 +357,8 @@ def build_conda_env(env_dir: Path, out: Path, *, environment_yml: Path, packages
                             "its python= pin must match the target container")
     for pkg in packages:
         _copy_package(pkg, site / pkg.name)
-    (site / "_python_env_info.py").write_text(f"BUILD_INFO = {json.dumps(info, sort_keys=True)}\n")
+    (site / "_python_env_info.py").write_text(f"BUILD_INFO = {pprint.pformat(info)}\n")
+    (env_dir / ENV_MANIFEST).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")  # for `deploy check`
     out.parent.mkdir(parents=True, exist_ok=True)
     _run(["conda-pack", "-p", str(env_dir), "-o", str(out), "--force", "--ignore-editable-packages"])
 
