@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from deploy.payload import build_request, parse_response
 from mme_testlib import (evil_tarball, extracted_size, http, image_size, runtime_client,
@@ -291,3 +295,22 @@ def test_stub_rss_is_found_for_a_loaded_model(endpoint, runtime):
     rss = endpoint.triton.stub_rss("resnet_classifier")
     assert rss is not None and rss > 20 * 2**20  # a Python stub with torch imported
     assert endpoint.triton.stub_rss("no_such_model") is None
+
+
+def _doc_block(lang: str) -> str:
+    """The curl (bash) or boto3 (python) example of docs/deploy.md's "JSON clients get JSON"."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "deploy.md").read_text()
+    section = text[text.index("### Responses: JSON clients get JSON"):]
+    return section[section.index(f"```{lang}\n") + len(lang) + 4:].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("lang", ["bash", "python"])
+def test_documented_curl_and_boto3_examples_run_as_written(endpoint, tmp_path, lang):
+    code = _doc_block(lang).replace("http://127.0.0.1:8080", endpoint.url)  # the test endpoint's free port
+    assert code.count(endpoint.url) == 1
+    (tmp_path / "photo.png").write_bytes(png(64, seed=9))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="any", AWS_SECRET_ACCESS_KEY="any")  # the local endpoint checks no signature
+    cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "out.png").size == (64, 64)
