@@ -20,7 +20,7 @@ help:
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
 	@echo "make mme        local SageMaker-compatible MME endpoint on :8080 over dist/"
-	@echo "make env        execution-environment tarball dist/python_env.tar.gz"
+	@echo "make env        execution-environment tarball dist/python_env.tar.gz for the newest SageMaker image (TRITON_VERSION=, ENV_ARGS=)"
 	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
 	@echo "make bench      benchmark suite -> bench/results/"
 

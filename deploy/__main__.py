@@ -190,7 +190,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = manifest.check_dist(args.dist, args.tarballs or None) if has_manifest or not args.env_tarball else {}
     loaded = manifest.load_manifest(args.dist) if has_manifest else None
     paths = [Path(args.dist) / name for name in results]
-    compat = check_compatibility(args.dist, loaded, image_uri=args.image_uri, triton_version=args.triton_version,
+    compat = check_compatibility(loaded, image_uri=args.image_uri, triton_version=args.triton_version,
                                  env_tarball=args.env_tarball, tarballs=paths)
     results[f"image {compat.image} (Python {compat.release.python}, glibc {compat.release.glibc})"] = compat.problems
     failed = 0

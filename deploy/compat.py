@@ -24,7 +24,6 @@ from deploy.package import ENV_MEMBER
 class Compatibility:
     image: str  # short image name for messages, e.g. sagemaker-tritonserver:26.05-py3
     release: images.TritonRelease
-    checked: list[str] = field(default_factory=list)  # what was compared, for the OK line
     problems: list[str] = field(default_factory=list)
 
 
@@ -59,15 +58,14 @@ def embedded_env_manifest(model_tarball: Path) -> dict | None:
     return None
 
 
-def check_compatibility(dist: str | os.PathLike[str], manifest: dict | None, *, image_uri: str | None = None,
-                        triton_version: str | None = None, env_tarball: str | os.PathLike[str] | None = None,
-                        tarballs: list[Path] = ()) -> Compatibility:
-    """Compare the env and the model tarballs in `dist` with the chosen image."""
+def check_compatibility(manifest: dict | None, *, image_uri: str | None = None, triton_version: str | None = None,
+                        env_tarball: str | os.PathLike[str] | None = None, tarballs: list[Path] = ()) -> Compatibility:
+    """Compare the env (`env_tarball`, and any shipped inside `tarballs`) and the manifest's
+    release with the chosen image."""
     image, release = image_release(image_uri, triton_version, manifest)
     result = Compatibility(image=image, release=release)
     if manifest is not None:
         packaged = manifest.get("triton") or {}
-        result.checked.append(f"models packaged for Triton {packaged.get('container')}")
         if packaged.get("python") and packaged.get("python") != release.python:
             result.problems.append(
                 f"model tarballs were packaged for Triton {packaged.get('container')} (Python {packaged.get('python')}), "
@@ -77,11 +75,14 @@ def check_compatibility(dist: str | os.PathLike[str], manifest: dict | None, *, 
         envs.append((Path(env_tarball).name, read_env_manifest(env_tarball)))
     for tarball in tarballs:
         if tarball.is_file():
-            embedded = embedded_env_manifest(tarball)
+            try:
+                embedded = embedded_env_manifest(tarball)
+            except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as exc:
+                result.problems.append(f"{tarball.name}: cannot read its env: {exc}")
+                continue
             if embedded is not None:
                 envs.append((f"{tarball.name}:{ENV_MEMBER}", embedded))
     for source, env in envs:
-        result.checked.append(f"{source} (Python {env.get('python')}, {env.get('platform') or 'platform unrecorded'})")
         if env.get("python") is None:
             result.problems.append(f"{source}: {env.get('note', 'no Python version recorded')}")
             continue

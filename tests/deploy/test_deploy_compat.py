@@ -13,7 +13,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
 
 from deploy.__main__ import main
 from deploy.env_target import read_env_manifest
