@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy import images
-from deploy.env_target import ENV_MANIFEST, env_problems, read_env_manifest
+from deploy.env_target import ENV_MANIFEST, env_manifest_from, env_problems, read_env_manifest
 from deploy.errors import DeployError
 from deploy.package import ENV_MEMBER
 
@@ -46,15 +46,9 @@ def embedded_env_manifest(model_tarball: Path) -> dict | None:
             if member.isfile() and member.name.endswith("/" + ENV_MEMBER) and member.name.count("/") == 2:
                 inner = tar.extractfile(member)
                 assert inner is not None
-                # Stream: python_env.json is the env's first member, so this reads kilobytes.
+                # Streamed: python_env.json is the env's first member, so this reads kilobytes.
                 with tarfile.open(fileobj=inner, mode="r|*") as env:
-                    for env_member in env:
-                        if env_member.name.lstrip("./") == ENV_MANIFEST and env_member.isfile():
-                            fh = env.extractfile(env_member)
-                            assert fh is not None
-                            return json.loads(fh.read())
-                        break
-                return {"python": None, "platform": None, "note": f"{member.name} has no {ENV_MANIFEST}"}
+                    return env_manifest_from(env, f"{model_tarball.name}:{member.name}")
     return None
 
 
@@ -77,14 +71,14 @@ def check_compatibility(manifest: dict | None, *, image_uri: str | None = None, 
         if tarball.is_file():
             try:
                 embedded = embedded_env_manifest(tarball)
-            except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as exc:
+            except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, DeployError) as exc:
                 result.problems.append(f"{tarball.name}: cannot read its env: {exc}")
                 continue
             if embedded is not None:
                 envs.append((f"{tarball.name}:{ENV_MEMBER}", embedded))
     for source, env in envs:
         if env.get("python") is None:
-            result.problems.append(f"{source}: {env.get('note', 'no Python version recorded')}")
+            result.problems.append(f"{source}: its {ENV_MANIFEST} records no Python version")
             continue
         result.problems += env_problems(env, image, release, source=f"env {source}")
     return result

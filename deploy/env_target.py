@@ -23,7 +23,7 @@ _SO_TAG = re.compile(r"\.cpython-(\d)(\d+)-([a-z0-9_]+)-linux-gnu\.so$")
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_([a-z0-9_]+)$")
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _ELF_X86_64 = 62
-_LIB_PYTHON = re.compile(r"^(?:\./)?lib/python(\d+\.\d+)/")
+_LIB_PYTHON = re.compile(r"^lib/python(\d+\.\d+)/")
 
 
 @dataclass(frozen=True)
@@ -137,30 +137,32 @@ def check_site(site: str | os.PathLike[str], target: EnvTarget) -> list[str]:
     return problems
 
 
-def read_env_manifest(tarball: str | os.PathLike[str]) -> dict:
-    """What an env tarball says it was built for: its python_env.json, else its lib/pythonX.Y/.
+def env_manifest_from(tar: tarfile.TarFile, source: str) -> dict:
+    """What an open env tarball says it was built for: its python_env.json, else its lib/pythonX.Y/.
 
     Envs from env/build_env.py carry python_env.json as their first member; for others (a
-    conda-pack tarball) the site-packages directory name gives the Python version.
+    conda-pack tarball) the site-packages directory name gives the Python version. Works on
+    a stream (mode "r|*"): members are read in order and only up to the answer.
     """
+    for member in tar:
+        name = member.name[2:] if member.name.startswith("./") else member.name
+        if name == ENV_MANIFEST and member.isfile():
+            fh = tar.extractfile(member)
+            assert fh is not None
+            return json.loads(fh.read())
+        m = _LIB_PYTHON.match(name)
+        if m:  # python_env.json, when present, precedes lib/
+            return {"python": m.group(1), "platform": None, "triton_version": None}
+    raise DeployError(f"{source}: no {ENV_MANIFEST} and no lib/pythonX.Y/ - not an execution env")
+
+
+def read_env_manifest(tarball: str | os.PathLike[str]) -> dict:
+    """env_manifest_from() for an env tarball on disk."""
     try:
         with tarfile.open(tarball, "r:*") as tar:
-            python = None
-            for member in tar:
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                if name == ENV_MANIFEST and member.isfile():
-                    fh = tar.extractfile(member)
-                    assert fh is not None
-                    return json.loads(fh.read())
-                m = _LIB_PYTHON.match(member.name)
-                if m and python is None:
-                    python = m.group(1)
-                    break  # python_env.json, when present, precedes lib/
+            return env_manifest_from(tar, str(tarball))
     except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as exc:
         raise DeployError(f"{tarball}: not a readable env tarball: {exc}") from None
-    if python is None:
-        raise DeployError(f"{tarball}: no {ENV_MANIFEST} and no lib/pythonX.Y/ - not an execution env")
-    return {"python": python, "platform": None, "triton_version": None}
 
 
 def env_problems(env: dict, image: str, release: images.TritonRelease, source: str = "env") -> list[str]:

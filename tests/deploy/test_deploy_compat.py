@@ -115,3 +115,13 @@ def test_custom_image_needs_a_release(tmp_path, capsys):
     rc, _, _ = check(capsys, "--dist", str(tmp_path), "--env-tarball", str(env), "--image-uri", "example.com/me:v1",
                      "--triton-version", "26.05")
     assert rc == 0
+
+
+def test_env_without_a_manifest_is_judged_by_its_site_packages(tmp_path, capsys):
+    env = tmp_path / "conda-env.tar.gz"  # a conda-pack tarball has no python_env.json
+    with tarfile.open(env, "w:gz") as tar:
+        info = tarfile.TarInfo("lib/python3.11/site-packages/six.py")
+        tar.addfile(info, io.BytesIO(b""))
+    rc, _, err = check(capsys, "--dist", str(tmp_path / "no-dist"), "--env-tarball", str(env))
+    assert rc == 1
+    assert "env conda-env.tar.gz built for Python 3.11, image sagemaker-tritonserver:26.05-py3 runs Python 3.12" in err
