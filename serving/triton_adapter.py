@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.errors import InvalidInputError, ServingError
+from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
 
 log = logging.getLogger("serving")
@@ -147,7 +147,7 @@ class TritonModel:
         for request in requests:
             try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
                 encodings.append(requested_encoding(request.parameters()))
-            except InvalidInputError as exc:
+            except ServingError as exc:  # a bad `image_encoding` value: this request's error only
                 encodings.append(exc)
             tensors = {}
             for name in self.input_names:
@@ -161,7 +161,7 @@ class TritonModel:
         results = self.runtime.handle(raw)
         responses = []
         for rid, result, encoding in zip(ids, results, encodings):
-            if isinstance(encoding, InvalidInputError):
+            if isinstance(encoding, ServingError):
                 responses.append(pb.InferenceResponse(output_tensors=[], error=pb.TritonError(
                     str(encoding), error_code(pb, encoding))))
             elif result.error is not None:
