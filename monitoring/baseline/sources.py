@@ -106,32 +106,30 @@ def embed_images(
 
     Returns (embeddings, metadata with the capture hook's fields, embedding source).
     """
-    from monitoring.capture.image_stats import image_stats, prediction_stats
+    from monitoring.capture.record import RecordOptions, record_fields
     from serving.runtimes import runtime_class
     from serving.runtimes.base import RawRequest
 
     runtime = runtime_class(model)(checkpoint_dir or default_checkpoint(model), max_pipeline_batch=batch_size)
     runtime.load()
     runtime.capture_embeddings = True
-    tap = getattr(runtime, "image_tap", None) or getattr(runtime, "tap", None)
-    embs, rows = [], []
+    embs, rows, sources = [], [], set()
     for s in range(0, len(images), batch_size):
         chunk = images[s:s + batch_size]
         reqs = [RawRequest({"image": np.array([[b]], dtype=np.object_)}) for b in chunk]
         for j, res in enumerate(runtime.handle(reqs)):
             if res.error is not None:
                 raise ValueError(f"image #{s + j} failed in {model}: {res.error}")
-            item, out = res.items[0], res.item_outputs[0]
-            if out.embedding is None:
-                raise RuntimeError(f"{model} produced no embedding: its runtime has no embedding tap")
-            row = dict(image_stats(np.asarray(item.image)))
-            if "probabilities" in out.values:
-                row.update(prediction_stats(out.values["probabilities"], getattr(runtime, "labels", None)))
-            rows.append(row)
-            embs.append(np.asarray(out.embedding, np.float32))
+            # The capture hook's own record function: served and baseline rows cannot differ.
+            fields = record_fields(runtime.contribution(res.items[0], res.item_outputs[0]), RecordOptions())
+            if fields.get("embedding") is None:
+                raise RuntimeError(f"{model} produced no embedding: its runtime declares no embedding tap")
+            embs.append(fields.pop("embedding"))
+            sources.add(fields.pop("embedding_source"))
+            rows.append({k: v for k, v in fields.items() if not isinstance(v, np.ndarray)})
         if progress is not None:
             progress(len(chunk))
-    return np.stack(embs), pd.DataFrame(rows), (tap.source if tap is not None else "")
+    return np.stack(embs), pd.DataFrame(rows), (sources.pop() if sources else "")
 
 
 def from_images(directory: str | os.PathLike[str], model: str = "resnet_classifier", checkpoint_dir: str | None = None,
