@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .generative import spaces_section
+
 METHOD_TITLES = {
     "cluster_jsd": "Cluster JSD (k-means shares)",
     "centroid": "Centroid distance",
@@ -116,7 +118,7 @@ def plot_map(baseline, windows: list[tuple[str, np.ndarray, pd.DataFrame]], path
     bi = rng.choice(len(Xb), min(len(Xb), MAP_POINTS_BASELINE), replace=False)
     name, proj = projector(Xb[bi], seed)
     Pb = proj(Xb[bi])
-    bmeta = baseline.metadata.iloc[bi]
+    bmeta = baseline.space_metadata(baseline.primary_space).iloc[bi]  # metadata rows of the mapped space
     parts = [("baseline", Pb, bmeta)]
     for label, X, meta in windows:
         idx = rng.choice(len(X), min(len(X), MAP_POINTS_WINDOW), replace=False)
@@ -163,6 +165,9 @@ def _window_frames(store: Any, run: dict[str, Any], baseline, s3_endpoint_url: s
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.baseline.sources import embeddings_from_column
     from monitoring.store.reader import read_records_df
+    from monitoring.baseline.spaces import SPACE_BY_NAME
+
+    col = SPACE_BY_NAME[baseline.primary_space].column
 
     act = load_actuals(store, s3_endpoint_url)
     out = []
@@ -170,11 +175,11 @@ def _window_frames(store: Any, run: dict[str, Any], baseline, s3_endpoint_url: s
         if not w.get("scored"):
             continue
         df = read_records_df(store, run["model"], w["start_ms"], w["end_ms"],
-                             columns=["request_id", "model", "outcome", "embedding", "pred_label"], s3_endpoint_url=s3_endpoint_url)
+                             columns=["request_id", "model", "outcome", col, "pred_label"], s3_endpoint_url=s3_endpoint_url)
         df = df[df["outcome"].fillna("ok") == "ok"]
         if not len(df):
             continue
-        X, mask = embeddings_from_column(df["embedding"])
+        X, mask = embeddings_from_column(df[col])
         if X.shape[0] == 0 or X.shape[1] != baseline.embeddings.shape[1]:
             continue
         meta = df[mask].reset_index(drop=True)[["request_id", "model", "pred_label"]]
@@ -261,6 +266,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
                  "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w["metadata_top"]]
         sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
+    sec.append(spaces_section(run))  # per space, prompts, settings, outputs (monitoring/report/generative.py)
     # map
     sec.append("<h2>Embedding map</h2>")
     frames = _window_frames(backend, run, baseline, s3_endpoint_url)
