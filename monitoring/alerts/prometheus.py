@@ -12,6 +12,10 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     model_accuracy{model}               accuracy from posted actuals (absent without actuals)
     model_accuracy_labeled{model}       how many labelled predictions it rests on
     drift_scores_run_timestamp_seconds{model}  when the run was made (staleness)
+    drift_space_statistic{model, space, method}   per embedding space (image, prompt, output):
+    drift_space_threshold / drift_space_p_value / drift_space_is_drift{model, space, method}
+    drift_space_any{model, space}, drift_space_window_size{model, space}
+    generative_output_share{model, check}   share of failed / blank / nonfinite outputs
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -95,6 +99,37 @@ class DriftScoresCollector:
                 nlab.add_metric([model], float(labeled[-1].get("n_labeled", 0)))
         yield from fams.values()
         yield from (size, end, anyd, acc, nlab, run_ts)
+        yield from space_families(runs)
+
+
+def space_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """Per-space gauges (several embedding spaces per model) and generative output shares."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    fams = {name: GaugeMetricFamily(name.replace("drift_", "drift_space_"), doc + " Per embedding space.",
+                                    labels=["model", "space", "method"]) for name, _, doc in METHOD_GAUGES}
+    anyd = GaugeMetricFamily("drift_space_any", "1 if any method flagged the space in the latest window.", labels=["model", "space"])
+    size = GaugeMetricFamily("drift_space_window_size", "Rows of the latest window scored in the space.", labels=["model", "space"])
+    share = GaugeMetricFamily("generative_output_share", "Share of failed / blank / nonfinite outputs in the latest window.",
+                              labels=["model", "check"])
+    for run in runs:
+        model = str(run.get("model"))
+        w = latest_window(run)
+        if w is None:
+            continue
+        for space, sp in w.get("spaces", {}).items():
+            if not sp.get("scored"):
+                continue
+            for method, r in sp.get("methods", {}).items():
+                for name, key, _ in METHOD_GAUGES:
+                    if r.get(key) is not None:
+                        fams[name].add_metric([model, space, method], float(r[key]))
+            anyd.add_metric([model, space], 1.0 if sp.get("any_drift") else 0.0)
+            size.add_metric([model, space], float(sp.get("n", 0)))
+        for c in w.get("outputs", {}).get("checks", []):
+            if c.get("window_share") is not None:
+                share.add_metric([model, c["check"]], float(c["window_share"]))
+    return [*fams.values(), anyd, size, share]
 
 
 def export_scores(registry: Any, store: Any, s3_endpoint_url: str | None = None) -> DriftScoresCollector:

@@ -71,7 +71,8 @@ def default_phases(n_baseline: int = 240, per_week: int = 120, image_share: floa
 
 def make_prompt(subject: str, rng: np.random.Generator) -> str:
     words = SUBJECTS[subject]
-    return (f"a {rng.choice(STYLES)} of a {rng.choice(words['subject'])} {rng.choice(words['place'])}")
+    style, subject_ = rng.choice(STYLES), rng.choice(words["subject"])
+    return f"{'an' if style[0] in 'aeiou' else 'a'} {style} of a {subject_} {rng.choice(words['place'])}"
 
 
 def input_images(n: int, rng: np.random.Generator, size: int = 64) -> list[bytes]:
