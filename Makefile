@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker clean help
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -16,6 +16,7 @@ help:
 	@echo "make stop       stop it"
 	@echo "make client-demo  call every model once with serving.client"
 	@echo "make demo       the drift demo end to end: train, serve, replay 3 weeks, score, report"
+	@echo "make demo-gen   the generative demo: sd_img2img prompt / settings / output drift per embedding space"
 	@echo "make test       the test suite (sets up first if needed)"
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
@@ -78,6 +79,11 @@ env: $(STAMP)
 # score drift per week, write var/demo/report/report.html.
 demo: setup
 	$(PY) -m monitoring.demo
+
+# The generative demo, offline: sd_img2img (tiny weights, in-process) serves a baseline + clean /
+# prompts-moved / settings-changed weeks; scored per embedding space; var/demo-gen/report/report.html.
+demo-gen: setup
+	$(PY) -m monitoring.demo.generative
 
 # Load test against a running server (`make serve`), e.g. MODEL=sd_depth LOADTEST_ARGS="--rate 1,2 --duration 20".
 loadtest: setup
