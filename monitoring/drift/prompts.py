@@ -66,6 +66,8 @@ def prompt_shift(
     cluster_detector: Any = None,
     X_baseline: np.ndarray | None = None,
     X_window: np.ndarray | None = None,
+    baseline_hashes: Sequence[Any] | None = None,
+    window_hashes: Sequence[Any] | None = None,
     n_terms: int = N_TERMS,
     n_prompts: int = N_PROMPTS,
 ) -> dict[str, Any]:
@@ -76,6 +78,8 @@ def prompt_shift(
             with ``X_baseline`` / ``X_window`` when those are given.
         cluster_detector: the prompt space's fitted :class:`~monitoring.drift.cluster.ClusterJSD`
             (optional): its clusters pick the typical prompts.
+        baseline_hashes / window_hashes: ``prompt_hash`` per row, used when there is no text
+            (``new_prompts_share`` and the new prompts that repeat, by hash).
 
     Returns a JSON-able dict: ``available`` (False without prompt text, with ``reason``),
     ``terms_rose`` / ``terms_fell`` (term, baseline/window share of prompts containing it, mean
@@ -86,8 +90,19 @@ def prompt_shift(
     out: dict[str, Any] = {"n_baseline_texts": len(bt), "n_window_texts": len(wt)}
     if not bt or not wt:
         side = "baseline" if not bt else "window"
-        return out | {"available": False, "reason": f"no prompt text in the {side} (capture it with CAPTURE_PROMPT_TEXT=1)",
-                      "terms_rose": [], "terms_fell": [], "clusters": []}
+        out.update(available=False, reason=f"no prompt text in the {side} (capture it with CAPTURE_PROMPT_TEXT=1)",
+                   terms_rose=[], terms_fell=[], clusters=[])
+        bh, wh = _texts(baseline_hashes or []), _texts(window_hashes or [])
+        if bh and wh:  # privacy mode: hashes still say how many prompts are new and which repeat
+            seen_h = set(bh)
+            new = [h for h in wh if h not in seen_h]
+            out["new_prompts_share"] = len(new) / len(wh)
+            counts: dict[str, int] = {}
+            for h in new:
+                counts[h] = counts.get(h, 0) + 1
+            out["top_new_prompt_hashes"] = [{"prompt_hash": h, "count": c}
+                                            for h, c in sorted(counts.items(), key=lambda t: -t[1])[:n_prompts] if c > 1]
+        return out
     terms = term_shift(bt, wt, n_terms)
     seen = set(bt)
     out.update(available=True, terms_rose=terms["rose"], terms_fell=terms["fell"],

@@ -126,8 +126,11 @@ def score_space(fits: ModelFits, space: str, ok: pd.DataFrame, min_window: int) 
         base_meta = b.space_metadata(space)
         base_text = base_meta["prompt_text"].tolist() if "prompt_text" in base_meta.columns else []
         win_text = rows["prompt_text"].tolist() if "prompt_text" in rows.columns else []
+        base_hash = base_meta["prompt_hash"].tolist() if "prompt_hash" in base_meta.columns else []
+        win_hash = rows["prompt_hash"].tolist() if "prompt_hash" in rows.columns else []
         entry["prompts"] = to_jsonable(prompt_shift(base_text, win_text, cluster_detector=fits.spaces[space].detectors["cluster_jsd"],
-                                                    X_baseline=b.spaces[space].embeddings, X_window=X))
+                                                    X_baseline=b.spaces[space].embeddings, X_window=X,
+                                                    baseline_hashes=base_hash, window_hashes=win_hash))
     return entry, results
 
 

@@ -84,3 +84,9 @@ def test_term_shift_names_the_new_subject():
 def test_prompt_shift_without_text_says_why():
     e = prompt_shift([None, None], ["a cat"])
     assert not e["available"] and "CAPTURE_PROMPT_TEXT=1" in e["reason"]
+
+
+def test_prompt_shift_by_hash_when_text_is_off():
+    e = prompt_shift([None] * 4, [None] * 4, baseline_hashes=["a", "b", "a", "b"], window_hashes=["a", "c", "c", "d"])
+    assert not e["available"] and e["new_prompts_share"] == 0.75
+    assert e["top_new_prompt_hashes"] == [{"prompt_hash": "c", "count": 2}]
