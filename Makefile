@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help browser
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -57,8 +57,15 @@ stop:
 client-demo: $(STAMP)
 	$(PY) -m serving.demo_client
 
-test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The report test drives a real headless Chromium: `make test` installs it first and requires it.
+test: setup browser
+	REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium + chromium-driver for the headless-browser test (apt-get as root, else sudo).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: $$(command -v chromium)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # SageMaker MME tarballs: dist/<model>.tar.gz + dist/manifest.json (ENV_TARBALL=dist/python_env.tar.gz
 # ships the execution environment inside each tarball).

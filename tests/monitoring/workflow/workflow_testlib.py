@@ -57,6 +57,18 @@ def metadata(images) -> pd.DataFrame:
     return pd.DataFrame([image_stats(np.asarray(im)) for im in images])
 
 
+def thumbnail(image) -> str:
+    """A base64 JPEG of the input, like the capture hook's CAPTURE_THUMBNAILS=1 field (<= 64 px)."""
+    import base64
+    import io
+
+    im = image.convert("RGB")
+    im.thumbnail((64, 64))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=80)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def make_records(images: np.ndarray, start_ms: int, prefix: str, step_ms: int = 60_000, model: str = MODEL) -> list[dict]:
     clf = digits()[4]
     X = embed(images)
@@ -66,7 +78,7 @@ def make_records(images: np.ndarray, start_ms: int, prefix: str, step_ms: int = 
     for i in range(len(images)):
         r = {"schema_version": 1, "request_id": f"{prefix}-{i:04d}", "model": model, "model_version": "1",
              "ts_ms": start_ms + i * step_ms, "outcome": "ok", "embedding": X[i], "embedding_source": "pixels",
-             "pred_label": str(int(pred[i]))}
+             "pred_label": str(int(pred[i])), "thumbnail": thumbnail(images[i])}
         r.update({k: (float(v) if k in ("brightness", "contrast", "sharpness") else int(v)) for k, v in meta.iloc[i].items()})
         out.append(r)
     return out
