@@ -60,5 +60,12 @@ class SDImg2ImgRuntime(DiffusionRuntime):
                                  width=first.args["width"] or size)
         return self.pipe(**kwargs, image=[it.image for it in items], strength=first.args["strength"])
 
+    def args_as_run(self, item: DiffusionItem) -> dict:
+        args = dict(item.args)
+        if item.image is None:  # text-to-image: record the size it generated
+            size = self.default_size()
+            args["height"], args["width"] = args["height"] or size, args["width"] or size
+        return args
+
     def default_size(self) -> int:
         return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
 from diffusers import StableDiffusionInpaintPipeline
 
 from serving.errors import InvalidInputError
@@ -32,6 +34,20 @@ class SDInpaintRuntime(DiffusionRuntime):
                 f"input 'image' size {item.image.width}x{item.image.height}; they must match"
             )
         check_denoising_steps(item.args)
+
+    # The pipeline's own VAE encoder pass sees the *masked* image (and with the inpainting UNet
+    # at strength 1.0 the unmasked one is never encoded), so the input-image embedding comes
+    # from one extra encoder pass over the unmasked input, run only while capturing.
+    def taps_in_pipeline(self) -> list[str]:
+        return [name for name in self.taps if name != "embedding"]
+
+    def image_embedding(self, items: list[DiffusionItem]) -> np.ndarray | None:
+        width, height = self.work_size(items[0].image)  # type: ignore[misc]
+        pixels = self.pipe.image_processor.preprocess([it.image for it in items], height=height, width=width)
+        tap = self.taps["embedding"]
+        with torch.inference_mode(), tap.armed_for_call():
+            self.pipe.vae.encoder(pixels.to(self.device.device, dtype=self.pipe.vae.dtype))
+        return tap.first_rows(len(items))
 
     def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
         # The inpainting pipeline does not infer its size from the image: pass it explicitly.

@@ -42,10 +42,11 @@ class SDUpscaleRuntime(DiffusionRuntime):
     def build_image_tap(self, pipe):
         # The upscaler runs no image encoder: its UNet reads the low-resolution image directly,
         # so we take the UNet's mid block at the last (least noisy) step, conditional half.
-        return Tap(pipe.unet, "mid_block", spatial_mean, "unet.mid_block:spatial_mean:last_step")
+        return Tap(pipe.unet, "mid_block", spatial_mean, "unet.mid_block:spatial_mean:last_step",
+                   keep_last_only=True)
 
-    def image_embedding(self, n: int):
-        return self.image_tap.last_call_rows(n)
+    def image_embedding(self, items: list[DiffusionItem]):
+        return self.taps["embedding"].last_call_rows(len(items))
 
     def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
         return dict(self.prompt_kwargs(items), image=[it.image for it in items],
