@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from monitoring.capture.image_stats import image_stats  # noqa: E402
+from monitoring.capture.record import thumbnail  # noqa: E402
 from monitoring.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
 
 MODEL = "digits_clf"
@@ -55,18 +56,6 @@ def corrupt(images, kind: str):
 
 def metadata(images) -> pd.DataFrame:
     return pd.DataFrame([image_stats(np.asarray(im)) for im in images])
-
-
-def thumbnail(image) -> str:
-    """A base64 JPEG of the input, like the capture hook's CAPTURE_THUMBNAILS=1 field (<= 64 px)."""
-    import base64
-    import io
-
-    im = image.convert("RGB")
-    im.thumbnail((64, 64))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=80)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def make_records(images: np.ndarray, start_ms: int, prefix: str, step_ms: int = 60_000, model: str = MODEL) -> list[dict]:
