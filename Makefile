@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help browser
+.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help browser export-venvs
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -57,9 +57,21 @@ stop:
 client-demo: $(STAMP)
 	$(PY) -m serving.demo_client
 
-# The report test drives a real headless Chromium: `make test` installs it first and requires it.
-test: setup browser
-	REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+# The report test drives a real headless Chromium, the export tests validate with the Arize and
+# Fiddler SDKs in their own venvs: `make test` installs both first and then requires them.
+test: setup browser export-venvs
+	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The Arize / Fiddler SDKs pin what our lock cannot share: one venv each under build/venvs/
+# (pins in env/export-<name>.lock), used offline by the export tests (about 2-3 min to build).
+EXPORT_VENVS := arize fiddler
+export-venvs: $(foreach v,$(EXPORT_VENVS),build/venvs/$(v)/.installed)
+
+build/venvs/%/.installed: env/export-%.lock
+	rm -rf build/venvs/$*
+	$(PYTHON) -m venv build/venvs/$*
+	build/venvs/$*/bin/python -m pip install --quiet -r env/export-$*.lock
+	touch $@
 
 # Debian's chromium + chromium-driver for the headless-browser test (apt-get as root, else sudo).
 browser:
