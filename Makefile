@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help browser export-venvs
+.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help browser export-venvs explore-venv
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -62,15 +62,17 @@ client-demo: $(STAMP)
 test: setup browser export-venvs
 	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-# The Arize / Fiddler SDKs pin what our lock cannot share: one venv each under build/venvs/
-# (pins in env/export-<name>.lock), used offline by the export tests (about 2-3 min to build).
+# Arize / Fiddler SDKs and Arize Phoenix pin what our lock cannot share: one venv each under
+# build/venvs/<name> (pins in env/venv-<name>.lock), used offline by the export and explore tests.
 EXPORT_VENVS := arize fiddler
 export-venvs: $(foreach v,$(EXPORT_VENVS),build/venvs/$(v)/.installed)
 
-build/venvs/%/.installed: env/export-%.lock
+explore-venv: build/venvs/phoenix/.installed
+
+build/venvs/%/.installed: env/venv-%.lock
 	rm -rf build/venvs/$*
 	$(PYTHON) -m venv build/venvs/$*
-	build/venvs/$*/bin/python -m pip install --quiet -r env/export-$*.lock
+	build/venvs/$*/bin/python -m pip install --quiet -r env/venv-$*.lock
 	touch $@
 
 # Debian's chromium + chromium-driver for the headless-browser test (apt-get as root, else sudo).
