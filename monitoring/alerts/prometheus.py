@@ -6,6 +6,7 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     drift_threshold{model, method}      its threshold calibrated to the window size
     drift_p_value{model, method}
     drift_is_drift{model, method}       1 if the method alarmed, else 0
+    drift_alert_level{model, method}    0 ok, 1 warning (p <= 0.01), 2 critical (p <= 0.001); see levels.py
     drift_window_size{model}            rows scored in that window
     drift_window_end_timestamp_seconds{model}
     drift_any{model}                    1 if any method alarmed
@@ -29,6 +30,8 @@ import logging
 from typing import Any, Iterable
 
 from monitoring.artifacts import ROOT, backend_of, read_json
+
+from .levels import LEVEL_RANK, level_of
 
 log = logging.getLogger("monitoring.alerts")
 
@@ -73,6 +76,8 @@ class DriftScoresCollector:
         anyd = GaugeMetricFamily("drift_any", "1 if any method flagged the latest window.", labels=["model"])
         acc = GaugeMetricFamily("model_accuracy", "Accuracy of the latest window with actuals.", labels=["model"])
         nlab = GaugeMetricFamily("model_accuracy_labeled", "Labelled predictions behind model_accuracy.", labels=["model"])
+        level = GaugeMetricFamily("drift_alert_level", "Alert level of the latest window per method: 0 ok, 1 warning, 2 critical.",
+                                  labels=["model", "method"])
         run_ts = GaugeMetricFamily("drift_scores_run_timestamp_seconds", "When the latest scoring run was made.", labels=["model"])
         try:
             runs = self.runs()
@@ -90,6 +95,7 @@ class DriftScoresCollector:
                     v = r.get(key)
                     if v is not None:
                         fams[name].add_metric([model, method], float(v))
+                level.add_metric([model, method], float(LEVEL_RANK[level_of(r)]))
             size.add_metric([model], float(w.get("n", 0)))
             end.add_metric([model], w.get("end_ms", 0) / 1000.0)
             anyd.add_metric([model], 1.0 if w.get("any_drift") else 0.0)
@@ -98,7 +104,7 @@ class DriftScoresCollector:
                 acc.add_metric([model], float(labeled[-1]["accuracy"]))
                 nlab.add_metric([model], float(labeled[-1].get("n_labeled", 0)))
         yield from fams.values()
-        yield from (size, end, anyd, acc, nlab, run_ts)
+        yield from (level, size, end, anyd, acc, nlab, run_ts)
         yield from space_families(runs)
 
 
