@@ -59,8 +59,9 @@ client-demo: $(STAMP)
 	$(PY) -m serving.demo_client
 
 # The report test drives a real headless Chromium, the export tests validate with the Arize and
-# Fiddler SDKs in their own venvs: `make test` installs both first and then requires them.
-test: setup browser export-venvs
+# Fiddler SDKs, the explore test runs Phoenix, each in its own venv: `make test` installs them
+# first (about 8 min the first time, nothing after) and then requires them.
+test: setup browser export-venvs explore-venv
 	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # Arize / Fiddler SDKs and Arize Phoenix pin what our lock cannot share: one venv each under

@@ -19,7 +19,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.drift,.crit
 .details{width:270px;font-size:12px;border:1px solid #ddd;padding:.5em;min-height:120px}
 #hover-card{position:fixed;display:none;pointer-events:none;background:#fff;border:1px solid #888;padding:6px;
 font-size:12px;box-shadow:2px 2px 6px rgba(0,0,0,.25);z-index:10;max-width:260px}
-.card img,.ex img{width:64px;height:64px;image-rendering:pixelated;border:1px solid #ccc;display:block;margin-bottom:3px}
+.card img,.ex img,#hover-card img{width:64px;height:64px;image-rendering:pixelated;border:1px solid #ccc;display:block;margin-bottom:3px}
 .examples{display:flex;flex-wrap:wrap;gap:8px;margin:.4em 0 .8em}.ex{width:150px;font-size:11px;border:1px solid #eee;padding:4px}
 .noimg{width:64px;height:64px;background:#eee;color:#888;font-size:10px;display:flex;align-items:center;justify-content:center}
 .drift-chart{height:190px}select,button{font-size:13px}"""
