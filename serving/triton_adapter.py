@@ -54,6 +54,7 @@ class CaptureMetrics:
         "dropped": ("capture_records_dropped_total", "Capture records dropped in the model process (queue full, spool unwritable)"),
         "submitted": ("capture_records_submitted_total", "Capture records handed to the capture queue"),
         "written": ("capture_records_spooled_total", "Capture records written to spool segments"),
+        "spool_full": ("capture_records_spool_full_total", "Capture records dropped because the spool is at CAPTURE_SPOOL_MAX_MB (nothing drains it?)"),
     }
 
     def __init__(self, pb_utils: Any, model: str, version: str, capture: Any):
@@ -76,7 +77,7 @@ class CaptureMetrics:
     def counts(self) -> dict[str, int]:
         c = self.capture.capturer.counters()
         return {"dropped": c.get("dropped", 0) + self.capture.dropped, "submitted": c.get("submitted", 0),
-                "written": c.get("written", 0)}
+                "written": c.get("written", 0), "spool_full": c.get("spool_full", 0)}
 
     def update(self) -> None:
         if not self.metrics or time.monotonic() < self.next_update:
