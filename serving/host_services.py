@@ -288,7 +288,9 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
     port = settings.get("CAPTURE_SIDECAR_METRICS_PORT", DEFAULT_SIDECAR_METRICS_PORT)
     int(port)  # ValueError at model load, not in the detached process's log
     argv = [settings.python, "-m", "monitoring", "sidecar", "--spool", os.path.abspath(spool), "--store", store,
-            "--metrics-port", port, "--exit-with-pid", str(settings.server_pid)]
+            "--metrics-port", port]
+    if settings.server_pid > 0:  # 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself
+        argv += ["--exit-with-pid", str(settings.server_pid)]
     for key, flag in (("CAPTURE_S3_ENDPOINT_URL", "--s3-endpoint-url"), ("CAPTURE_DATACAPTURE_DIR", "--datacapture-dir"),
                       ("CAPTURE_DRAIN_TIMEOUT_S", "--drain-timeout"), ("CAPTURE_COMPACT_EVERY_S", "--compact-every")):
         if settings.get(key):
