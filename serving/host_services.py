@@ -42,6 +42,7 @@ starts a service decides its settings (one service per host).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
@@ -276,6 +277,27 @@ def _package_root(name: str) -> str | None:
     return str(Path(list(spec.submodule_search_locations)[0]).parent)
 
 
+def snapshot_package(package: Path, dest_root: Path) -> str:
+    """Copy a pure-Python package out of a model directory, which an MME deletes when it unloads
+    the model, into ``dest_root/<content digest>/``; returns the sys.path entry to use."""
+    files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes() + b"\0")
+    dest = dest_root / digest.hexdigest()[:16]
+    if not (dest / package.name / "__init__.py").is_file():
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest_root.mkdir(parents=True, exist_ok=True) or dest_root))
+        for f in files:
+            target = tmp / package.name / f.relative_to(package)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+        try:
+            os.rename(tmp, dest)  # atomic: two model processes may snapshot at once
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # the other one won
+    return str(dest)
+
+
 def sidecar_service(settings: HostSettings) -> HostService | None:
     """The capture sidecar (spool -> Parquet store), wanted when capture is on and a store is set.
 
@@ -287,7 +309,7 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
         return None
     port = settings.get("CAPTURE_SIDECAR_METRICS_PORT", DEFAULT_SIDECAR_METRICS_PORT)
     int(port)  # ValueError at model load, not in the detached process's log
-    argv = [settings.python, "-m", "monitoring", "sidecar", "--spool", os.path.abspath(spool), "--store", store,
+    argv = [settings.python, "-m", "monitoring.sidecar", "--spool", os.path.abspath(spool), "--store", store,
             "--metrics-port", port]
     if settings.server_pid > 0:  # 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself
         argv += ["--exit-with-pid", str(settings.server_pid)]
@@ -297,6 +319,8 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
             argv += [flag, settings.get(key)]
     env = {}
     root = _package_root("monitoring")
+    if root and os.path.isfile(os.path.join(root, "config.pbtxt")):
+        root = snapshot_package(Path(root) / "monitoring", Path(settings.state_dir) / "code")
     if root:  # the stub runs Python isolated; the sidecar's interpreter must find the same packages
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     return HostService(name="sidecar", argv=tuple(argv), lock=os.path.join(os.path.abspath(spool), SIDECAR_LOCK),

@@ -92,6 +92,10 @@ class TritonProcess:
     explicit: bool = False  # explicit model control: load/unload through the repository API
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    # The whole environment instead of server_env(extra_env), and the working directory: a
+    # stock-container rehearsal (deploy/rehearse.py) hides this venv and checkout from the stub.
+    environ: dict[str, str] | None = None
+    cwd: Path = ROOT
     proc: subprocess.Popen | None = None
 
     @property
@@ -128,8 +132,9 @@ class TritonProcess:
                     raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another tritonserver? `make stop`)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        env = self.environ if self.environ is not None else server_env(self.extra_env)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=server_env(self.extra_env), cwd=ROOT, start_new_session=True)
+                                     env=env, cwd=self.cwd, start_new_session=True)
         log.close()
         self.wait_ready(wait_s)
         return self

@@ -155,9 +155,14 @@ class Sidecar:
             from prometheus_client import start_http_server
 
             # Latest drift scores and accuracy per model, read from the store at each scrape.
-            from monitoring.alerts import export_scores
-
-            export_scores(self.metrics.registry, self.backend)
+            # Optional: the model execution env (where the models start this sidecar) ships
+            # no pandas/scikit-learn; the sidecar's own metrics do not need them.
+            try:
+                from monitoring.alerts import export_scores
+            except ImportError as e:
+                log.warning("drift score gauges off (%s); capture metrics only", e)
+            else:
+                export_scores(self.metrics.registry, self.backend)
 
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]
