@@ -190,6 +190,16 @@ def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
                                 env=env, start_new_session=True, close_fds=True)
 
 
+def wait_running(service: HostService, timeout: float) -> bool:
+    """Wait (polling the lock, with a deadline) until some process runs ``service``."""
+    deadline = time.monotonic() + timeout
+    while not running(service):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)  # polling another process's lock, with a deadline
+    return True
+
+
 def wait_stopped(service: HostService, timeout: float) -> bool:
     """Wait (polling the lock, with a deadline) until no process runs ``service``."""
     deadline = time.monotonic() + timeout
