@@ -7,6 +7,7 @@ tritonserver whose resnet model starts the real sidecar, which is SIGKILLed unde
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,3 +168,26 @@ def test_sidecar_started_by_model_survives_kill_under_load(model_repo, tmp_path)
     assert sorted(df["request_id"]) == sorted(ids)  # exactly one record per request: none lost, none doubled
     assert df["embedding"].map(len).min() > 0
     assert not list(spool.glob("resnet_classifier/*.jsonl"))
+
+
+def test_code_snapshot_outlives_the_model_directory(tmp_path):
+    """In an MME the model directory (with its monitoring/ code package) is deleted on unload."""
+    model_dir = tmp_path / "repository" / "resnet_classifier"
+    pkg = model_dir / "monitoring"
+    (pkg / "sub").mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text('name: "resnet_classifier"')
+    (pkg / "__init__.py").write_text("VALUE = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "__pycache__").mkdir()
+    (pkg / "sub" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    root = host_services.snapshot_package(pkg, tmp_path / "state" / "code")
+    again = host_services.snapshot_package(pkg, tmp_path / "state" / "code")
+    assert root == again  # same content, same directory
+    (pkg / "__init__.py").write_text("VALUE = 2\n")
+    changed = host_services.snapshot_package(pkg, tmp_path / "state" / "code")
+    assert changed != root
+    shutil.rmtree(model_dir)
+    out = subprocess.run([sys.executable, "-c", "import monitoring, monitoring.sub; print(monitoring.VALUE)"],
+                         env={**os.environ, "PYTHONPATH": changed}, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "2", out.stderr
+    assert not list(Path(changed).rglob("*.pyc"))
