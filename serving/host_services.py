@@ -217,7 +217,7 @@ class HostServices:
         self.settings = settings
         self.services = wanted
         self.check_s = check_s
-        self.children: list[subprocess.Popen] = []
+        self.children: dict[str, subprocess.Popen] = {}  # service name -> the process we last spawned
         self.last_seen: dict[str, float] = {}
         self.restarts: dict[str, int] = {s.name: 0 for s in wanted}
         self._stop = threading.Event()
@@ -225,19 +225,21 @@ class HostServices:
 
     def check(self) -> list[str]:
         """Start every service that is not running; returns the names started."""
-        self.children = [c for c in self.children if c.poll() is None]  # reap exited children
         started = []
         for service in self.services:
             now = time.monotonic()
             if running(service):
                 self.last_seen[service.name] = now
                 continue
+            child = self.children.get(service.name)
+            if child is not None and child.poll() is None:
+                continue  # ours, still starting up (it takes the lock after its imports)
             try:
                 child = spawn(service, self.settings.state_dir)
             except OSError as exc:
                 log.error("cannot start host service %s (%s): %s", service.name, " ".join(service.argv), exc)
                 continue
-            self.children.append(child)
+            self.children[service.name] = child  # the previous one is reaped (poll) above
             started.append(service.name)
             seen = self.last_seen.pop(service.name, None)
             if seen is None:

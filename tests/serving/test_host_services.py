@@ -59,7 +59,7 @@ def dummy(tmp_path):
     pid = host_services.holder_pid(service)
     if pid and host_services.running(service):
         os.kill(pid, signal.SIGTERM)
-    for child in keeper.children:
+    for child in keeper.children.values():
         child.wait(10)
 
 
