@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -234,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=3, help="requests per model per round (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs, repository) afterwards")
     args = p.parse_args(argv)
+    # This process reads the store back from moto: fake credentials, nothing from ~/.aws.
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                       "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
+        os.environ[key] = value
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -250,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["packaging"] = time.monotonic() - t0
     log(f"packaged {len(MODEL_NAMES)} model tarballs in {timings['packaging']:.0f} s")
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     moto.start()
     s3_url = "http://%s:%d" % moto.get_host_and_port()
@@ -287,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 sidecar_pid = host_services.holder_pid(sidecar) if host_services.wait_running(sidecar, 30) else None
                 if sidecar_pid is None:
                     problems.append("no sidecar running after the first model loaded")
+                else:
+                    log(f"sidecar pid {sidecar_pid} started by {model}'s stub; code from "
+                        f"{_environ_of(sidecar_pid).get('PYTHONPATH', '?')}, pyarrow from {_mapped(sidecar_pid, 'pyarrow')}")
         timings["cold loads"] = time.monotonic() - t0
         for model in order:
             for i in range(1, args.requests):
@@ -317,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["graceful stop + drain"] = time.monotonic() - t0
         try:
             stored = read_store(s3_url)
+        except Exception as exc:  # noqa: BLE001 - a shortfall to report, not a crash
+            problems.append(f"reading the S3 store failed: {type(exc).__name__}: {exc}")
         finally:
             moto.stop()
     problems += check(tally, stored)
@@ -338,6 +352,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(run, ignore_errors=True)
     return 0
+
+
+def _mapped(pid: int, package: str) -> str:
+    """Where a process loaded `package`'s shared libraries from (the env, not this venv)."""
+    try:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            path = line.split(maxsplit=5)[-1]
+            if f"/{package}/" in path:
+                return path.split(f"/{package}/")[0]
+    except OSError:
+        pass
+    return "?"
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
 
 
 def endpoint_request(method: str, url: str) -> int:
