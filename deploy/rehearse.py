@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             tally.invoke(runtime, f"{first_model}.tar.gz", first_model, i)
         timings["unload + reload"] = time.monotonic() - t0
         stats = json.loads(urllib.request.urlopen(f"{endpoint.url}/mme/stats", timeout=30).read())
+    except Exception as exc:  # noqa: BLE001 - still stop everything, check what arrived, report
+        problems.append(f"rehearsal aborted: {type(exc).__name__}: {exc}")
     finally:
         t0 = time.monotonic()
         if endpoint is not None:
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"reading the S3 store failed: {type(exc).__name__}: {exc}")
         finally:
             moto.stop()
+    shutil.rmtree(dist, ignore_errors=True)  # 1.5 GB of tarballs; logs stay on failure
     problems += check(tally, stored)
     timings["total"] = time.monotonic() - t_all
     sent = sum(len(v) for v in tally.ok.values())
