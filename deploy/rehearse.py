@@ -170,6 +170,22 @@ def processes_under(root_pid: int) -> list[int]:
     return out
 
 
+def extracted_envs(pids: list[int]) -> set[Path]:
+    """The directories the Python backend unpacked EXECUTION_ENV_PATH tarballs into, as mapped
+    by our processes (it uses /tmp/python_env_XXXXXX and removes them when it exits cleanly)."""
+    found = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.split(maxsplit=5)[-1]
+            if path.startswith("/tmp/python_env_"):
+                found.add(Path("/tmp") / path.split("/")[2])
+    return found
+
+
 def leaks(pids: list[int]) -> list[str]:
     """Files of this venv's site-packages (other than the tritonserver wheel's own binaries)
     mapped by the given processes, and processes whose cwd is in this checkout."""
@@ -267,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     stats: dict = {"loads": {}}
     stored: dict[str, list[dict]] = {}
     server = endpoint = None
+    env_dirs: set[Path] = set()
     sidecar = host_services.HostService("sidecar", (), str(run / "container" / "spool" / host_services.SIDECAR_LOCK))
     try:
         boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="testing",
@@ -303,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in order:
             for i in range(1, args.requests):
                 tally.invoke(runtime, f"{model}.tar.gz", model, i)
-        leaked = leaks(processes_under(server.proc.pid) + [p for p in [host_services.holder_pid(sidecar)] if p])
+        pids = processes_under(server.proc.pid) + [p for p in [host_services.holder_pid(sidecar)] if p]
+        env_dirs = extracted_envs(pids)
+        leaked = leaks(pids)
         problems += [f"stub sees this checkout's venv/cwd: {x}" for x in leaked[:10]]
         # The model whose process started the sidecar goes away; the sidecar must not.
         t0 = time.monotonic()
@@ -323,9 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         if endpoint is not None:
             endpoint.stop()  # attached: unloads every model (their capture queues flush to the spool)
         if server is not None:
-            code = server.stop()  # the sidecar sees tritonserver gone, drains the spool, exits
+            # Generous: on exit the Python backend deletes every extracted env (5 x 1.2 GB here).
+            code = server.stop(timeout=600)  # the sidecar sees tritonserver gone, drains the spool, exits
             if code != 0:
                 problems.append(f"tritonserver exited with {code}")
+            for leftover in (d for d in env_dirs if d.exists()):
+                log(f"removing {leftover}, left behind by tritonserver")
+                shutil.rmtree(leftover, ignore_errors=True)
             if not host_services.wait_stopped(sidecar, timeout=180):
                 problems.append("the sidecar did not drain and exit within 180 s of tritonserver stopping")
         timings["graceful stop + drain"] = time.monotonic() - t0
