@@ -152,19 +152,20 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         exit_with_pid=args.exit_with_pid,
     )
-    try:
-        sc.start()
-    except SidecarBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     log = logging.getLogger("monitoring.sidecar")
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: draining the spool and stopping", signal.Signals(signum).name)
         sc.stop()
 
+    # Before start(): a SIGTERM while it recovers/starts its metrics server must still drain.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        sc.start()
+    except SidecarBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.once:
             sc.drain(args.drain_timeout)

@@ -130,7 +130,10 @@ class Supervisor:
         proc.send_signal(signal.SIGTERM)  # it drains the spool into the store, then exits
         try:
             proc.wait(self.sidecar_stop_s)
-            log.info("sidecar drained and stopped (%s)", proc.returncode)
+            if proc.returncode == 0:
+                log.info("sidecar drained and stopped")
+            else:
+                log.error("sidecar stopped with %s before draining; the spool keeps the rest", proc.returncode)
         except subprocess.TimeoutExpired:
             log.error("sidecar still draining after %.0f s: killing it (the rest stays in the spool)", self.sidecar_stop_s)
             proc.kill()
