@@ -20,7 +20,7 @@ help:
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
 	@echo "make mme        local SageMaker-compatible MME endpoint on :8080 over dist/"
-	@echo "make env        execution-environment tarball dist/python_env.tar.gz"
+	@echo "make env        execution-environment tarball dist/python_env.tar.gz for the newest SageMaker image (TRITON_VERSION=, ENV_ARGS=)"
 	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
 	@echo "make bench      benchmark suite -> bench/results/"
 	@echo "make rehearse   stock SageMaker container rehearsal: 5 MME tarballs + env tarball, store on S3 (moto)"
@@ -71,9 +71,11 @@ package: weights
 mme: setup
 	$(PY) -m deploy.mme --model-data-url $(or $(MODEL_DATA_URL),dist) --port $(or $(MME_PORT),8080) $(if $(MEMORY_BUDGET_MB),--memory-budget-mb $(MEMORY_BUDGET_MB),)
 
-# Execution environment tarball for EXECUTION_ENV_PATH (TRITON_VERSION=24.12 checks the Python version).
+# Execution environment tarball for EXECUTION_ENV_PATH, built for the target image's Python and
+# platform (default: the newest SageMaker Triton release in deploy/images.py; TRITON_VERSION=local
+# for the bundled tritonserver). ENV_ARGS="--variant no-torch" or "--resolve-only": see docs/env.md.
 env: $(STAMP)
-	$(PY) env/build_env.py --triton-version $(or $(TRITON_VERSION),local) --out dist/python_env.tar.gz
+	$(PY) env/build_env.py $(if $(TRITON_VERSION),--triton-version $(TRITON_VERSION),) --out dist/python_env.tar.gz $(ENV_ARGS)
 
 # The main job, offline: train a digits ResNet, serve it, replay clean/blurred/darkened weeks,
 # score drift per week, write var/demo/report/report.html.
