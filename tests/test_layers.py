@@ -16,7 +16,7 @@ LAYERS = {
     "runtime": ("serving",),
     "analysis": ("monitoring",),
     "launch": ("serving.server", "serving.client", "serving.demo_client", "deploy"),
-    "drivers": ("serving.loadtest", "serving.locustfile", "monitoring.demo", "bench"),
+    "drivers": ("serving.loadtest", "serving.locustfile", "monitoring.demo", "deploy.rehearse", "bench"),
 }
 #: layer -> the layers it may import
 ALLOWED = {
