@@ -429,32 +429,79 @@ class Watchdog:
             capturer.close(timeout=10.0)
 
 
+def server_http_url(server_pid: int) -> str | None:
+    """Triton's HTTP endpoint from its command line (None: HTTP disabled, or no such process)."""
+    try:
+        with open(f"/proc/{server_pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    if opts.get("allow-http", "true").lower() in ("false", "0"):
+        return None
+    address = opts.get("http-address", "0.0.0.0")
+    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('http-port', '8000')}"
+
+
+def hold_lock(path: str) -> Any:
+    """One watchdog per tritonserver: an exclusive flock held for our lifetime (None: taken)."""
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.watchdog", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="127.0.0.1:8000", help="Triton HTTP endpoint (host:port)")
-    parser.add_argument("--server-pid", type=int, default=0,
-                        help="tritonserver's pid (default: the tritonserver whose --http-port matches --url)")
+    parser.add_argument("--url", default="", help="Triton HTTP endpoint host:port (default: from the server's command line)")
+    parser.add_argument("--server-pid", "--exit-with-pid", type=int, default=0,
+                        help="tritonserver's pid; the watchdog exits when it is gone "
+                             "(default: the tritonserver whose --http-port matches --url)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port on 127.0.0.1 (0: none)")
     parser.add_argument("--events", default="", help="append one JSON line per restart to this file")
     parser.add_argument("--spool", default=os.environ.get("CAPTURE_SPOOL_DIR", ""),
                         help="capture spool for records of failed requests (default: $CAPTURE_SPOOL_DIR)")
+    parser.add_argument("--lock", default="", help="hold an exclusive flock on this file; exit at once if taken")
     parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for tritonserver to appear")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    pid = args.server_pid
+    lock = hold_lock(args.lock) if args.lock else None
+    if args.lock and lock is None:
+        log.info("another watchdog holds %s: exiting", args.lock)
+        return 0
+    pid, url = args.server_pid, args.url
     deadline = time.monotonic() + args.wait
     while not pid:
-        pid = find_server_pid(int(args.url.rsplit(":", 1)[1])) or 0
+        pid = find_server_pid(int((url or "127.0.0.1:8000").rsplit(":", 1)[1])) or 0
         if not pid:
             if time.monotonic() > deadline:
-                log.error("no tritonserver with --http-port matching %s", args.url)
+                log.error("no tritonserver with --http-port matching %s", url)
                 return 1
             time.sleep(1.0)  # waiting for a process we do not own to appear
-    watchdog = Watchdog(args.url, pid, interval_s=args.interval, spool_dir=args.spool,
-                        events_path=Path(args.events) if args.events else None,
-                        metrics=WatchdogMetrics(args.metrics_port))
+    url = url or server_http_url(pid)
+    if not url:
+        log.error("tritonserver pid %d has no HTTP endpoint (--allow-http=false): the watchdog needs "
+                  "Triton's repository API on HTTP (loopback is enough); not watching", pid)
+        return 1
+    try:
+        metrics = WatchdogMetrics(args.metrics_port)
+    except OSError as exc:  # a second server on this host: its watchdog still heals, unexposed
+        log.warning("watchdog metrics port %d: %s; counters in the log and events file only", args.metrics_port, exc)
+        metrics = WatchdogMetrics(0)
+    watchdog = Watchdog(url, pid, interval_s=args.interval, spool_dir=args.spool,
+                        events_path=Path(args.events) if args.events else None, metrics=metrics)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps where the watchdog is
     signal.signal(signal.SIGTERM, lambda *_: watchdog.stop())
     signal.signal(signal.SIGINT, lambda *_: watchdog.stop())

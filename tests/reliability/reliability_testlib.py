@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +12,6 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving.server import ROOT, server_env
 from serving.watchdog import list_stubs
 from tests.conftest import png, tensor
 
@@ -47,25 +44,19 @@ def live_stubs(server_pid: int, model: str) -> list[int]:
     return [s.pid for s in list_stubs(server_pid).values() if not s.zombie and s.instance.startswith(model + "_")]
 
 
-class WatchdogProc:
-    """`python -m serving.watchdog` as its own process, as every serving shape runs it."""
+class HostWatchdog:
+    """The watchdog the model processes started for `server_pid` (serving/host_services.py),
+    seen through its log and events file under the host-services state directory."""
 
-    def __init__(self, url: str, server_pid: int, events: Path, log: Path, spool: Path | None = None,
-                 metrics_port: int = 0) -> None:
-        self.events = events
-        self.log = log
-        cmd = [sys.executable, "-m", "serving.watchdog", "--url", url, "--server-pid", str(server_pid),
-               "--events", str(events), "--interval", "0.25", "--metrics-port", str(metrics_port)]
-        if spool is not None:
-            cmd += ["--spool", str(spool)]
-        with open(log, "ab") as fh:
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env())
+    def __init__(self, state_dir: Path, server_pid: int) -> None:
+        self.events = state_dir / f"watchdog-{server_pid}.events.jsonl"
+        self.log = state_dir / "watchdog.log"
+        self.server_pid = server_pid
 
-    def wait_watching(self, timeout: float = 60.0) -> None:
+    def wait_watching(self, timeout: float = 120.0) -> None:
         """Until the watchdog's first poll is done (it knows the stubs alive now)."""
-        wait_for(lambda: "watching tritonserver" in self.output() or self.proc.poll() is not None, timeout,
+        wait_for(lambda: f"watching tritonserver pid {self.server_pid}" in self.output(), timeout,
                  "the watchdog's first poll")
-        assert self.proc.poll() is None, self.output()
 
     def read_events(self) -> list[dict]:
         if not self.events.exists():
@@ -75,11 +66,11 @@ class WatchdogProc:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-        return self.proc.returncode
+
+def served_env(state_dir: Path, spool: Path, metrics_port: int) -> dict[str, str]:
+    """Environment of a test tritonserver whose models start their own watchdog."""
+    return {"CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1", "CAPTURE_FLUSH_INTERVAL_S": "0.5",
+            "HOST_SERVICES_DIR": str(state_dir), "HOST_SERVICES_WATCHDOG_METRICS_PORT": str(metrics_port)}
 
 
 def probabilities_close(a: np.ndarray, b: np.ndarray) -> bool:

@@ -22,24 +22,26 @@ import tritonclient.http as httpclient
 from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
 from serving.server import TritonProcess
 from tests.conftest import free_port
-from tests.reliability.reliability_testlib import WatchdogProc, classify, live_stubs, probabilities_close, wait_for
+from tests.reliability.reliability_testlib import (HostWatchdog, classify, live_stubs, probabilities_close, served_env,
+                                                   wait_for)
 
 
 @pytest.fixture
 def served(model_repo, tmp_path):
-    spool = tmp_path / "spool"
+    """resnet_classifier on a real tritonserver; its model process starts the watchdog."""
+    spool, metrics_port = tmp_path / "spool", free_port()
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",),
-                           extra_env={"CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1",
-                                      "CAPTURE_FLUSH_INTERVAL_S": "0.5"})
+                           extra_env=served_env(tmp_path / "host", spool, metrics_port))
     server.start(wait_s=300)
-    metrics_port = free_port()
-    watchdog = WatchdogProc(server.http_url, server.proc.pid, tmp_path / "events.jsonl", tmp_path / "watchdog.log",
-                            spool=spool, metrics_port=metrics_port)
-    watchdog.wait_watching()
-    yield server, watchdog, spool, metrics_port
-    watchdog.stop()
-    server.stop()
+    watchdog = HostWatchdog(tmp_path / "host", server.proc.pid)
+    try:
+        watchdog.wait_watching()
+        yield server, watchdog, spool, metrics_port
+    finally:
+        server.stop()
+    # The watchdog exits with its tritonserver.
+    wait_for(lambda: "is gone: watchdog exits" in watchdog.output(), 30, "the watchdog to exit")
 
 
 def spool_records(spool, model: str) -> list[dict]:
