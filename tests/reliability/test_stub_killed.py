@@ -144,3 +144,16 @@ def test_idle_model_stub_killed_is_reloaded_before_traffic(served):
     client = httpclient.InferenceServerClient(server.http_url)
     assert classify(client)[0] == "ok"
     client.close()
+
+
+def test_watchdog_host_service_is_one_per_server(tmp_path):
+    from serving import host_services
+
+    settings = host_services.host_settings({}, {"HOST_SERVICES_DIR": str(tmp_path), "CAPTURE_SPOOL_DIR": str(tmp_path / "s")},
+                                           server_pid=4242)
+    (watchdog,) = [s for s in host_services.services(settings) if s.name == "watchdog"]
+    assert watchdog.lock == str(tmp_path / "watchdog-4242.lock")
+    assert watchdog.argv[1:3] == ("-m", "serving.watchdog") and "4242" in watchdog.argv
+    assert str(tmp_path / "s") in watchdog.argv  # failed requests are captured in the same spool
+    assert not [s for s in host_services.services(host_services.host_settings(
+        {}, {"HOST_SERVICES_SKIP": "watchdog"}, server_pid=4242)) if s.name == "watchdog"]
