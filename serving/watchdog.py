@@ -320,7 +320,11 @@ class Watchdog:
         if not dead:
             self._fail_counts.update(self.fail_counts())
             return []
-        return self.recover(dead, ready)
+        # A model unloaded (MME eviction) between the index read and the /proc scan reaps its
+        # stubs normally: ask again, so an evicted model is never loaded back.
+        still = self.ready_models()
+        dead = [(m, s) for m, s in dead if m in still]
+        return self.recover(dead, ready) if dead else []
 
     # -- recovery -------------------------------------------------------------------------------
     def recover(self, dead: list[tuple[str, Stub]], ready: dict[str, str]) -> list[Event]:
