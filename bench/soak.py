@@ -326,16 +326,19 @@ class Soak:
         }
 
 
-def rss_slopes(samples: list[dict], warmup_s: float) -> dict[str, dict]:
-    """Least-squares RSS slope per process after warm-up, over its longest run with one pid
-    (a restarted stub or sidecar starts a new series)."""
+def rss_slopes(samples: list[dict], warmup_s: float, start_warmup_s: float = 60.0) -> dict[str, dict]:
+    """Least-squares RSS slope per process over its longest run with one pid (a restarted stub
+    or sidecar starts a new series), leaving out the run's warm-up: samples before `warmup_s`
+    into the soak and before `start_warmup_s` after the process first appeared (a reloaded
+    model is still loading its weights then)."""
     out = {}
     for name in sorted({s["process"] for s in samples}):
-        series = [s for s in samples if s["process"] == name and s["t"] >= warmup_s]
         runs: dict[int, list[dict]] = {}
-        for s in series:
-            runs.setdefault(s["pid"], []).append(s)
-        best = max(runs.values(), key=len, default=[])
+        for s in samples:
+            if s["process"] == name:
+                runs.setdefault(s["pid"], []).append(s)
+        steady = [[s for s in run if s["t"] >= max(warmup_s, run[0]["t"] + start_warmup_s)] for run in runs.values()]
+        best = max(steady, key=len, default=[])
         if len(best) < 3:
             continue
         t = np.array([s["t"] for s in best]) / 60.0
@@ -343,6 +346,14 @@ def rss_slopes(samples: list[dict], warmup_s: float) -> dict[str, dict]:
         slope = float(np.polyfit(t, r, 1)[0]) if np.ptp(t) > 0 else 0.0
         out[name] = {"samples": len(best), "first_mb": r[0], "last_mb": r[-1], "slope_mb_per_min": round(slope, 3)}
     return out
+
+
+def rescore(rep: dict) -> dict:
+    """Recompute the RSS analysis of a saved report (its raw samples are in it)."""
+    rep["rss_slopes"] = rss_slopes(rep["rss_samples"], warmup_s=0.2 * rep["duration_s"])
+    rep["goals"]["max_rss_slope_mb_per_min"] = max((abs(s["slope_mb_per_min"]) for s in rep["rss_slopes"].values()),
+                                                   default=None)
+    return rep
 
 
 def markdown(rep: dict) -> str:
@@ -388,7 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="models whose stub is killed once each (comma-separated)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for soak-<date>.{json,md}")
     parser.add_argument("--name", default="", help="report file stem (default soak-<date>)")
+    parser.add_argument("--rescore", default="", help="re-analyse a saved soak-<date>.json instead of running")
     args = parser.parse_args(argv)
+    if args.rescore:
+        path = Path(args.rescore)
+        rep = rescore(json.loads(path.read_text()))
+        path.write_text(json.dumps(rep, indent=1, default=str) + "\n")
+        path.with_suffix(".md").write_text(markdown(rep))
+        print(markdown(rep))
+        return 0
     with tempfile.TemporaryDirectory(prefix="soak-") as work:
         soak = Soak(args.minutes * 60, args.clients, args.bad_share, Path(work),
                     [m for m in args.kill_models.split(",") if m])
