@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse clean help browser export-venvs explore-venv
+.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse soak clean help browser export-venvs explore-venv
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -25,6 +25,7 @@ help:
 	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
 	@echo "make bench      benchmark suite -> bench/results/"
 	@echo "make rehearse   stock SageMaker container rehearsal: 5 MME tarballs + env tarball, store on S3 (moto)"
+	@echo "make soak       10 min of mixed traffic + injected faults -> bench/results/soak-<date>.md (docs/reliability.md)"
 
 setup: $(STAMP) weights
 
@@ -126,6 +127,11 @@ bench: setup
 # in build/rehearse/ (keyed on the lock): CI should cache that directory.
 rehearse: weights
 	$(PY) -m deploy.rehearse
+
+# Reliability soak (a benchmark): MINUTES=10 by default; the 1-minute version runs in `make test`.
+MINUTES ?= 10
+soak: setup
+	$(PY) -m bench.soak --minutes $(MINUTES)
 
 # GPU hosts: NVIDIA's Triton container, same repository, all GPUs.
 serve-docker:

@@ -340,3 +340,29 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
 
 
 register_service(sidecar_service)
+
+
+def watchdog_service(settings: HostSettings) -> HostService | None:
+    """The stub watchdog (serving/watchdog.py): reloads a model whose stub process died.
+
+    One per tritonserver (the lock names its pid); off with ``HOST_SERVICES_SKIP=watchdog``.
+    """
+    if settings.server_pid <= 0:
+        return None
+    argv = [settings.python, "-m", "serving.watchdog", "--server-pid", str(settings.server_pid),
+            "--lock", os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"), "--interval", "0.25",
+            "--events", os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.events.jsonl"),
+            "--metrics-port", str(int(settings.get("HOST_SERVICES_WATCHDOG_METRICS_PORT", "8093")))]
+    if settings.get("CAPTURE_SPOOL_DIR"):
+        argv += ["--spool", os.path.abspath(settings.get("CAPTURE_SPOOL_DIR"))]
+    env = {}
+    root = _package_root("serving")
+    if root and os.path.isfile(os.path.join(root, "config.pbtxt")):  # shipped inside an MME model dir
+        root = snapshot_package(Path(root) / "serving", Path(settings.state_dir) / "code")
+    if root:  # the stub runs Python isolated; the watchdog's interpreter must find our package
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return HostService(name="watchdog", argv=tuple(argv), env=env,
+                       lock=os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"))
+
+
+register_service(watchdog_service)

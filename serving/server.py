@@ -97,7 +97,7 @@ class TritonProcess:
     metrics_port: int = 8002
     log_path: Path = ROOT / "var" / "log" / "tritonserver.log"
     models: tuple[str, ...] = MODEL_NAMES
-    explicit: bool = False  # explicit model control: load/unload through the repository API
+    explicit: bool = False  # start with no model loaded (load/unload through the repository API)
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
     # The whole environment instead of server_env(extra_env), and the working directory: a
@@ -123,10 +123,10 @@ class TritonProcess:
             f"--metrics-port={self.metrics_port}", "--http-address=127.0.0.1",
             "--grpc-address=127.0.0.1", "--log-verbose=0",
         ]
-        if self.explicit:
-            cmd.append("--model-control-mode=explicit")
-        elif set(self.models) != set(MODEL_NAMES):
-            cmd.append("--model-control-mode=explicit")
+        # Always explicit model control: it is what lets the watchdog (serving/watchdog.py)
+        # reload a model whose stub died, and what SageMaker's Triton container runs with.
+        cmd.append("--model-control-mode=explicit")
+        if not self.explicit:
             cmd += [f"--load-model={m}" for m in self.models]
         return cmd + list(self.extra_args)
 

@@ -3,7 +3,7 @@
 Routes (one port):
   POST /endpoints/<name>/invocations   sagemaker-runtime InvokeEndpoint (X-Amzn-SageMaker-Target-Model)
   POST /invocations                    the same, as a container sees it
-  GET  /ping                           200 while tritonserver is live
+  GET  /ping                           200 while tritonserver is live and every loaded model ready
   GET  /models                         {"models": [{"modelName", "modelUrl"}]}
   POST /models                         {"model_name", "url"} -> 200 / 409 loaded / 507 no memory / 400
   GET  /models/<n>                     200 / 404
@@ -111,8 +111,12 @@ class _Handler(BaseHTTPRequestHandler):
         ep = self.endpoint
         try:
             if path == "/ping" and method == "GET":
-                ok = ep.triton.live()
-                return self._json(200 if ok else 503, {"status": "Healthy" if ok else "Unhealthy"})
+                # Unhealthy too while a loaded model is down (its stub died and the watchdog,
+                # serving/watchdog.py, is reloading it): SageMaker then stops routing here.
+                down = [r.key for r in ep.cache.loaded() if r.triton_name and not ep.triton.ready(r.triton_name)] \
+                    if ep.triton.live() else ["tritonserver"]
+                return self._json(503, {"status": "Unhealthy", "down": down}) if down \
+                    else self._json(200, {"status": "Healthy"})
             if path == "/mme/stats" and method == "GET":
                 return self._json(200, ep.cache.stats())
             if path == "/metrics" and method == "GET":

@@ -102,17 +102,18 @@ def test_skip_and_settings(tmp_path):
     assert settings.values["CAPTURE_SPOOL_DIR"] == host_services.DEFAULT_SPOOL_DIR
     assert "checkpoint_dir" not in settings.values  # only CAPTURE_/MONITORING_/HOST_SERVICES_ keys
     assert host_services.merged_settings({"CAPTURE_SAMPLE_RATE": "0.1"}, {"CAPTURE_SAMPLE_RATE": "0.5"})["CAPTURE_SAMPLE_RATE"] == "0.1"
-    (sidecar,) = host_services.services(settings)
+    (sidecar,) = [s for s in host_services.services(settings) if s.name == "sidecar"]
     assert sidecar.name == "sidecar" and "--exit-with-pid" in sidecar.argv and "123" in sidecar.argv
     assert sidecar.lock == os.path.join(host_services.DEFAULT_SPOOL_DIR, ".sidecar.lock")
-    assert host_services.services(host_settings(params, {"HOST_SERVICES_SKIP": "sidecar"})) == []
-    assert host_services.services(host_settings({}, {"CAPTURE_SPOOL_DIR": str(tmp_path)})) == []  # no store: no sidecar
+    assert host_services.services(host_settings(params, {"HOST_SERVICES_SKIP": "sidecar,watchdog"})) == []
+    no_store = host_services.services(host_settings({}, {"CAPTURE_SPOOL_DIR": str(tmp_path)}))
+    assert [s.name for s in no_store] == ["watchdog"]  # no store: no sidecar (the watchdog always runs)
 
 
 def test_bad_setting_is_reported_not_raised(tmp_path, caplog):
     params = {"CAPTURE_STORE": str(tmp_path / "store"), "CAPTURE_SIDECAR_METRICS_PORT": "eighty"}
     with caplog.at_level("ERROR", logger="serving.host_services"):
-        assert host_services.services(host_settings(params, {})) == []
+        assert [s.name for s in host_services.services(host_settings(params, {}))] == ["watchdog"]
     assert any("eighty" in r.getMessage() for r in caplog.records)
 
 
