@@ -15,15 +15,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from serving.device import configure_attention
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from serving.capacity.limits import VAE_TILE_SIDE, RequestLimits, Workload
 from serving.embeddings import Tap, identity, mean_over_tokens, spatial_mean
-from serving.errors import InvalidInputError
+from serving.errors import CheckpointError, InvalidInputError, NonFiniteOutputError
 from serving.gen_args import GenArgSpec, parse_gen_args
 from serving.images import OUTPUT_FORMATS, decode_image, encode_image
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
 
 MAX_PROMPT_CHARS = 1000
+ATTENTION_CHOICES = ("sdpa", "xformers")
+SWITCH_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 MAX_SEED = 2**32 - 1
 
 
@@ -99,7 +103,8 @@ class DiffusionRuntime(ModelRuntime):
         pipe = self.build_pipeline(str(path))
         pipe.to(self.device.device)
         pipe.set_progress_bar_config(disable=True)
-        self.attention = configure_attention(pipe, self.device)
+        self.attention = self.configure_attention(pipe)
+        self.configure_vae(pipe.vae)
         self.pipe = pipe
         # The conditioning SD 2.x reads (its converted OpenCLIP encoder already ends at the
         # penultimate layer). transformers 5 dropped the `text_model` wrapper.
@@ -107,6 +112,73 @@ class DiffusionRuntime(ModelRuntime):
         self.text_tap = Tap(pipe.text_encoder, prefix + "final_layer_norm", identity,
                             "text_encoder.final_layer_norm:mean_real_tokens")
         self.image_tap = self.build_image_tap(pipe)
+
+    # -- GPU settings (docs/gpu.md) -----------------------------------------------------------
+    def switch(self, name: str, auto: bool) -> bool:
+        """An on/off/auto config.pbtxt parameter; `auto` is on for GPU instances when `auto`."""
+        value = self.parameters.get(name, "auto").strip().lower()
+        if value == "auto":
+            return self.device.is_gpu and auto
+        if value not in SWITCH_VALUES:
+            raise CheckpointError(f"parameter {name}: {value!r} is not one of auto, on, off")
+        return SWITCH_VALUES[value]
+
+    @property
+    def vae_slicing(self) -> bool:
+        # Decoding a batch one image at a time costs nothing measurable and caps the decoder's
+        # activations at one image's.
+        return self.switch("vae_slicing", auto=True)
+
+    @property
+    def vae_tiling(self) -> bool:
+        # Above 512x512 output the decoder's full-resolution activations dominate the peak
+        # (the x4 upscaler's fp32 VAE at 2048x2048: 12 GiB); 512-pixel tiles bound it.
+        return self.switch("vae_tiling", auto=True)
+
+    def configure_vae(self, vae) -> None:
+        if self.vae_slicing:
+            vae.enable_slicing()
+        if self.vae_tiling:
+            vae.enable_tiling()
+            vae.tile_sample_min_size = VAE_TILE_SIDE
+            vae.tile_latent_min_size = VAE_TILE_SIDE // 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def configure_attention(self, pipe) -> str:
+        """PyTorch SDPA by default; xformers only when asked (`attention: xformers`), and then it
+        must work: a partly working build would otherwise fail on the first real request."""
+        choice = self.parameters.get("attention", "sdpa").strip().lower()
+        if choice not in ATTENTION_CHOICES:
+            raise CheckpointError(f"parameter attention: {choice!r} is not one of {list(ATTENTION_CHOICES)}")
+        if choice == "xformers" and self.device.is_gpu:
+            try:
+                pipe.enable_xformers_memory_efficient_attention()
+            except Exception as exc:  # not installed, or built for another CUDA/torch
+                raise CheckpointError(f"parameter attention: xformers cannot be enabled ({exc})") from exc
+            return "xformers"
+        # diffusers' default on torch >= 2; set explicitly so nothing earlier leaves another.
+        for component in (pipe.unet, pipe.vae):
+            component.set_attn_processor(AttnProcessor2_0())
+        return "sdpa"
+
+    def build_limits(self) -> RequestLimits | None:
+        return RequestLimits.from_parameters(self.name, self.parameters, self.device.total_memory(),
+                                             vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling)
+
+    def workload(self, items: list[Item]) -> Workload | None:
+        first = items[0]
+        assert isinstance(first, DiffusionItem)
+        size = self.work_size(first.image)
+        if size is None:  # text-to-image
+            default = self.default_size()
+            size = (first.args.get("width") or default, first.args.get("height") or default)
+        steps = first.args["num_inference_steps"]
+        strength = first.args.get("strength")
+        return Workload(pixels=size[0] * size[1], items=len(items),
+                        steps=max(1, int(steps * strength)) if strength else steps,
+                        encodes_image=first.image is not None)
+
+    def default_size(self) -> int:
+        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
 
     def build_image_tap(self, pipe) -> Tap:
         """The input-image embedding: the VAE encoder's mid block, which every img2img-style
@@ -193,7 +265,8 @@ class DiffusionRuntime(ModelRuntime):
             num_inference_steps=items[0].args["num_inference_steps"],
             guidance_scale=items[0].args["guidance_scale"],
             generator=self.generators(items),
-            output_type="pil",
+            # Float pixels, so NaN/inf can be seen (a cast to PIL turns them into black).
+            output_type="np",
         )
 
     def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
@@ -202,14 +275,26 @@ class DiffusionRuntime(ModelRuntime):
     def call_pipeline(self, items: list[DiffusionItem]):
         return self.pipe(**self.pipeline_kwargs(items))
 
+    def finite_images(self, pixels: np.ndarray) -> list[Image.Image]:
+        """The pipeline's float images as PIL (exactly its own `pil` conversion), or an error
+        when any is not finite: fp16 overflow must not come back as a black image."""
+        bad = [i for i in range(len(pixels)) if not np.isfinite(pixels[i]).all()]
+        if bad:
+            raise NonFiniteOutputError(
+                f"pipeline produced non-finite (NaN/inf) pixels in {len(bad)} of {len(pixels)} images "
+                f"(numerical overflow on this {self.device.device} instance); the request was not answered with them"
+            )
+        return self.pipe.numpy_to_pil(pixels)
+
     def predict(self, items: list[Item]) -> list[ItemOutput]:
         if not self.capture_embeddings:
             with torch.inference_mode():
                 result = self.call_pipeline(items)  # type: ignore[arg-type]
-            return [ItemOutput(values={"image": img}) for img in result.images]
+            return [ItemOutput(values={"image": img}) for img in self.finite_images(result.images)]
         n = len(items)
         with torch.inference_mode(), self.text_tap.armed_for_call(), self.image_tap.armed_for_call():
             result = self.call_pipeline(items)  # type: ignore[arg-type]
+        images = self.finite_images(result.images)
         hidden = self.text_tap.first_rows(n)
         tokens = self.token_counts([it.prompt for it in items])
         text = mean_over_tokens(hidden, tokens) if hidden is not None else None
@@ -217,7 +302,7 @@ class DiffusionRuntime(ModelRuntime):
         return [ItemOutput(values={"image": img, "prompt_tokens": tokens[i]},
                            embedding=None if image is None else image[i],
                            text_embedding=None if text is None else text[i])
-                for i, img in enumerate(result.images)]
+                for i, img in enumerate(images)]
 
     # -- postprocess ------------------------------------------------------------------------
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:

@@ -59,6 +59,3 @@ class SDImg2ImgRuntime(DiffusionRuntime):
             return self.text2img(**kwargs, height=first.args["height"] or size,
                                  width=first.args["width"] or size)
         return self.pipe(**kwargs, image=[it.image for it in items], strength=first.args["strength"])
-
-    def default_size(self) -> int:
-        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
