@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import ServingError
+from serving.runtime_metrics import RuntimeMetrics
 
 log = logging.getLogger("serving")
 
@@ -117,6 +118,7 @@ class TritonModel:
         self.served_name = args.get("model_name") or self.model_name
         self.capture = self.build_capture(args["model_version"])
         self.capture_metrics = CaptureMetrics(pb_utils, self.served_name, args["model_version"], self.capture)
+        self.runtime_metrics = RuntimeMetrics(pb_utils, self.served_name, args["model_version"], self.runtime)
         log.info("%s ready on %s (%s), attention=%s", self.served_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
@@ -168,6 +170,7 @@ class TritonModel:
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
         self.capture.observe(ids, results, arrival_ms)
         self.capture_metrics.update()
+        self.runtime_metrics.update()
         return responses
 
     def finalize(self) -> None:
