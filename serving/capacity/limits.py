@@ -42,15 +42,18 @@ VAE_TILE_SIDE = 512  # output pixels per tile side; the SD 2 VAEs were trained a
 class GpuClass:
     name: str
     memory_bytes: int
-    tflops: float  # sustained fp16 throughput assumed for diffusion UNets (not the datasheet peak)
+    # Sustained fp16 TFLOP/s of an SD UNet step, not the datasheet peak: about 7 it/s (A10G)
+    # and 35 it/s (H100, no compilation) at 512x512 as commonly reported, times 1.6 TFLOP per
+    # CFG step. An assumption until bench/gpu_check.py measures it (docs/gpu.md).
+    tflops: float
     fractions: dict[str, float]  # default share per model when all five share one GPU
 
 
 # Shares sum to < 1: each process also has a CUDA context (~0.4 GiB assumed) outside its allocator.
 GPU_CLASSES = {
-    "a10g": GpuClass("a10g", memory_bytes=23028 * 2**20, tflops=25.0, fractions={
+    "a10g": GpuClass("a10g", memory_bytes=23028 * 2**20, tflops=12.0, fractions={
         "sd_img2img": 0.20, "sd_depth": 0.21, "sd_inpaint": 0.20, "sd_upscale": 0.25, "resnet_classifier": 0.03}),
-    "h100": GpuClass("h100", memory_bytes=81559 * 2**20, tflops=250.0, fractions={
+    "h100": GpuClass("h100", memory_bytes=81559 * 2**20, tflops=60.0, fractions={
         "sd_img2img": 0.20, "sd_depth": 0.20, "sd_inpaint": 0.20, "sd_upscale": 0.30, "resnet_classifier": 0.02}),
 }
 
