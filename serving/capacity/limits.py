@@ -199,6 +199,11 @@ class RequestLimits:
     def estimate(self, w: Workload) -> Estimate:
         return self.costs.estimate(w, self.gpu.tflops)
 
+    def headroom_used(self, w: Workload) -> float:
+        """The share of the memory left after weights and workspaces that this call takes."""
+        fixed = self.costs.weight_bytes + WORKSPACE_BYTES
+        return (self.estimate(w).memory_bytes - fixed) / max(1, self.memory_limit - fixed)
+
     def fits(self, w: Workload) -> bool:
         e = self.estimate(w)
         return e.memory_bytes <= self.memory_limit and e.seconds <= self.max_seconds

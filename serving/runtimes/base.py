@@ -197,10 +197,11 @@ class ModelRuntime(ABC):
         return groups
 
     def is_large(self, group_items: list[Item]) -> bool:
-        """Whether a call used over half of this instance's memory share: its cached blocks
-        are given back afterwards so the models sharing the GPU can use them."""
+        """Whether a call took over half the memory this instance has for activations: its
+        cached blocks are given back afterwards, so one rare large request does not keep
+        the allocator's pool at its peak for the rest of the process's life."""
         w = self.workload(group_items) if self.limits is not None else None
-        return w is not None and self.limits.estimate(w).memory_bytes > self.limits.memory_limit / 2
+        return w is not None and self.limits.headroom_used(w) > 0.5
 
     def release_memory(self) -> None:
         self.counters["memory_releases"] += 1

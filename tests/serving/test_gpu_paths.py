@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from serving.capacity.limits import WORKSPACE_BYTES, Workload
 from serving.device import DeviceSpec
 from serving.errors import CheckpointError, InvalidInputError, NonFiniteOutputError, ResourceExhaustedError
 from serving.runtimes import runtime_class
@@ -180,3 +181,16 @@ def test_bad_gpu_settings_fail_the_load_by_name(checkpoint, parameters, message)
 def test_xformers_is_a_gpu_only_opt_in(checkpoint):
     rt = load(checkpoint, "sd_img2img", attention="xformers")
     assert rt.attention == "sdpa"  # CPU instance: the GPU-only kernel is not used
+
+
+def test_cached_memory_is_released_after_a_call_near_the_share(checkpoint):
+    rt = load(checkpoint, "sd_img2img", gpu_class="a10g", vae_tiling="on", vae_slicing="on")
+    small = req(prompt=b"a cat", gen_args=gen_args(height=64, width=64))
+    assert rt.handle([small])[0].error is None
+    assert rt.counters["memory_releases"] == 0  # 64x64 uses far less than half the share
+    fixed = rt.limits.costs.weight_bytes + WORKSPACE_BYTES
+    activations = rt.limits.estimate(Workload(64 * 64, 1, 2, encodes_image=False)).memory_bytes - fixed
+    # a share that still admits the call but leaves it over half of the room after the weights
+    rt.limits.memory_fraction = (fixed + 1.5 * activations) / rt.limits.device_memory
+    assert rt.handle([small])[0].error is None
+    assert rt.counters["memory_releases"] == 1
