@@ -91,14 +91,13 @@ def profile_sd(model: str) -> dict[str, Any]:
         parts = {c: build_component(model, c) for c in ("text_encoder", "unet", "vae")}
         if model == "sd_depth":
             parts["depth_estimator"] = build_component(model, "depth_estimator")
-    # diffusers upcasts the upscaler's VAE to fp32 (force_upcast: it overflows in fp16).
+    # The upscaler's VAE runs in fp32 (force_upcast: it overflows in fp16); the runtime keeps
+    # it in fp32 from load on, so its weights count at fp32 too.
     vae_dtype = torch.float32 if upscale else SERVING_DTYPE
     for name, part in parts.items():
         part.to(vae_dtype if name == "vae" else SERVING_DTYPE).eval()
     unet, vae = parts["unet"], parts["vae"]
     weights = {name: weight_bytes(p, vae_dtype if name == "vae" else SERVING_DTYPE) for name, p in parts.items()}
-    if upscale:  # the fp16 copy is loaded first, then upcast in place: the fp32 copy stays
-        weights["vae"] = weight_bytes(vae, torch.float32)
     vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
     hidden = parts["text_encoder"].config.hidden_size
     context = meta(2, TEXT_TOKENS, hidden)
