@@ -156,6 +156,19 @@ def describe(w: Workload, grid: str) -> str:
     return f"{what}{size} x batch {w.items} x {w.steps} steps"
 
 
+def number_parameter(parameters: dict[str, str], name: str) -> float | None:
+    text = (parameters.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"parameter {name}: {text!r} is not a number") from None
+    if not value > 0:
+        raise ValueError(f"parameter {name}: {text!r} must be > 0")
+    return value
+
+
 class RequestLimits:
     """What one model instance admits on one GPU class; `check` raises a clear InvalidInputError."""
 
@@ -186,10 +199,10 @@ class RequestLimits:
             return None
         if name not in GPU_CLASSES:
             raise ValueError(f"parameter gpu_class: {name!r} is not one of {sorted(GPU_CLASSES) + ['auto', 'none']}")
-        fraction = parameters.get("gpu_memory_fraction")
-        seconds = parameters.get("max_request_seconds")
-        return cls(model, GPU_CLASSES[name], memory_fraction=float(fraction) if fraction else None,
-                   max_seconds=float(seconds) if seconds else DEFAULT_MAX_REQUEST_SECONDS,
+        fraction = number_parameter(parameters, "gpu_memory_fraction")
+        seconds = number_parameter(parameters, "max_request_seconds")
+        return cls(model, GPU_CLASSES[name], memory_fraction=fraction,
+                   max_seconds=seconds if seconds is not None else DEFAULT_MAX_REQUEST_SECONDS,
                    memory_bytes=device_memory, vae_slicing=vae_slicing, vae_tiling=vae_tiling)
 
     @property

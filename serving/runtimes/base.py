@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from serving.batching import plan_batches
-from serving.capacity.limits import RequestLimits, Workload
+from serving.capacity.limits import RequestLimits, Workload, number_parameter
 from serving.device import DeviceSpec, is_out_of_memory, prepare_device, release_memory
 from serving.errors import (InvalidInputError, NonFiniteOutputError, PipelineError, ResourceExhaustedError,
                             ServingError)
@@ -98,8 +98,8 @@ class ModelRuntime(ABC):
     # -- the four steps -----------------------------------------------------------------
     def load(self) -> None:
         self.limits = self.build_limits()
-        fraction = self.parameters.get("gpu_memory_fraction")
-        prepare_device(self.device, self.limits.memory_fraction if self.limits else float(fraction) if fraction else None)
+        fraction = self.limits.memory_fraction if self.limits else number_parameter(self.parameters, "gpu_memory_fraction")
+        prepare_device(self.device, fraction)
         self._load()
         self.ready = True
 

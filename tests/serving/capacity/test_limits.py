@@ -94,5 +94,7 @@ def test_limits_from_config_parameters():
     assert (tuned.memory_fraction, tuned.max_seconds, tuned.memory_limit) == (0.5, 20.0, A10G.memory_bytes // 2)
     with pytest.raises(ValueError, match="gpu_class: 'v100' is not one of"):
         RequestLimits.from_parameters("sd_depth", {"gpu_class": "v100"})
+    with pytest.raises(ValueError, match="parameter max_request_seconds: 'soon' is not a number"):
+        RequestLimits.from_parameters("sd_depth", {"gpu_class": "a10g", "max_request_seconds": "soon"})
     with pytest.raises(ValueError, match=r"gpu_memory_fraction: 1.5 must be in \(0, 1\]"):
         RequestLimits.from_parameters("sd_depth", {"gpu_class": "a10g", "gpu_memory_fraction": "1.5"})
