@@ -31,9 +31,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
+from transformers import ConvNextImageProcessor, DPTImageProcessor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -53,9 +56,6 @@ ATTENTION_MARKERS = ("flash", "fmha", "efficient_attention", "scaled_dot_product
 # -- checkpoints ------------------------------------------------------------------------------
 def build_realsize(model: str, out: Path, device: str, dtype: torch.dtype) -> None:
     """Random-weight real-size checkpoint with the serving layout (tiny offline tokenizer)."""
-    import diffusers
-    from transformers import ConvNextImageProcessor, DPTImageProcessor
-
     torch.manual_seed(0)
     if model == "resnet_classifier":
         with torch.device(device):
@@ -148,8 +148,6 @@ def run(rt, spec: DeviceSpec, req: RawRequest, label: str, capture: bool = False
 
 
 def attention_kernels(rt, spec: DeviceSpec, req: RawRequest) -> list[str]:
-    from torch.profiler import ProfilerActivity, profile
-
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if spec.is_gpu else [])
     with profile(activities=activities) as prof:
         rt.handle([req])
@@ -277,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tiny and not spec.is_gpu:
         parser.error("real-size checks need a GPU; use --tiny on CPU")
     device_name = torch.cuda.get_device_name(spec.index) if spec.is_gpu else "cpu"
-    import diffusers
 
     report: dict[str, Any] = {
         "device": device_name, "mode": "tiny" if args.tiny else "real-size random fp16 weights",

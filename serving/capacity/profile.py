@@ -20,7 +20,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
+import transformers
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
@@ -146,9 +148,6 @@ def profile_model(model: str) -> dict[str, Any]:
 
 
 def build_costs() -> dict[str, Any]:
-    import diffusers
-    import transformers
-
     return {
         "about": "Per-item activation bytes and FLOPs of the real-size models, traced on the meta "
                  "device by serving/capacity/profile.py; weights in serving precision.",

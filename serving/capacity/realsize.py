@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import diffusers
 import torch
+from transformers import AutoConfig, CLIPTextModel, DPTForDepthEstimation, ResNetForImageClassification
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 SD_MODELS = ("sd_img2img", "sd_depth", "sd_inpaint", "sd_upscale")
@@ -40,14 +42,9 @@ def build_component(model: str, component: str, eos_token_id: int | None = None)
     """
     path = config_path(model, component)
     if component in ("unet", "vae"):
-        import diffusers
-
         config = json.loads(path.read_text())
         cls = getattr(diffusers, config["_class_name"])
         return cls.from_config(config)
-    from transformers import (AutoConfig, CLIPTextModel, DPTForDepthEstimation,
-                              ResNetForImageClassification)
-
     config = AutoConfig.from_pretrained(str(path.parent))
     if component == "text_encoder":
         if eos_token_id is not None:  # pooling finds the EOS token by id: match the tokenizer
