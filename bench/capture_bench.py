@@ -29,17 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitoring.capture.priority import lower_process_priority  # noqa: E402
-from serving.server import TritonProcess, server_env  # noqa: E402
+from serving.server import TritonProcess, free_port, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
 ON = "resnet_classifier"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_repo(out: Path, arch: str) -> Path:

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +27,13 @@ from serving import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / "var" / "run"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it): tests and tools never use fixed ports."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def pytriton_dir() -> Path:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monitoring.capture import Capturer
 from serving.errors import ServingError
 from serving.runtime_metrics import RuntimeMetrics
 
@@ -124,16 +125,11 @@ class TritonModel:
 
     def build_capture(self, model_version: str):
         """Monitoring capture, on when CAPTURE_SPOOL_DIR is set (see docs/monitoring.md)."""
+        # Deferred like the runtime imports: torch must not load before quiet_libraries() ran.
         from serving.capture_hook import CaptureHook
 
-        try:
-            from monitoring.capture import Capturer
-
-            capturer = Capturer.from_env(self.served_name, model_version)
-        except ImportError:  # serving can ship without monitoring
-            from types import SimpleNamespace
-
-            capturer = SimpleNamespace(enabled=False, close=lambda timeout=None: True)
+        # The capture contract (monitoring.capture) is a leaf every runtime imports: no fallback.
+        capturer = Capturer.from_env(self.served_name, model_version)
         return CaptureHook(self.runtime, model_version, capturer, served_name=self.served_name)
 
     def execute(self, requests: list) -> list:

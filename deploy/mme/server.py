@@ -45,12 +45,6 @@ _MODEL_INVOKE = re.compile(r"/models/([^/]+)/invoke")
 _ENDPOINT = re.compile(r"/endpoints/([^/]+)/invocations")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
     with socket.socket() as s:
         try:
@@ -258,7 +252,7 @@ class MMEEndpoint:
         return self
 
     def _start_triton(self) -> None:
-        from serving.server import TritonProcess
+        from serving.server import TritonProcess, free_port
 
         cfg = self.config
         ports = []

@@ -23,6 +23,8 @@ def _args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--since", default=None, help="records: start (ISO-8601 or epoch)")
     b.add_argument("--until", default=None, help="records: end, exclusive")
     b.add_argument("--checkpoint", default=None, help="images: checkpoint dir (default $CHECKPOINT_DIR_<MODEL> or the repository's)")
+    b.add_argument("--prompt", default=None, help="images, prompt models: the prompt sent with every image")
+    b.add_argument("--gen-args", default=None, help="images, prompt models: gen_args JSON sent with every image")
     b.add_argument("--max-rows", type=int, default=10_000, help="sample at most this many rows (default 10000)")
     b.add_argument("--alpha", type=float, default=None, help="detectors' false-alarm rate per window (default 0.01)")
     b.add_argument("--json", action="store_true")
@@ -51,7 +53,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             elif args.source == "parquet":
                 X, meta, info = sources.from_parquet(args.path)
             else:
-                X, meta, info = sources.from_images(args.path, args.model, args.checkpoint)
+                X, meta, info = sources.from_images(args.path, args.model, args.checkpoint, prompt=args.prompt,
+                                                    gen_args=json.loads(args.gen_args) if args.gen_args else None)
             det = {"alpha": args.alpha} if args.alpha is not None else None
             b = save_baseline(args.store, args.model, X, meta, source=info, embedding_source=info.get("embedding_source"),
                               max_rows=args.max_rows, detectors=det, s3_endpoint_url=args.s3_endpoint_url)

@@ -1,9 +1,9 @@
 """Where a baseline's rows come from: captured records, a Parquet file, or a folder of images.
 
 Each source returns ``(embeddings (n, d) float32, metadata DataFrame (n rows), info dict)``.
-``from_images`` runs the pictures through the model's own serving runtime in-process, with
-embedding capture on, so baseline embeddings come from the same code path (decoding, processor,
-forward hook) as the served ones.
+``from_images`` serves the pictures through the model's own runtime in-process
+(:mod:`.served_model`, monitoring's one adapter onto serving), and builds each row with the
+capture hook's own record function: baseline rows and served records of the same images agree.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .served_model import default_checkpoint, embed_images
 from .store import CONTEXT_FIELDS, METADATA_FIELDS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -87,57 +88,14 @@ def list_images(directory: str | os.PathLike[str]) -> list[tuple[Path, str | Non
     return out
 
 
-def default_checkpoint(model: str) -> str:
-    env = os.environ.get(f"CHECKPOINT_DIR_{model.upper()}")
-    if env:
-        return env
-    return str(Path(__file__).resolve().parents[2] / "model_repository" / model / "1" / "checkpoint")
-
-
-def embed_images(
-    images: list[bytes],
-    model: str = "resnet_classifier",
-    checkpoint_dir: str | None = None,
-    batch_size: int = 32,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, pd.DataFrame, str]:
-    """Run encoded images through ``model``'s serving runtime in-process with embedding capture on.
-
-    Returns (embeddings, metadata with the capture hook's fields, embedding source).
-    """
-    from monitoring.capture.image_stats import image_stats, prediction_stats
-    from serving.runtimes import runtime_class
-    from serving.runtimes.base import RawRequest
-
-    runtime = runtime_class(model)(checkpoint_dir or default_checkpoint(model), max_pipeline_batch=batch_size)
-    runtime.load()
-    runtime.capture_embeddings = True
-    tap = getattr(runtime, "image_tap", None) or getattr(runtime, "tap", None)
-    embs, rows = [], []
-    for s in range(0, len(images), batch_size):
-        chunk = images[s:s + batch_size]
-        reqs = [RawRequest({"image": np.array([[b]], dtype=np.object_)}) for b in chunk]
-        for j, res in enumerate(runtime.handle(reqs)):
-            if res.error is not None:
-                raise ValueError(f"image #{s + j} failed in {model}: {res.error}")
-            item, out = res.items[0], res.item_outputs[0]
-            if out.embedding is None:
-                raise RuntimeError(f"{model} produced no embedding: its runtime has no embedding tap")
-            row = dict(image_stats(np.asarray(item.image)))
-            if "probabilities" in out.values:
-                row.update(prediction_stats(out.values["probabilities"], getattr(runtime, "labels", None)))
-            rows.append(row)
-            embs.append(np.asarray(out.embedding, np.float32))
-        if progress is not None:
-            progress(len(chunk))
-    return np.stack(embs), pd.DataFrame(rows), (tap.source if tap is not None else "")
-
-
 def from_images(directory: str | os.PathLike[str], model: str = "resnet_classifier", checkpoint_dir: str | None = None,
-                batch_size: int = 32, progress: Callable[[int], None] | None = None):
-    """Every image under ``directory`` (class sub-folders give a ``label`` column)."""
+                batch_size: int = 32, progress: Callable[[int], None] | None = None, prompt: str | None = None,
+                gen_args: dict[str, Any] | None = None):
+    """Every image under ``directory`` (class sub-folders give a ``label`` column); prompt models
+    get ``prompt`` and ``gen_args`` with every image, as a client would send them."""
     files = list_images(directory)
-    X, meta, source = embed_images([p.read_bytes() for p, _ in files], model, checkpoint_dir, batch_size, progress)
+    X, meta, source = embed_images([p.read_bytes() for p, _ in files], model, checkpoint_dir, batch_size, progress,
+                                   prompt=prompt, gen_args=gen_args)
     meta["request_id"] = [str(p.relative_to(directory)) for p, _ in files]
     labels = [lab for _, lab in files]
     if any(lab is not None for lab in labels):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from serving.batching import plan_batches
+from monitoring.capture.record import Contribution
 from serving.capacity.limits import RequestLimits, Workload, number_parameter
 from serving.device import DeviceSpec, is_out_of_memory, prepare_device, release_memory
 from serving.errors import (InvalidInputError, NonFiniteOutputError, PipelineError, ResourceExhaustedError,
@@ -46,8 +47,9 @@ class ItemOutput:
     """What `predict` produced for one item."""
 
     values: dict[str, Any]
-    embedding: np.ndarray | None = None
-    text_embedding: np.ndarray | None = None
+    #: record field ("embedding", "text_embedding", "output_embedding") -> this item's row of
+    #: the tap that declares it (see `ModelRuntime.taps`); empty unless capture is on
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +81,6 @@ class ModelRuntime(ABC):
     name: str = ""
     required_inputs: tuple[str, ...] = ()
     optional_inputs: tuple[str, ...] = ()
-    output_names: tuple[str, ...] = ()
 
     def __init__(self, checkpoint_dir: str, device: DeviceSpec | None = None,
                  max_pipeline_batch: int = 8, parameters: dict[str, str] | None = None):
@@ -94,6 +95,8 @@ class ModelRuntime(ABC):
         # Failures worth a metric (serving.triton_adapter publishes them) and memory releases.
         self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0}
         self.limits: RequestLimits | None = None
+        # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
+        self.taps: dict[str, Any] = {}
 
     # -- the four steps -----------------------------------------------------------------
     def load(self) -> None:
@@ -129,6 +132,15 @@ class ModelRuntime(ABC):
     @abstractmethod
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
         """Build one request's output tensors from its items' outputs."""
+
+    @abstractmethod
+    def contribution(self, item: Item, output: ItemOutput) -> Contribution:
+        """Declare what one served item contributes to its capture record (see
+        `monitoring.capture.record`); `embedded()` fills the embeddings."""
+
+    def embedded(self, output: ItemOutput) -> dict[str, tuple[np.ndarray, str]]:
+        """This item's embeddings, each with the source its tap declares."""
+        return {name: (vector, self.taps[name].source) for name, vector in output.embeddings.items()}
 
     # -- shared helpers -----------------------------------------------------------------
     def rows(self, request: RawRequest) -> int:
