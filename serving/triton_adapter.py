@@ -16,6 +16,7 @@ from typing import Any
 
 from monitoring.capture import Capturer
 from serving.errors import ServingError
+from serving.response_encoding import encode_outputs, requested_encoding
 from serving.runtime_metrics import RuntimeMetrics
 
 log = logging.getLogger("serving")
@@ -140,8 +141,12 @@ class TritonModel:
 
         arrival_ms = int(time.time() * 1000)
         pb = self.pb_utils
-        raw, ids = [], []
+        raw, ids, encodings = [], [], []
         for request in requests:
+            try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
+                encodings.append(requested_encoding(request.parameters()))
+            except ServingError as exc:  # a bad `image_encoding` value: this request's error only
+                encodings.append(exc)
             tensors = {}
             for name in self.input_names:
                 tensor = pb.get_input_tensor_by_name(request, name)
@@ -153,15 +158,18 @@ class TritonModel:
             raw.append(RawRequest(tensors, ids[-1]))
         results = self.runtime.handle(raw)
         responses = []
-        for rid, result in zip(ids, results):
-            if result.error is not None:
+        for rid, result, encoding in zip(ids, results, encodings):
+            if isinstance(encoding, ServingError):
+                responses.append(pb.InferenceResponse(output_tensors=[], error=pb.TritonError(
+                    str(encoding), error_code(pb, encoding))))
+            elif result.error is not None:
                 err = pb.TritonError(str(result.error), error_code(pb, result.error))
                 responses.append(pb.InferenceResponse(output_tensors=[], error=err))
             else:
                 rows = len(result.items)
                 id_tensor = np.array([rid.encode() if rows == 1 else f"{rid}:{i}".encode() for i in range(rows)],
                                      dtype=np.object_).reshape(-1, 1)
-                tensors = [pb.Tensor(name, value) for name, value in result.outputs.items()]
+                tensors = [pb.Tensor(name, value) for name, value in encode_outputs(result.outputs, encoding).items()]
                 tensors.append(pb.Tensor("request_id", id_tensor))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
         self.capture.observe(ids, results, arrival_ms)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .served_model import default_checkpoint, embed_images
-from .store import CONTEXT_FIELDS, METADATA_FIELDS
+from .spaces import SOURCE_COLUMNS, VECTOR_COLUMNS, spaces_of_frame
+from .store import CONTEXT_FIELDS, KEPT_FIELDS, METADATA_FIELDS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -103,3 +104,54 @@ def from_images(directory: str | os.PathLike[str], model: str = "resnet_classifi
     info = {"kind": "images", "path": str(directory), "rows": len(files),
             "checkpoint_dir": checkpoint_dir or default_checkpoint(model), "embedding_source": source}
     return X, meta, info
+
+
+# -- several embedding spaces per model (input image, prompt, output) --------------------------
+
+def spaces_from_frame(df: pd.DataFrame, info: dict[str, Any]):
+    """``(spaces, metadata, info)`` of a record frame: every ok row with at least one embedding,
+    and per space the vectors and their row positions. A row lacking a space (text2img has no
+    input image) still counts in the spaces it has."""
+    if not any(c in df.columns for c in VECTOR_COLUMNS):
+        raise ValueError(f"no embedding column ({', '.join(VECTOR_COLUMNS)}) in columns {list(df.columns)}")
+    n_records = int(len(df))
+    n_errors = 0
+    if "outcome" in df.columns:
+        ok = df["outcome"].fillna("ok") == "ok"
+        n_errors = int((~ok).sum())
+        df = df[ok]
+    df = df.reset_index(drop=True)
+    spaces = spaces_of_frame(df)
+    if not spaces:
+        raise ValueError("no rows with an embedding: was capture on (CAPTURE_SPOOL_DIR) when they were served?")
+    has_any = np.zeros(len(df), bool)
+    for sp in spaces.values():
+        has_any[sp.rows] = True
+    new_pos = np.cumsum(has_any) - 1
+    for sp in spaces.values():
+        sp.rows = new_pos[sp.rows]
+    kept = df[has_any].reset_index(drop=True)
+    meta = kept[[c for c in KEPT_FIELDS if c in kept.columns]].copy()
+    info = dict(info, rows=int(len(kept)), skipped_without_embedding=int((~has_any).sum()), n_records=n_records,
+                n_errors=n_errors, spaces={k: int(len(v.rows)) for k, v in spaces.items()})
+    primary = spaces.get("image") or next(iter(spaces.values()))
+    info["embedding_source"] = primary.source
+    return spaces, meta, info
+
+
+def spaces_from_records(store: Any, model: str, since: Any = None, until: Any = None, s3_endpoint_url: str | None = None):
+    """Captured records of ``model`` in ``[since, until)``, every embedding space."""
+    from monitoring.store.reader import read_records_df, to_epoch_ms
+
+    cols = ["request_id", "ts_ms", "outcome", *VECTOR_COLUMNS, *SOURCE_COLUMNS, *KEPT_FIELDS]
+    cols = [c for c in dict.fromkeys(cols) if c != "label"]
+    df = read_records_df(store, model, since, until, columns=cols, s3_endpoint_url=s3_endpoint_url)
+    return spaces_from_frame(df, {"kind": "records", "store": str(store), "since_ms": to_epoch_ms(since),
+                                  "until_ms": to_epoch_ms(until)})
+
+
+def spaces_from_parquet(path: str | os.PathLike[str]):
+    """A Parquet file or directory with any of the embedding columns and metadata columns."""
+    import pyarrow.parquet as pq
+
+    return spaces_from_frame(pq.read_table(os.fspath(path)).to_pandas(), {"kind": "parquet", "path": str(path)})

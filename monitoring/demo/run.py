@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             http_port=args.http_port or free_port(), grpc_port=args.grpc_port or free_port(),
             metrics_port=args.metrics_port or free_port(), log_path=logs / "tritonserver.log",
             models=(MODEL, *sd_models),
-            extra_env={"CHECKPOINT_DIR_RESNET_CLASSIFIER": str(clf_dir), "CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1"},
+            extra_env={"CHECKPOINT_DIR_RESNET_CLASSIFIER": str(clf_dir), "CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1",
+                       "CAPTURE_THUMBNAILS": "1"},
         )
         phases = [Phase(label, kind) for label, kind in WEEKS]
         truth: dict[str, str] = {}

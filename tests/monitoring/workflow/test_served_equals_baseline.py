@@ -92,3 +92,15 @@ def test_served_records_equal_the_baseline_built_from_the_same_files(served, mod
     served_X = np.stack(rec.embedding.map(np.asarray).to_list())
     assert set(rec.embedding_source) == {info["embedding_source"]}
     np.testing.assert_allclose(served_X, X, rtol=1e-4, atol=1e-5)
+
+
+def test_image_baseline_of_a_prompt_model_needs_a_prompt(tmp_path, checkpoint):
+    (tmp_path / "a.jpg").write_bytes(photo_crops(1)[0])
+    with pytest.raises(ValueError, match="needs a prompt for every image: give --prompt"):
+        from_images(tmp_path, "sd_img2img", checkpoint("sd_img2img"))
+
+
+def test_image_baseline_refuses_a_model_that_needs_more_than_images(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(photo_crops(1)[0])
+    with pytest.raises(ValueError, match=r"requires input\(s\) \['mask_image'\].*--from records"):
+        from_images(tmp_path, "sd_inpaint", prompt="x")
