@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker clean help browser export-venvs explore-venv
+.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse clean help browser export-venvs explore-venv
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -24,6 +24,7 @@ help:
 	@echo "make env        execution-environment tarball dist/python_env.tar.gz for the newest SageMaker image (TRITON_VERSION=, ENV_ARGS=)"
 	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
 	@echo "make bench      benchmark suite -> bench/results/"
+	@echo "make rehearse   stock SageMaker container rehearsal: 5 MME tarballs + env tarball, store on S3 (moto)"
 
 setup: $(STAMP) weights
 
@@ -119,6 +120,12 @@ loadtest: setup
 BENCH_ARGS ?= --p3-args=--with-references
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Stock-container rehearsal: MME tarballs + env tarball as SageMaker's stock Triton image runs
+# them, capture store on a moto S3; exits non-zero on any shortfall. The env tarball is cached
+# in build/rehearse/ (keyed on the lock): CI should cache that directory.
+rehearse: weights
+	$(PY) -m deploy.rehearse
 
 # GPU hosts: NVIDIA's Triton container, same repository, all GPUs.
 serve-docker:

@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pip", action="store_true", help="install no requirements (use with --from-installed)")
     p.add_argument("--package", action="append", type=Path,
                    help="project package directories to include (default: serving, monitoring)")
+    p.add_argument("--no-package", action="store_true", help="no project packages (the model tarballs ship them)")
     p.add_argument("--out", type=Path, default=ROOT / "dist" / "python_env.tar.gz")
     p.add_argument("--work-dir", type=Path, default=ROOT / "build" / "python_env")
     p.add_argument("--method", choices=("auto", "pip", "conda"), default="auto",
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     method = args.method
     if method == "auto":
         method = "conda" if shutil.which("conda") and shutil.which("conda-pack") else "pip"
-    packages = [Path(x).resolve() for x in (args.package or [ROOT / n for n in DEFAULT_PACKAGES])]
+    packages = [] if args.no_package else [Path(x).resolve() for x in (args.package or [ROOT / n for n in DEFAULT_PACKAGES])]
     requirements = [] if args.no_pip else [Path(r) for r in (args.requirements or [DEFAULT_REQUIREMENTS])]
     constraints = None if args.no_constraints else args.constraints
     started = time.monotonic()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.capture import Capturer
+from serving import host_services
 from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
 from serving.runtime_metrics import RuntimeMetrics
@@ -56,6 +57,7 @@ class CaptureMetrics:
         "dropped": ("capture_records_dropped_total", "Capture records dropped in the model process (queue full, spool unwritable)"),
         "submitted": ("capture_records_submitted_total", "Capture records handed to the capture queue"),
         "written": ("capture_records_spooled_total", "Capture records written to spool segments"),
+        "spool_full": ("capture_records_spool_full_total", "Capture records dropped because the spool is at CAPTURE_SPOOL_MAX_MB (nothing drains it?)"),
     }
 
     def __init__(self, pb_utils: Any, model: str, version: str, capture: Any):
@@ -78,7 +80,7 @@ class CaptureMetrics:
     def counts(self) -> dict[str, int]:
         c = self.capture.capturer.counters()
         return {"dropped": c.get("dropped", 0) + self.capture.dropped, "submitted": c.get("submitted", 0),
-                "written": c.get("written", 0)}
+                "written": c.get("written", 0), "spool_full": c.get("spool_full", 0)}
 
     def update(self) -> None:
         if not self.metrics or time.monotonic() < self.next_update:
@@ -118,9 +120,15 @@ class TritonModel:
         # Records and metrics carry the name Triton serves the model under (an MME may load a
         # copy under another name); the runtime is chosen by the adapter's model_name.
         self.served_name = args.get("model_name") or self.model_name
+        # Capture settings: config.pbtxt parameters named like the CAPTURE_* variables win over
+        # the container environment (SageMaker sets env per endpoint, not per model).
+        self.settings = host_services.merged_settings(params)
         self.capture = self.build_capture(args["model_version"])
         self.capture_metrics = CaptureMetrics(pb_utils, self.served_name, args["model_version"], self.capture)
         self.runtime_metrics = RuntimeMetrics(pb_utils, self.served_name, args["model_version"], self.runtime)
+        # The per-host sidecar (and other host services) run wherever the models run: started
+        # detached from here, re-checked from every model process (serving/host_services.py).
+        self.host_services = host_services.start_for_model(params)
         log.info("%s ready on %s (%s), attention=%s", self.served_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
@@ -130,7 +138,7 @@ class TritonModel:
         from serving.capture_hook import CaptureHook
 
         # The capture contract (monitoring.capture) is a leaf every runtime imports: no fallback.
-        capturer = Capturer.from_env(self.served_name, model_version)
+        capturer = Capturer.from_env(self.served_name, model_version, environ=self.settings)
         return CaptureHook(self.runtime, model_version, capturer, served_name=self.served_name)
 
     def execute(self, requests: list) -> list:
@@ -179,6 +187,8 @@ class TritonModel:
 
     def finalize(self) -> None:
         """Graceful stop: every record already observed reaches the spool before we exit."""
+        if getattr(self, "host_services", None) is not None:
+            self.host_services.close()  # the services keep running for the other models
         if getattr(self, "capture", None) is not None:
             # Well inside Triton's 30 s exit timeout, so an unwritable spool cannot turn a
             # graceful stop into a forced one for the other models.
