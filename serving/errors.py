@@ -27,6 +27,10 @@ class PipelineError(ServingError):
     code = "INTERNAL"
 
 
+class NonFiniteOutputError(PipelineError):
+    """The pipeline returned NaN or infinite values (fp16 overflow): never a black 'success'."""
+
+
 class CheckpointError(ServingError):
     """Weights are missing, unsafe (pickle) or do not match the model."""
 

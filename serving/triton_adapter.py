@@ -18,6 +18,7 @@ from monitoring.capture import Capturer
 from serving import host_services
 from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
+from serving.runtime_metrics import RuntimeMetrics
 
 log = logging.getLogger("serving")
 
@@ -124,6 +125,7 @@ class TritonModel:
         self.settings = host_services.merged_settings(params)
         self.capture = self.build_capture(args["model_version"])
         self.capture_metrics = CaptureMetrics(pb_utils, self.served_name, args["model_version"], self.capture)
+        self.runtime_metrics = RuntimeMetrics(pb_utils, self.served_name, args["model_version"], self.runtime)
         # The per-host sidecar (and other host services) run wherever the models run: started
         # detached from here, re-checked from every model process (serving/host_services.py).
         self.host_services = host_services.start_for_model(params)
@@ -180,6 +182,7 @@ class TritonModel:
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
         self.capture.observe(ids, results, arrival_ms)
         self.capture_metrics.update()
+        self.runtime_metrics.update()
         return responses
 
     def finalize(self) -> None:

@@ -18,8 +18,10 @@ import numpy as np
 
 from serving.batching import plan_batches
 from monitoring.capture.record import Contribution
-from serving.device import DeviceSpec
-from serving.errors import InvalidInputError, PipelineError, ResourceExhaustedError, ServingError
+from serving.capacity.limits import RequestLimits, Workload, number_parameter
+from serving.device import DeviceSpec, is_out_of_memory, prepare_device, release_memory
+from serving.errors import (InvalidInputError, NonFiniteOutputError, PipelineError, ResourceExhaustedError,
+                            ServingError)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def classify_failure(exc: BaseException) -> ServingError:
     if isinstance(exc, ServingError):
         return exc
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    if is_out_of_memory(exc):
         return ResourceExhaustedError(f"out of memory while running the pipeline ({text}); retry with a smaller image or batch")
     return PipelineError(f"pipeline failed ({text})")
 
@@ -90,13 +92,27 @@ class ModelRuntime(ABC):
         # Set by the monitoring hook: predict() then also returns embeddings from forward hooks.
         self.capture_embeddings = False
         self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
+        # Failures worth a metric (serving.triton_adapter publishes them) and memory releases.
+        self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0}
+        self.limits: RequestLimits | None = None
         # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
         self.taps: dict[str, Any] = {}
 
     # -- the four steps -----------------------------------------------------------------
     def load(self) -> None:
+        self.limits = self.build_limits()
+        fraction = self.limits.memory_fraction if self.limits else number_parameter(self.parameters, "gpu_memory_fraction")
+        prepare_device(self.device, fraction)
         self._load()
         self.ready = True
+
+    def build_limits(self) -> RequestLimits | None:
+        """GPU memory/time limits for this model (None on CPU unless `gpu_class` names one)."""
+        return RequestLimits.from_parameters(self.name, self.parameters, self.device.total_memory())
+
+    def workload(self, items: list[Item]) -> Workload | None:
+        """What one pipeline call over `items` (equal batch keys) costs; None: no limits apply."""
+        return None
 
     @abstractmethod
     def _load(self) -> None: ...
@@ -165,6 +181,44 @@ class ModelRuntime(ABC):
             return None
         return arr.reshape(arr.shape[0], -1)[row, 0]
 
+    # -- GPU limits -----------------------------------------------------------------------
+    def check_limits(self, items: list[Item]) -> None:
+        """Refuse a request whose own items would exceed the GPU memory or time limit."""
+        if self.limits is None:
+            return
+        groups: dict[Hashable, list[Item]] = {}
+        for it in items:
+            groups.setdefault(self.batch_key(it), []).append(it)
+        for group in groups.values():
+            w = self.workload(group)
+            if w is not None:
+                self.limits.check(w)
+
+    def group_cap(self, item: Item) -> int:
+        """How many items like `item` one pipeline call may hold."""
+        w = self.workload([item]) if self.limits is not None else None
+        if w is None:
+            return self.max_pipeline_batch
+        return max(1, min(self.max_pipeline_batch, self.limits.max_items(w.pixels, w.steps, w.encodes_image)))
+
+    def plan(self, items: list[Item]) -> list[list[int]]:
+        groups = []
+        for group in plan_batches(items, self.batch_key, self.max_pipeline_batch):
+            cap = self.group_cap(items[group[0]])
+            groups.extend(group[i:i + cap] for i in range(0, len(group), cap))
+        return groups
+
+    def is_large(self, group_items: list[Item]) -> bool:
+        """Whether a call took over half the memory this instance has for activations: its
+        cached blocks are given back afterwards, so one rare large request does not keep
+        the allocator's pool at its peak for the rest of the process's life."""
+        w = self.workload(group_items) if self.limits is not None else None
+        return w is not None and self.limits.headroom_used(w) > 0.5
+
+    def release_memory(self) -> None:
+        self.counters["memory_releases"] += 1
+        release_memory(self.device)
+
     # -- the entry point ----------------------------------------------------------------
     def handle(self, requests: list[RawRequest]) -> list[RequestResult]:
         self._handle_start = time.perf_counter()
@@ -173,6 +227,7 @@ class ModelRuntime(ABC):
         for i, request in enumerate(requests):
             try:
                 results[i].items = self.check_inputs(request, i)
+                self.check_limits(results[i].items)
                 items.extend(results[i].items)
             except ServingError as exc:
                 results[i].error = exc
@@ -181,7 +236,7 @@ class ModelRuntime(ABC):
                 results[i].error = InvalidInputError(f"request could not be validated ({type(exc).__name__}: {exc})")
 
         outputs: dict[int, ItemOutput] = {}
-        for group in plan_batches(items, self.batch_key, self.max_pipeline_batch):
+        for group in self.plan(items):
             self._run_group([items[k] for k in group], group, outputs, results)
 
         for i, result in enumerate(results):
@@ -198,7 +253,7 @@ class ModelRuntime(ABC):
         return results
 
     def _run_group(self, group_items: list[Item], group: list[int], outputs: dict[int, ItemOutput],
-                   results: list[RequestResult]) -> None:
+                   results: list[RequestResult], oom_retry: bool = True) -> None:
         live = [(k, it) for k, it in zip(group, group_items) if results[it.request_index].error is None]
         if not live:
             return
@@ -209,17 +264,33 @@ class ModelRuntime(ABC):
         except Exception as exc:
             self.pipeline_calls += 1
             owners = sorted({it.request_index for _, it in live})
+            oom = is_out_of_memory(exc)
+            if oom:
+                self.counters["out_of_memory"] += 1
+                # The failed call's blocks stay cached (and fragmented) until released: free
+                # them before any retry, or the retry fails for the same reason.
+                self.release_memory()
+            if isinstance(exc, NonFiniteOutputError):
+                self.counters["nonfinite_outputs"] += 1
             if len(owners) > 1:
                 # One bad or oversized request must not fail its neighbours: retry each alone.
                 log.warning("batched call failed (%s); retrying %d requests one by one", exc, len(owners))
                 for owner in owners:
                     sub = [(k, it) for k, it in live if it.request_index == owner]
-                    self._run_group([it for _, it in sub], [k for k, _ in sub], outputs, results)
+                    self._run_group([it for _, it in sub], [k for k, _ in sub], outputs, results, oom_retry)
+                return
+            if oom and oom_retry:
+                # Out of memory alone, after a release: one more try, for fragmentation or a
+                # neighbour's transient peak; a second OOM is the answer.
+                log.warning("request ran out of memory (%s); retrying once after releasing cached memory", exc)
+                self._run_group(group_items, group, outputs, results, oom_retry=False)
                 return
             results[owners[0]].error = classify_failure(exc)
             log.warning("request failed in pipeline: %s", results[owners[0]].error)
             return
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        if self.is_large([it for _, it in live]):
+            self.release_memory()
         for (k, it), out in zip(live, produced):
             outputs[k] = out
             results[it.request_index].compute_ms = elapsed_ms

@@ -17,16 +17,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from diffusers.models.attention_processor import AttnProcessor2_0
+
 from monitoring.capture.record import Contribution
-from serving.device import configure_attention
+from serving.capacity.limits import VAE_TILE_SIDE, RequestLimits, Workload
 from serving.embeddings import Tap, identity, mean_over_tokens, spatial_mean
-from serving.errors import InvalidInputError
+from serving.errors import CheckpointError, InvalidInputError, NonFiniteOutputError
 from serving.gen_args import GenArgSpec, parse_gen_args
 from serving.images import OUTPUT_FORMATS, decode_image, encode_image
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
 
 MAX_PROMPT_CHARS = 1000
+ATTENTION_CHOICES = ("sdpa", "xformers")
+SWITCH_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 MAX_SEED = 2**32 - 1
 
 
@@ -101,7 +105,8 @@ class DiffusionRuntime(ModelRuntime):
         pipe = self.build_pipeline(str(path))
         pipe.to(self.device.device)
         pipe.set_progress_bar_config(disable=True)
-        self.attention = configure_attention(pipe, self.device)
+        self.attention = self.configure_attention(pipe)
+        self.configure_vae(pipe.vae)
         self.pipe = pipe
         # The conditioning SD 2.x reads (its converted OpenCLIP encoder already ends at the
         # penultimate layer). transformers 5 dropped the `text_model` wrapper.
@@ -113,6 +118,73 @@ class DiffusionRuntime(ModelRuntime):
             # The final latents entering the VAE decoder: a free embedding of the output image.
             "output_embedding": Tap(pipe.vae, "decoder.mid_block", spatial_mean, "vae.decoder.mid_block:spatial_mean"),
         }
+
+    # -- GPU settings (docs/gpu.md) -----------------------------------------------------------
+    def switch(self, name: str, auto: bool) -> bool:
+        """An on/off/auto config.pbtxt parameter; `auto` is on for GPU instances when `auto`."""
+        value = self.parameters.get(name, "auto").strip().lower()
+        if value == "auto":
+            return self.device.is_gpu and auto
+        if value not in SWITCH_VALUES:
+            raise CheckpointError(f"parameter {name}: {value!r} is not one of auto, on, off")
+        return SWITCH_VALUES[value]
+
+    @property
+    def vae_slicing(self) -> bool:
+        # Decoding a batch one image at a time costs nothing measurable and caps the decoder's
+        # activations at one image's.
+        return self.switch("vae_slicing", auto=True)
+
+    @property
+    def vae_tiling(self) -> bool:
+        # Above 512x512 output the decoder's full-resolution activations dominate the peak
+        # (the x4 upscaler's fp32 VAE at 2048x2048: 12 GiB); 512-pixel tiles bound it.
+        return self.switch("vae_tiling", auto=True)
+
+    def configure_vae(self, vae) -> None:
+        if self.vae_slicing:
+            vae.enable_slicing()
+        if self.vae_tiling:
+            vae.enable_tiling()
+            vae.tile_sample_min_size = VAE_TILE_SIDE
+            vae.tile_latent_min_size = VAE_TILE_SIDE // 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def configure_attention(self, pipe) -> str:
+        """PyTorch SDPA by default; xformers only when asked (`attention: xformers`), and then it
+        must work: a partly working build would otherwise fail on the first real request."""
+        choice = self.parameters.get("attention", "sdpa").strip().lower()
+        if choice not in ATTENTION_CHOICES:
+            raise CheckpointError(f"parameter attention: {choice!r} is not one of {list(ATTENTION_CHOICES)}")
+        if choice == "xformers" and self.device.is_gpu:
+            try:
+                pipe.enable_xformers_memory_efficient_attention()
+            except Exception as exc:  # not installed, or built for another CUDA/torch
+                raise CheckpointError(f"parameter attention: xformers cannot be enabled ({exc})") from exc
+            return "xformers"
+        # diffusers' default on torch >= 2; set explicitly so nothing earlier leaves another.
+        for component in (pipe.unet, pipe.vae):
+            component.set_attn_processor(AttnProcessor2_0())
+        return "sdpa"
+
+    def build_limits(self) -> RequestLimits | None:
+        return RequestLimits.from_parameters(self.name, self.parameters, self.device.total_memory(),
+                                             vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling)
+
+    def workload(self, items: list[Item]) -> Workload | None:
+        first = items[0]
+        assert isinstance(first, DiffusionItem)
+        size = self.work_size(first.image)
+        if size is None:  # text-to-image
+            default = self.default_size()
+            size = (first.args.get("width") or default, first.args.get("height") or default)
+        steps = first.args["num_inference_steps"]
+        strength = first.args.get("strength")
+        return Workload(pixels=size[0] * size[1], items=len(items),
+                        steps=max(1, int(steps * strength)) if strength else steps,
+                        encodes_image=first.image is not None)
+
+    def default_size(self) -> int:
+        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
 
     def build_image_tap(self, pipe) -> Tap:
         """The input-image embedding: the VAE encoder's mid block, which the img2img-style
@@ -204,13 +276,24 @@ class DiffusionRuntime(ModelRuntime):
             num_inference_steps=items[0].args["num_inference_steps"],
             guidance_scale=items[0].args["guidance_scale"],
             generator=self.generators(items),
-            # float output: NaN/inf are still visible (PIL conversion would turn them into 0)
+            # Float pixels, so NaN/inf can be seen (a cast to PIL turns them into black).
             output_type="np",
         )
 
     @abstractmethod
     def call_pipeline(self, items: list[DiffusionItem]):
         """Run the pipeline once for ``items`` (compatible by `batch_key`), `prompt_kwargs` included."""
+
+    def finite_images(self, pixels: np.ndarray) -> list[Image.Image]:
+        """The pipeline's float images as PIL (exactly its own `pil` conversion), or an error
+        when any is not finite: fp16 overflow must not come back as a black image."""
+        bad = [i for i in range(len(pixels)) if not np.isfinite(pixels[i]).all()]
+        if bad:
+            raise NonFiniteOutputError(
+                f"pipeline produced non-finite (NaN/inf) pixels in {len(bad)} of {len(pixels)} images "
+                f"(numerical overflow on this {self.device.device} instance); the request was not answered with them"
+            )
+        return self.pipe.numpy_to_pil(pixels)
 
     def predict(self, items: list[Item]) -> list[ItemOutput]:
         n = len(items)
@@ -219,10 +302,10 @@ class DiffusionRuntime(ModelRuntime):
                 for name in self.taps_in_pipeline():
                     armed.enter_context(self.taps[name].armed_for_call())
             result = self.call_pipeline(items)  # type: ignore[arg-type]
-        pixels = np.asarray(result.images)
-        nonfinite = ~np.isfinite(pixels.reshape(n, -1)).all(axis=1)
-        images = self.pipe.image_processor.numpy_to_pil(np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0))
-        outputs = [ItemOutput(values={"image": img, "nonfinite": bool(bad)}) for img, bad in zip(images, nonfinite)]
+        # A non-finite image raises NonFiniteOutputError here (docs/gpu.md): a served image is
+        # always finite, so its record's output_nonfinite is False.
+        images = self.finite_images(np.asarray(result.images))
+        outputs = [ItemOutput(values={"image": img, "nonfinite": False}) for img in images]
         if not self.capture_embeddings:
             return outputs
         # Taps hold device tensors until here: one copy per tap after the pipeline returned.

@@ -66,6 +66,3 @@ class SDImg2ImgRuntime(DiffusionRuntime):
             size = self.default_size()
             args["height"], args["width"] = args["height"] or size, args["width"] or size
         return args
-
-    def default_size(self) -> int:
-        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from diffusers import StableDiffusionUpscalePipeline
 
 from serving.embeddings import Tap, spatial_mean
@@ -36,6 +37,10 @@ class SDUpscaleRuntime(DiffusionRuntime):
     def _load(self) -> None:
         super()._load()
         self.parameters["max_noise_level"] = str(self.pipe.config.max_noise_level)
+        if self.pipe.vae.dtype == torch.float16 and self.pipe.vae.config.force_upcast:
+            # diffusers would upcast this VAE to fp32 and back around every decode (it overflows
+            # in fp16): keep it in fp32 once, instead of casting 55M parameters per request.
+            self.pipe.vae.to(torch.float32)
 
     def build_image_tap(self, pipe):
         # The upscaler runs no image encoder: its UNet reads the low-resolution image directly,

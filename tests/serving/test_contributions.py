@@ -9,6 +9,7 @@ import pytest
 
 from monitoring.capture.record import RecordOptions, record_fields
 from serving.device import DeviceSpec
+from serving.errors import NonFiniteOutputError
 from serving.runtimes import runtime_class
 from serving.runtimes.base import RawRequest
 from tests.conftest import gen_args, mask_png, png, tensor
@@ -68,7 +69,9 @@ def test_text_to_image_records_the_size_it_generated(loaded):
     assert rec["prompt_text"] == "a fox" and "gen_strength" not in rec and "image_width" not in rec
 
 
-def test_nan_output_is_flagged_and_encoded_as_black(loaded, monkeypatch):
+def test_nan_output_is_an_error_and_served_images_are_finite(loaded, monkeypatch):
+    """A non-finite output answers with an error, never a black image (docs/gpu.md), so every
+    served record has output_nonfinite False."""
     rt = loaded("sd_img2img")
     real = rt.call_pipeline
 
@@ -77,8 +80,11 @@ def test_nan_output_is_flagged_and_encoded_as_black(loaded, monkeypatch):
         result.images[:] = np.nan
         return result
     monkeypatch.setattr(rt, "call_pipeline", nan_pipeline)
+    res = rt.handle([RawRequest({k: tensor(v) for k, v in SD_INPUTS["sd_img2img"].items()})])[0]
+    assert isinstance(res.error, NonFiniteOutputError) and res.error.code == "INTERNAL"
+    monkeypatch.undo()
     rec = served_records(rt, SD_INPUTS["sd_img2img"])[0]
-    assert rec["output_nonfinite"] is True and rec["output_blank"] is True and rec["output_mean"] == 0.0
+    assert rec["output_nonfinite"] is False
 
 
 def test_classifier_declares_image_prediction_and_embedding_only(loaded):

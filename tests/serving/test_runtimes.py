@@ -190,12 +190,14 @@ def test_mixed_batch_good_requests_succeed_beside_bad_ones(runtimes):
 
 def test_pipeline_failure_fails_only_the_request_that_caused_it(runtimes, monkeypatch):
     """Out-of-memory cannot be caused on demand here: inject it for one prompt only."""
+    import torch
+
     rt = runtimes("sd_img2img")
     real = rt.call_pipeline
 
     def flaky(items):
         if any(it.prompt == "poison" for it in items):
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(items)
 
     monkeypatch.setattr(rt, "call_pipeline", flaky)

@@ -1,0 +1,19 @@
+"""The runtime's failure counters appear on the real Triton /metrics endpoint."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from serving.server import TritonProcess
+from tests.conftest import free_port
+
+
+def test_failure_counters_are_published_per_model(model_repo, tmp_path):
+    server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                           log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",)).start(wait_s=600)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
+    finally:
+        assert server.stop() == 0
+    for name in ("pipeline_nonfinite_outputs_total", "pipeline_out_of_memory_total", "pipeline_memory_releases_total"):
+        assert f'{name}{{model="resnet_classifier",version="1"}} 0' in text, name
