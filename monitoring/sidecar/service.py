@@ -28,7 +28,7 @@ from monitoring.store.writer import StoreWriter
 
 from .metrics import SidecarMetrics
 
-log = logging.getLogger("monitoring.sidecar")
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".sidecar.lock"
 REJECTED_DIR = "_rejected"

@@ -31,7 +31,7 @@ from monitoring.capture.fields import SCHEMA_VERSION
 from .backend import Backend
 from .schema import FILE_SCHEMA
 
-log = logging.getLogger("monitoring.store")
+log = logging.getLogger(__name__)
 
 PART_PREFIX = "part-"
 COMPACT_PREFIX = "compact-"
