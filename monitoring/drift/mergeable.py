@@ -104,10 +104,11 @@ class ValuesState:
 # map: rows -> state
 
 
-def detector_state(det: Any, X: np.ndarray, *, part_id: int = 0) -> Any:
+def detector_state(det: Any, X: np.ndarray, *, part_id: int = 0, row_offset: int = 0) -> Any:
     """Partial state of one fitted embedding detector for the rows ``X`` of one partition.
 
-    ``part_id`` orders partitions (and seeds the sample keys, so the map is deterministic).
+    ``part_id`` orders partitions and ``row_offset`` is the position of ``X[0]`` in it (a
+    partition may be mapped in slices); both seed the sample keys, so the map is deterministic.
     """
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or (X.shape[0] and X.shape[1] != det.n_features_in_):
@@ -126,11 +127,11 @@ def detector_state(det: Any, X: np.ndarray, *, part_id: int = 0) -> Any:
         total = det.rff_.transform(X).sum(axis=0, dtype=np.float64) if n else np.zeros(det.n_features)
         return CountState(n, total)
     if isinstance(det, DomainClassifier):
-        seed = [0 if det.random_state is None else int(det.random_state), int(part_id), 104729]
+        seed = [0 if det.random_state is None else int(det.random_state), int(part_id), int(row_offset), 104729]
         keys = np.random.default_rng(seed).random(n)
         keep = np.argsort(keys, kind="stable")[: det.max_samples]
-        order = np.stack([np.full(keep.size, part_id, np.int64), keep.astype(np.int64)], axis=1)
-        return SampleState(n, det.max_samples, keys[keep], order, X[keep])
+        order = np.stack([np.full(keep.size, part_id, np.int64), keep.astype(np.int64) + row_offset], axis=1)
+        return SampleState(n, det.max_samples, keys[keep], order, np.array(X[keep], dtype=np.float32))
     raise TypeError(f"{type(det).__name__} has no mergeable state")
 
 
@@ -148,10 +149,12 @@ def metadata_state(det: MetadataDrift, df: pd.DataFrame) -> ValuesState:
 
 
 def window_state(
-    suite: DriftSuite, X: np.ndarray, metadata: pd.DataFrame | None = None, *, part_id: int = 0
+    suite: DriftSuite, X: np.ndarray, metadata: pd.DataFrame | None = None, *, part_id: int = 0, row_offset: int = 0
 ) -> dict[str, Any]:
-    """``{method: partial state}`` of every detector of a fitted suite for one partition."""
-    out = {name: detector_state(det, X, part_id=part_id) for name, det in suite.detectors.items()}
+    """``{method: partial state}`` of every detector of a fitted suite for one partition (or slice)."""
+    out = {
+        name: detector_state(det, X, part_id=part_id, row_offset=row_offset) for name, det in suite.detectors.items()
+    }
     if metadata is not None and getattr(suite, "metadata_fitted_", False):
         out["metadata"] = metadata_state(suite.metadata, metadata)
     return out

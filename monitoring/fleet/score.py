@@ -121,20 +121,31 @@ def map_partition(
     *,
     embedding_column: str = "embedding",
     s3_endpoint_url: str | None = None,
+    slice_rows: int = 8192,
 ) -> tuple[int, int, dict[str, Any]]:
     """``(window, rows, {method: state})`` of one partition task (runs on a worker)."""
     meta_fields = list(suite.metadata.fields_) if getattr(suite, "metadata_fitted_", False) else []
-    columns = [embedding_column, "outcome", *meta_fields]
-    table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, s3_endpoint_url=s3_endpoint_url)
-    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding
+    columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
+    table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
+                           s3_endpoint_url=s3_endpoint_url)
+    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding,
+    # in time order; kept as an index rather than filtered/sorted copies of the whole partition
     ok = pc.fill_null(pc.equal(table["outcome"], "ok"), True)
     has = pc.fill_null(pc.greater(pc.list_value_length(table[embedding_column]), 0), False)
-    table = table.filter(pc.and_(ok, has))
-    X = embedding_matrix(table[embedding_column])
-    if X.shape[0] == 0:
+    keep = np.flatnonzero(pc.and_(ok, has).to_numpy(zero_copy_only=False))
+    ts = table["ts_ms"].to_numpy()[keep]
+    order = keep[np.argsort(ts, kind="stable")]
+    if order.size == 0:
         return task.window, 0, {}
-    meta = table.select(meta_fields).to_pandas() if meta_fields else None
-    return task.window, int(X.shape[0]), window_state(suite, X, meta, part_id=task.part_id)
+    # map in row slices: only a slice's rows are copied out of the Arrow buffers and the
+    # detectors' temporaries stay slice-sized, so peak memory is ~ one partition's Arrow data
+    state: dict[str, Any] = {}
+    for start in range(0, order.size, slice_rows):
+        part = table.take(order[start : start + slice_rows])
+        X = embedding_matrix(part[embedding_column])
+        meta = part.select(meta_fields).to_pandas() if meta_fields else None
+        state = merge_states([state, window_state(suite, X, meta, part_id=task.part_id, row_offset=start)])
+    return task.window, int(order.size), state
 
 
 def score_windows(
@@ -146,6 +157,7 @@ def score_windows(
     cluster: Any = None,
     embedding_column: str = "embedding",
     min_window: int = 2,
+    slice_rows: int = 8192,
     s3_endpoint_url: str | None = None,
 ) -> list[FleetWindowResult]:
     """Score every ``[since, until)`` window of ``model`` against a fitted suite.
@@ -159,7 +171,9 @@ def score_windows(
     if min_window < 2:
         raise ValueError(f"min_window must be >= 2, got {min_window}")
     tasks = partition_tasks(store, model, windows, s3_endpoint_url=s3_endpoint_url)
-    kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url)
+    if slice_rows < 1:
+        raise ValueError(f"slice_rows must be >= 1, got {slice_rows}")
+    kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url, slice_rows=slice_rows)
     if cluster is None:
         outputs: Iterable[tuple[int, int, dict[str, Any]]] = (map_partition(t, suite, store, model, **kw) for t in tasks)
         return _reduce(suite, windows, tasks, outputs, min_window)

@@ -133,11 +133,16 @@ def read_partition(
     columns: Sequence[str] | None = None,
     *,
     dedup: bool = True,
+    sort: bool = True,
     s3_endpoint_url: str | None = None,
 ) -> pa.Table:
-    """The rows of the given files of one partition (what a fleet worker reads)."""
+    """The rows of the given files of one partition (what a fleet worker reads).
+
+    ``sort=False`` leaves rows in file order (sorting copies every column; a caller that walks
+    the rows in slices can sort its index instead).
+    """
     backend = _backend(store, s3_endpoint_url)
-    return _read_keys(backend, model, list(keys), to_epoch_ms(since), to_epoch_ms(until), columns, dedup)
+    return _read_keys(backend, model, list(keys), to_epoch_ms(since), to_epoch_ms(until), columns, dedup, sort)
 
 
 def _backend(store: Any, s3_endpoint_url: str | None) -> Backend:
@@ -176,6 +181,7 @@ def _read_keys(
     until_ms: int | None,
     columns: Sequence[str] | None,
     dedup: bool,
+    sort: bool = True,
 ) -> pa.Table:
     want = list(columns) if columns is not None else list(RECORD_SCHEMA.names)
     unknown = [c for c in want if c not in RECORD_SCHEMA.names]
@@ -204,11 +210,12 @@ def _read_keys(
     if until_ms is not None:
         m2 = pc.less(table["ts_ms"], until_ms)
         mask = m2 if mask is None else pc.and_(mask, m2)
-    if mask is not None:
+    if mask is not None and not pc.all(mask).as_py():  # filtering copies every column: only when needed
         table = table.filter(mask)
     if dedup:
         table = dedupe(table)
-    table = table.take(pc.sort_indices(table["ts_ms"]))
+    if sort:
+        table = table.take(pc.sort_indices(table["ts_ms"]))
     table = table.append_column(RECORD_SCHEMA.field("model"), pa.array([model] * table.num_rows, pa.string()))
     return table.select(want)
 

@@ -62,8 +62,9 @@ def _assert_same(fleet, store, suite):
     assert [w.any_drift for w in fleet] == [False, False, False, True]
 
 
-def test_in_process_fleet_scores_equal_in_memory_scores(store, suite):
-    fleet = score_windows(suite, store, "resnet_classifier", hourly_windows(DAY, 4))
+@pytest.mark.parametrize("slice_rows", [8192, 37])
+def test_in_process_fleet_scores_equal_in_memory_scores(store, suite, slice_rows):
+    fleet = score_windows(suite, store, "resnet_classifier", hourly_windows(DAY, 4), slice_rows=slice_rows)
     assert [w.partitions for w in fleet] == [1, 1, 1, 1]
     _assert_same(fleet, store, suite)
 
