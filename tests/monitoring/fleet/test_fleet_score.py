@@ -105,3 +105,23 @@ def test_listing_and_reads_are_pruned_to_the_window(store):
     table = parts[0][1]
     assert table.column_names == ["ts_ms", "brightness"] and table.num_rows == 300
     assert table["ts_ms"].to_numpy().min() >= since and table["ts_ms"].to_numpy().max() < until
+
+
+def test_cli_scores_a_day_against_the_stored_baseline(store, tmp_path, capsys):
+    import json
+
+    from monitoring.baseline.store import save_baseline
+    from monitoring.fleet.__main__ import main
+
+    rng = np.random.default_rng(4)
+    X = (CENTERS[rng.integers(0, 4, 1500)] + rng.standard_normal((1500, D))).astype(np.float32)
+    meta = pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)})
+    save_baseline(store, "resnet_classifier", X, meta)
+    out = tmp_path / "day.json"
+    assert main(["--store", str(store), "--model", "resnet_classifier", "--day", "2026-11-26", "--hours", "4",
+                 "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [w["n"] for w in doc["windows"]] == [300, 300, 300, 300]
+    assert [w["any_drift"] for w in doc["windows"]] == [False, False, False, True]
+    assert doc["windows"][0]["label"] == "2026-11-26T00:00Z"
+    assert set(doc["windows"][3]["methods"]) >= {"cluster_jsd", "centroid", "mmd", "domain_classifier"}
