@@ -258,7 +258,10 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"**{'met' if goal['time_met'] else 'NOT met'}**; peak RSS {goal['peak_rss_mb']:.0f} MB (goal <= 2048 MB): "
                   f"**{'met' if goal['rss_met'] else 'NOT met'}**.", ""]
     else:
-        lines += ["## Goal", "", "The 1M point was not run in this invocation: goal not measured.", ""]
+        pending = doc.get("pending_sizes") or []
+        why = (f"sizes {pending} were still to run when these results were written" if pending
+               else "the 1M point was not run in this invocation")
+        lines += ["## Goal", "", f"Not measured: {why}.", ""]
     f16 = doc.get("float16")
     if f16:
         lines += ["## Embedding storage: float32 vs float16", "",
@@ -300,6 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     recipe = Recipe(args.dim)
     sizes = [int(s) for s in args.sizes.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if not args.cluster else "-dask"
+    if not args.no_float16:
+        n16 = min([n for n in sizes if n >= 100_000] or [max(sizes)])
+        suite, _ = fitted_suite(args.dim, args.n_ref)
+        args.work.mkdir(parents=True, exist_ok=True)
+        doc["float16"] = float16_check(recipe, n16, suite, args.work)
+        del suite
     for n in sizes:
         store = args.work / f"n{n}-d{args.dim}"
         shutil.rmtree(store, ignore_errors=True)
@@ -313,28 +324,27 @@ def main(argv: list[str] | None = None) -> int:
         doc["points"].append({"n": n, "store_bytes": nbytes, "generate_s": gen_s, "score": score})
         if not args.keep:
             shutil.rmtree(store, ignore_errors=True)
+        # results after every size: a run stopped during a big size keeps the smaller ones
+        write_results(doc, args.out, suffix, date, started, pending=[m for m in sizes if m > n])
+    return 0
+
+
+def write_results(doc: dict[str, Any], out: Path, suffix: str, date: str, started: float, pending: list[int]) -> None:
     big = [p for p in doc["points"] if p["n"] >= 1_000_000]
     if big:
         s = big[-1]["score"]
         doc["goal"] = {"score_s": s["score_s"], "peak_rss_mb": s["peak_rss_mb"],
                        "time_met": s["score_s"] <= 30.0, "rss_met": s["peak_rss_mb"] <= 2048.0}
-    if not args.no_float16:
-        n16 = min([n for n in sizes if n >= 100_000] or [max(sizes)])
-        suite, _ = fitted_suite(args.dim, args.n_ref)
-        args.work.mkdir(parents=True, exist_ok=True)
-        doc["float16"] = float16_check(recipe, n16, suite, args.work)
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if not args.cluster else "-dask"
-    png = args.out / f"fleet{suffix}-{date}.png"
+    doc["pending_sizes"] = pending
+    png = out / f"fleet{suffix}-{date}.png"
     plot(doc["points"], png)
     doc["plot"] = png.name
     doc["seconds"] = round(time.time() - started, 1)
     doc["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    (args.out / f"fleet{suffix}-{date}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"fleet{suffix}-{date}.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = markdown(doc)
-    (args.out / f"fleet{suffix}-{date}.md").write_text(md)
-    print(md)
-    return 0
+    (out / f"fleet{suffix}-{date}.md").write_text(md)
+    print(md, flush=True)
 
 
 if __name__ == "__main__":
