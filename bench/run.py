@@ -150,19 +150,24 @@ def run_p7(date: str, timeout_s: float, extra_args: list[str], out_dir: Path = P
                                 "(and peak RSS / 2 GB)", "goal": "<= 1 (both)"}
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    failure = None
     try:
         proc = run_script(["bench/fleet_bench.py", *extra_args, "--out", str(out_dir)], timeout_s)
+        if proc.returncode != 0:
+            failure = proc.stderr[-1500:]
     except subprocess.TimeoutExpired:
-        return dict(base, value=None, status="failed", why=f"fleet_bench.py ran past {timeout_s:.0f} s")
-    if proc.returncode != 0:
-        return dict(base, value=None, status="failed", why=proc.stderr[-1500:])
-    doc = json.loads((out_dir / f"fleet-{date}.json").read_text())
-    md = (out_dir / f"fleet-{date}.md").read_text()
+        failure = f"fleet_bench.py ran past --p7-timeout {timeout_s:.0f} s (sizes still pending are listed)"
+    result_json = out_dir / f"fleet-{date}.json"
+    if not result_json.exists() or result_json.stat().st_mtime < started:
+        return dict(base, value=None, status="failed", why=failure or "fleet_bench.py wrote no results")
+    # fleet_bench writes its results after every size: a run stopped at the timeout keeps those
+    doc = json.loads(result_json.read_text())
+    md = result_json.with_suffix(".md").read_text()
     goal = doc.get("goal")
     out = dict(base, seconds=round(time.time() - started, 1), detail=doc, fleet_md=md,
-               plot=str(out_dir / doc["plot"]))
+               plot=str(out_dir / doc["plot"]), why=failure)
     if not goal:
-        return dict(out, value=None, status="measured (no 1M point)", **{"pass": None})
+        return dict(out, value=None, status="not measured (no 1M point)", **{"pass": None})
     value = max(goal["score_s"] / 30.0, goal["peak_rss_mb"] / 2048.0)
     return dict(out, value=value, status="measured", **{"pass": goal["time_met"] and goal["rss_met"]},
                 time_ratio=goal["score_s"] / 30.0, rss_ratio=goal["peak_rss_mb"] / 2048.0)
