@@ -55,6 +55,15 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpus": os.cpu_count(), "machine": platform.machine(), "platform": platform.platform(),
                             "python": platform.python_version(), "torch": torch.__version__,
                             "numpy": numpy.__version__, "cuda": torch.cuda.is_available()}
+    import importlib.metadata as md
+
+    info["packages"] = {}
+    for pkg in ("torch", "numpy", "transformers", "diffusers", "tritonclient", "nvidia-pytriton", "pyarrow",
+                "scikit-learn", "scipy", "pandas", "dask", "distributed"):
+        try:
+            info["packages"][pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            info["packages"][pkg] = "not installed"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -192,7 +201,8 @@ def markdown(doc: dict[str, Any]) -> str:
              f"One run of `python bench/run.py` ({doc['seconds']:.0f} s). Machine: {m.get('cpu_model', m['machine'])}, "
              f"{m['cpus']} CPU cores, {m.get('mem_gib', '?')} GiB, no GPU{' (CUDA visible)' if m['cuda'] else ''}; "
              f"Python {m['python']}, torch {m['torch']}. Load average at start {doc['loadavg_start']}, "
-             f"at end {doc['loadavg_end']}.", "",
+             f"at end {doc['loadavg_end']}.",
+             "Packages: " + ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items()) + ".", "",
              ("**Other processes shared this machine during the run** (load average above 1 at the start), "
               "so absolute numbers are noisy; " if doc["loadavg_start"][0] > 1.0 else
               "The machine was otherwise idle at the start; client, server and sidecar share its cores. ")
