@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo package mme env loadtest bench serve-docker clean help
+.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse clean help browser export-venvs explore-venv
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -16,13 +16,15 @@ help:
 	@echo "make stop       stop it"
 	@echo "make client-demo  call every model once with serving.client"
 	@echo "make demo       the drift demo end to end: train, serve, replay 3 weeks, score, report"
+	@echo "make demo-gen   the generative demo: sd_img2img prompt / settings / output drift per embedding space"
 	@echo "make test       the test suite (sets up first if needed)"
 	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
 	@echo "make mme        local SageMaker-compatible MME endpoint on :8080 over dist/"
-	@echo "make env        execution-environment tarball dist/python_env.tar.gz"
+	@echo "make env        execution-environment tarball dist/python_env.tar.gz for the newest SageMaker image (TRITON_VERSION=, ENV_ARGS=)"
 	@echo "make loadtest   concurrency / request-rate sweeps against the running server"
 	@echo "make bench      benchmark suite -> bench/results/"
+	@echo "make rehearse   stock SageMaker container rehearsal: 5 MME tarballs + env tarball, store on S3 (moto)"
 
 setup: $(STAMP) weights
 
@@ -57,8 +59,30 @@ stop:
 client-demo: $(STAMP)
 	$(PY) -m serving.demo_client
 
-test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The report test drives a real headless Chromium, the export tests validate with the Arize and
+# Fiddler SDKs, the explore test runs Phoenix, each in its own venv: `make test` installs them
+# first (about 8 min the first time, nothing after) and then requires them.
+test: setup browser export-venvs explore-venv
+	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Arize / Fiddler SDKs and Arize Phoenix pin what our lock cannot share: one venv each under
+# build/venvs/<name> (pins in env/venv-<name>.lock), used offline by the export and explore tests.
+EXPORT_VENVS := arize fiddler
+export-venvs: $(foreach v,$(EXPORT_VENVS),build/venvs/$(v)/.installed)
+
+explore-venv: build/venvs/phoenix/.installed
+
+build/venvs/%/.installed: env/venv-%.lock
+	rm -rf build/venvs/$*
+	$(PYTHON) -m venv build/venvs/$*
+	build/venvs/$*/bin/python -m pip install --quiet -r env/venv-$*.lock
+	touch $@
+
+# Debian's chromium + chromium-driver for the headless-browser test (apt-get as root, else sudo).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: $$(command -v chromium)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # SageMaker MME tarballs: dist/<model>.tar.gz + dist/manifest.json (ENV_TARBALL=dist/python_env.tar.gz
 # ships the execution environment inside each tarball).
@@ -70,14 +94,21 @@ package: weights
 mme: setup
 	$(PY) -m deploy.mme --model-data-url $(or $(MODEL_DATA_URL),dist) --port $(or $(MME_PORT),8080) $(if $(MEMORY_BUDGET_MB),--memory-budget-mb $(MEMORY_BUDGET_MB),)
 
-# Execution environment tarball for EXECUTION_ENV_PATH (TRITON_VERSION=24.12 checks the Python version).
+# Execution environment tarball for EXECUTION_ENV_PATH, built for the target image's Python and
+# platform (default: the newest SageMaker Triton release in deploy/images.py; TRITON_VERSION=local
+# for the bundled tritonserver). ENV_ARGS="--variant no-torch" or "--resolve-only": see docs/env.md.
 env: $(STAMP)
-	$(PY) env/build_env.py --triton-version $(or $(TRITON_VERSION),local) --out dist/python_env.tar.gz
+	$(PY) env/build_env.py $(if $(TRITON_VERSION),--triton-version $(TRITON_VERSION),) --out dist/python_env.tar.gz $(ENV_ARGS)
 
 # The main job, offline: train a digits ResNet, serve it, replay clean/blurred/darkened weeks,
 # score drift per week, write var/demo/report/report.html.
 demo: setup
 	$(PY) -m monitoring.demo
+
+# The generative demo, offline: sd_img2img (tiny weights, in-process) serves a baseline + clean /
+# prompts-moved / settings-changed weeks; scored per embedding space; var/demo-gen/report/report.html.
+demo-gen: setup
+	$(PY) -m monitoring.demo.generative
 
 # Load test against a running server (`make serve`), e.g. MODEL=sd_depth LOADTEST_ARGS="--rate 1,2 --duration 20".
 loadtest: setup
@@ -90,6 +121,12 @@ loadtest: setup
 BENCH_ARGS ?= --p3-args=--with-references
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Stock-container rehearsal: MME tarballs + env tarball as SageMaker's stock Triton image runs
+# them, capture store on a moto S3; exits non-zero on any shortfall. The env tarball is cached
+# in build/rehearse/ (keyed on the lock): CI should cache that directory.
+rehearse: weights
+	$(PY) -m deploy.rehearse
 
 # GPU hosts: NVIDIA's Triton container, same repository, all GPUs.
 serve-docker:

@@ -7,6 +7,13 @@ a second server run swaps the roles. Rounds alternate between the two so slow
 drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
 
     python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40]
+
+Thumbnails (CAPTURE_THUMBNAILS=1): ``--thumbnails`` measures instead what they add per record,
+in one process, thumbnails on and off interleaved on the same decoded inputs: CPU time of the
+record function (it runs on the capture worker thread, off the response path) and bytes per
+record, as base64 text and in the store's zstd Parquet.
+
+    python bench/capture_bench.py --thumbnails [--rounds 7]
 """
 
 from __future__ import annotations
@@ -29,17 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitoring.capture.priority import lower_process_priority  # noqa: E402
-from serving.server import TritonProcess, server_env  # noqa: E402
+from serving.server import TritonProcess, free_port, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
 ON = "resnet_classifier"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_repo(out: Path, arch: str) -> Path:
@@ -137,6 +137,69 @@ def measure(server: TritonProcess, on: str, off: str, images: list[bytes], round
 LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
 
 
+def parquet_bytes(records: list[dict]) -> int:
+    import pyarrow.parquet as pq
+
+    from monitoring.store import records_to_table
+
+    buf = io.BytesIO()
+    pq.write_table(records_to_table(records), buf, compression="zstd")  # as the store writes segments
+    return buf.tell()
+
+
+def thumbnail_cost(rounds: int, out: Path) -> int:
+    """Per-record cost of CAPTURE_THUMBNAILS=1: record function time and record size, on vs off."""
+    from PIL import Image
+
+    from monitoring.capture.record import Contribution, RecordOptions, record_fields
+
+    rng = np.random.default_rng(0)
+    sizes = {"classifier input (256 px JPEG crop)": 256, "SD input (512 px)": 512}
+    results = {}
+    for label, side in sizes.items():
+        images = [Image.open(io.BytesIO(b)).convert("RGB").resize((side, side)) for b in payloads()]
+        for im in images:
+            im.load()
+        contribs = [Contribution(input_image=im, embeddings={"embedding": (rng.normal(size=2048).astype(np.float32), "bench")})
+                    for im in images]
+        times = {"on": [], "off": []}
+        recs = {"on": [], "off": []}
+        for r in range(rounds):
+            for cond in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                opts = RecordOptions(thumbnails=cond == "on")
+                t0 = time.perf_counter()
+                rows = [record_fields(c, opts) for c in contribs]
+                times[cond].append((time.perf_counter() - t0) / len(contribs) * 1000)
+                recs[cond] = rows
+        base = {"schema_version": 1, "model": "bench", "model_version": "1", "ts_ms": 0, "outcome": "ok"}
+        full = {c: [dict(base, request_id=f"r{i}", **row) for i, row in enumerate(recs[c])] for c in recs}
+        thumbs = [len(r["thumbnail"]) for r in recs["on"]]
+        on_ms, off_ms = float(np.median(times["on"])), float(np.median(times["off"]))
+        pq_on, pq_off = parquet_bytes(full["on"]) / len(contribs), parquet_bytes(full["off"]) / len(contribs)
+        results[label] = {"record_ms_on": on_ms, "record_ms_off": off_ms, "thumbnail_ms": on_ms - off_ms,
+                          "thumbnail_b64_bytes_mean": float(np.mean(thumbs)), "parquet_bytes_per_record_on": pq_on,
+                          "parquet_bytes_per_record_off": pq_off, "parquet_ratio_on_off": pq_on / pq_off}
+    date = dt.date.today().isoformat()
+    report = {"benchmark": "P2b capture thumbnails on vs off", "date": date, "rounds": rounds, "records_per_round": len(payloads()),
+              "cpu_count": os.cpu_count(), "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"capture-thumbnails-{date}.json").write_text(json.dumps(report, indent=2))
+    lines = [f"# P2b capture thumbnails (CAPTURE_THUMBNAILS=1) on vs off — {date}", "",
+             f"The record function on {len(payloads())} decoded inputs with a 2048-d embedding, thumbnails on and off "
+             f"interleaved, {rounds} rounds, median per record; {os.cpu_count()} CPU cores (shared machine: times are noisy, "
+             "the byte counts are not). It runs on the capture worker thread, not on the response path.", "",
+             "| input | record ms on / off | thumbnail ms | thumbnail base64 bytes | Parquet bytes/record on / off | ratio |",
+             "|---|---|---|---|---|---|"]
+    for label, r in results.items():
+        lines.append(f"| {label} | {r['record_ms_on']:.2f} / {r['record_ms_off']:.2f} | {r['thumbnail_ms']:.2f} | "
+                     f"{r['thumbnail_b64_bytes_mean']:.0f} | {r['parquet_bytes_per_record_on']:.0f} / "
+                     f"{r['parquet_bytes_per_record_off']:.0f} | {r['parquet_ratio_on_off']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    (out / f"capture-thumbnails-{date}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
@@ -145,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
+    p.add_argument("--thumbnails", action="store_true", help="measure what CAPTURE_THUMBNAILS=1 adds per record (no server)")
     a = p.parse_args(argv)
+    if a.thumbnails:
+        return thumbnail_cost(a.rounds, a.out)
     work = ROOT / "build" / "bench" / f"capture-{a.arch}"
     repo = build_repo(work, a.arch)
     spool, store = work / "spool", work / "store"

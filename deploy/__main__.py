@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from deploy import autoscale, endpoint, images, manifest, package, upload
 from deploy.aws import SERVICES, AwsContext, describe_error
+from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
 from deploy.payload import PayloadError, build_request, parse_response
@@ -80,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing-checkpoint", action="store_true",
                    help="package models without 1/checkpoint/ (tests, smoke deploys)")
 
-    p = sub.add_parser("check", help="verify tarballs against dist/manifest.json")
+    p = sub.add_parser("check", help="verify tarballs against dist/manifest.json, and env/models/image agree")
     p.add_argument("--dist", default="dist")
+    p.add_argument("--env-tarball", help="also check this execution env (python_env.json) against the image")
+    p.add_argument("--image-uri", help="the image `create` will use (its tag names the Triton release)")
+    p.add_argument("--triton-version", help="the image's Triton release (default: from --image-uri, else the "
+                   f"manifest's, else {images.DEFAULT_TRITON_VERSION})")
     p.add_argument("tarballs", nargs="*", help="tarball names or paths (default: all in the manifest)")
 
     p = sub.add_parser("upload", parents=[aws], help="upload dist/*.tar.gz to s3://BUCKET/PREFIX/")
@@ -181,7 +186,13 @@ def _cmd_package(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    results = manifest.check_dist(args.dist, args.tarballs or None)
+    has_manifest = (Path(args.dist) / package.MANIFEST_NAME).is_file()
+    results = manifest.check_dist(args.dist, args.tarballs or None) if has_manifest or not args.env_tarball else {}
+    loaded = manifest.load_manifest(args.dist) if has_manifest else None
+    paths = [Path(args.dist) / name for name in results]
+    compat = check_compatibility(loaded, image_uri=args.image_uri, triton_version=args.triton_version,
+                                 env_tarball=args.env_tarball, tarballs=paths)
+    results[f"image {compat.image} (Python {compat.release.python}, glibc {compat.release.glibc})"] = compat.problems
     failed = 0
     for name, problems in sorted(results.items()):
         if problems:

@@ -187,6 +187,26 @@ def ensure_endpoint(sm: Any, names: EndpointNames, log: Callable[[str], None]) -
     return "reused"
 
 
+def poll_until(
+    done: Callable[[], bool],
+    *,
+    timeout_s: float,
+    poll_s: float,
+    sleep: Callable[[float], None],
+    timeout_error: Callable[[], DeployError],
+    on_wait: Callable[[], None] = lambda: None,
+) -> None:
+    """Call ``done()`` every ``poll_s`` seconds until it is true; raise ``timeout_error()`` after
+    ``timeout_s`` (counted in polls, so tests drive it with a fake ``sleep``)."""
+    waited = 0.0
+    while not done():
+        if waited >= timeout_s:
+            raise timeout_error()
+        on_wait()
+        sleep(poll_s)
+        waited += poll_s
+
+
 def wait_in_service(
     sm: Any,
     endpoint: str,
@@ -197,19 +217,22 @@ def wait_in_service(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Poll until InService; raise on Failed or after `timeout_s` (a GPU endpoint takes ~10 min)."""
-    waited = 0.0
-    while True:
-        desc = sm.describe_endpoint(EndpointName=endpoint)
-        status = desc.get("EndpointStatus")
-        if status == "InService":
-            return desc
+    last: dict = {}
+
+    def in_service() -> bool:
+        last.clear()
+        last.update(sm.describe_endpoint(EndpointName=endpoint))
+        status = last.get("EndpointStatus")
         if status in ("Failed", "OutOfService", "Deleting"):
-            raise DeployError(f"endpoint {endpoint} is {status}: {desc.get('FailureReason', 'no reason given')}")
-        if waited >= timeout_s:
-            raise DeployError(f"endpoint {endpoint} still {status} after {timeout_s:.0f} s; check the SageMaker console / CloudWatch logs")
-        log(f"endpoint {endpoint} is {status}; waiting")
-        sleep(poll_s)
-        waited += poll_s
+            raise DeployError(f"endpoint {endpoint} is {status}: {last.get('FailureReason', 'no reason given')}")
+        return status == "InService"
+
+    poll_until(in_service, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep,
+               on_wait=lambda: log(f"endpoint {endpoint} is {last.get('EndpointStatus')}; waiting"),
+               timeout_error=lambda: DeployError(
+                   f"endpoint {endpoint} still {last.get('EndpointStatus')} after {timeout_s:.0f} s; "
+                   f"check the SageMaker console / CloudWatch logs"))
+    return dict(last)
 
 
 def create_stack(
@@ -256,12 +279,9 @@ def wait_deleted(
     poll_s: float = 15,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    waited = 0.0
-    while _describe(sm.describe_endpoint, EndpointName=endpoint) is not None:
-        if waited >= timeout_s:
-            raise DeployError(f"endpoint {endpoint} still exists {timeout_s:.0f} s after deletion was requested")
-        sleep(poll_s)
-        waited += poll_s
+    poll_until(lambda: _describe(sm.describe_endpoint, EndpointName=endpoint) is None,
+               timeout_s=timeout_s, poll_s=poll_s, sleep=sleep,
+               timeout_error=lambda: DeployError(f"endpoint {endpoint} still exists {timeout_s:.0f} s after deletion was requested"))
 
 
 def delete_stack(

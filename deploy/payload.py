@@ -21,6 +21,9 @@ import tritonclient.http as httpclient
 from tritonclient.utils import np_to_triton_dtype
 
 JSON_CONTENT_TYPE = "application/json"
+# Request parameter the models read to return images as raw bytes instead of base64 text
+# (serving/response_encoding.py; plain JSON bodies leave it out and get base64).
+IMAGE_ENCODING = "image_encoding"
 BINARY_CONTENT_TYPE = "application/vnd.sagemaker-triton.binary+json"
 _HEADER_SIZE = re.compile(r"json-header-size\s*=\s*(\d+)")
 
@@ -110,8 +113,9 @@ def build_request(
         tensor.set_data_from_numpy(arr, binary_data=True)
         infer_inputs.append(tensor)
     requested = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs] if outputs else None
+    # Binary output asked for: images can travel as raw bytes, not the JSON default base64 text.
     body, header_size = httpclient.InferenceServerClient.generate_request_body(
-        infer_inputs, outputs=requested, request_id=request_id
+        infer_inputs, outputs=requested, request_id=request_id, parameters={IMAGE_ENCODING: "raw"}
     )
     if header_size is None:  # no binary tensor after all: the body is plain JSON
         return body, JSON_CONTENT_TYPE

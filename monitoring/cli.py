@@ -46,7 +46,8 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 #: Modules that register more commands; imported by :func:`build_parser`.
-COMMAND_MODULES: list[str] = ["monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli"]
+COMMAND_MODULES: list[str] = ["monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli",
+                              "monitoring.export.cli", "monitoring.explore.cli"]
 
 
 def register(name: str, run: Run, *, help: str, configure: Configure | None = None) -> Command:
@@ -130,6 +131,7 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-max", type=float, default=30.0, metavar="S", help="max backoff between failed store writes")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S", help="on SIGTERM, keep ingesting the spool at most this long")
     p.add_argument("--once", action="store_true", help="ingest what is in the spool, compact, and exit")
+    p.add_argument("--exit-with-pid", type=int, default=None, metavar="PID", help="drain and exit once process PID is gone (the tritonserver that started it)")
 
 
 @command("sidecar", help="run the capture sidecar: spool segments -> Parquet store (+ Prometheus metrics)", configure=_sidecar_args)
@@ -149,20 +151,22 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         retry_max_s=args.retry_max,
         drain_timeout=args.drain_timeout,
+        exit_with_pid=args.exit_with_pid,
     )
-    try:
-        sc.start()
-    except SidecarBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     log = logging.getLogger("monitoring.sidecar")
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: draining the spool and stopping", signal.Signals(signum).name)
         sc.stop()
 
+    # Before start(): a SIGTERM while it recovers/starts its metrics server must still drain.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        sc.start()
+    except SidecarBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.once:
             sc.drain(args.drain_timeout)

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from serving import MODEL_NAMES
+from serving.response_encoding import PARAMETER, RAW
+
+RAW_IMAGES = {PARAMETER: RAW}
 
 
 def _bytes_tensor(values: list[bytes]) -> np.ndarray:
@@ -51,8 +54,10 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
     outputs = ["probabilities", "label"] if model == "resnet_classifier" else ["generated_image"]
     outputs.append("request_id")
     try:
+        # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
+        # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
         result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
-                              request_id=request_id)
+                              request_id=request_id, parameters=RAW_IMAGES)
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}

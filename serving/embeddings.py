@@ -1,13 +1,15 @@
 """Penultimate-layer embeddings captured with forward hooks during the normal forward pass.
 
 A `Tap` hooks one named module and, only while armed, keeps a pooled copy of each output.
-Nothing runs twice: the hook sees the activations the pipeline computes anyway. Per model:
+The pooled rows stay on the model's device until the pipeline has returned (`rows()` copies
+them to the CPU once), so a GPU pipeline never waits on a device-to-host copy mid-call. Per model:
 
-| model | embedding (module, pooling) | text_embedding |
-|---|---|---|
-| resnet_classifier | `resnet.pooler` (global average pool the head reads), flatten | - |
-| sd_img2img / sd_depth / sd_inpaint | `vae.encoder.mid_block`, spatial mean, first encoder pass | `text_encoder.final_layer_norm`, mean over real tokens |
-| sd_upscale | `unet.mid_block`, spatial mean, last denoising step, conditional half | same as above |
+| model | embedding (module, pooling) | text_embedding | output_embedding |
+|---|---|---|---|
+| resnet_classifier | `resnet.pooler` (global average pool the head reads), flatten | - | - |
+| sd_img2img / sd_depth | `vae.encoder.mid_block`, spatial mean, the pipeline's encoder pass over the input image | `text_encoder.final_layer_norm`, mean over real tokens | `vae.decoder.mid_block`, spatial mean (the final latents being decoded) |
+| sd_inpaint | `vae.encoder.mid_block`, spatial mean, over the *unmasked* input image (one extra encoder pass, only while capturing: the pipeline itself encodes the masked image) | same | same |
+| sd_upscale | `unet.mid_block`, spatial mean, last denoising step, conditional half (the upscaler has no image encoder) | same | same |
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ class Tap:
     """A forward hook on `root.<module_path>` that records pooled outputs while armed."""
 
     def __init__(self, root: torch.nn.Module, module_path: str, pool: Callable[[torch.Tensor], torch.Tensor],
-                 source: str):
+                 source: str, keep_last_only: bool = False):
         self.module = root.get_submodule(module_path)
         self.pool = pool
         self.source = source
+        # A tap inside the denoising loop fires once per step; only the last step is used, so
+        # holding the others would cost memory for nothing.
+        self.keep_last_only = keep_last_only
         self.calls: list[torch.Tensor] = []
         self.armed = False
-        self.handle = self.module.register_forward_hook(self._hook)
+        self.module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output) -> None:
         if not self.armed:
@@ -45,7 +50,11 @@ class Tap:
         out = output[0] if isinstance(output, (tuple, list)) else output
         if hasattr(out, "last_hidden_state"):
             out = out.last_hidden_state
-        self.calls.append(self.pool(out.detach()).float().cpu())
+        pooled = self.pool(out.detach()).float()  # stays on the device: no sync mid-pipeline
+        if self.keep_last_only:
+            self.calls = [pooled]
+        else:
+            self.calls.append(pooled)
 
     @contextmanager
     def armed_for_call(self):
@@ -61,16 +70,13 @@ class Tap:
         if not self.calls:
             return None
         rows = torch.cat(self.calls, dim=0)
-        return rows[:n].numpy() if rows.shape[0] >= n else None
+        return rows[:n].cpu().numpy() if rows.shape[0] >= n else None
 
     def last_call_rows(self, n: int) -> np.ndarray | None:
         """The last call's last `n` rows: the conditional half of a classifier-free-guidance batch."""
         if not self.calls or self.calls[-1].shape[0] < n:
             return None
-        return self.calls[-1][-n:].numpy()
-
-    def remove(self) -> None:
-        self.handle.remove()
+        return self.calls[-1][-n:].cpu().numpy()
 
 
 def mean_over_tokens(hidden: np.ndarray, lengths: list[int]) -> np.ndarray:

@@ -31,7 +31,7 @@ if str(_ROOT) not in sys.path:  # `locust -f serving/locustfile.py` from the rep
     sys.path.insert(0, str(_ROOT))
 
 from serving.loadtest.payloads import Payload, PayloadFactory  # noqa: E402
-from serving.loadtest.transports import DEFAULT_OUTPUTS, OUTPUTS, classify_error  # noqa: E402
+from serving.loadtest.transports import DEFAULT_OUTPUTS, OUTPUTS, RAW_IMAGES, classify_error  # noqa: E402
 
 
 def settings(env: dict[str, str] | None = None) -> dict:
@@ -59,7 +59,8 @@ def triton_http_request(model: str, payload: Payload) -> tuple[str, bytes, dict[
         t.set_data_from_numpy(np.array([[value]], dtype=np.object_), binary_data=True)
         tensors.append(t)
     outputs = [httpclient.InferRequestedOutput(o, binary_data=True) for o in OUTPUTS.get(model, DEFAULT_OUTPUTS)]
-    body, json_size = httpclient.InferenceServerClient.generate_request_body(tensors, outputs=outputs)
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(
+        tensors, outputs=outputs, parameters=RAW_IMAGES)
     headers = {"Content-Type": "application/octet-stream"}
     if json_size is not None:
         headers["Inference-Header-Content-Length"] = str(json_size)

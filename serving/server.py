@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -22,10 +23,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import MODEL_NAMES
+from serving import MODEL_NAMES, host_services
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / "var" / "run"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it): tests and tools never use fixed ports."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def pytriton_dir() -> Path:
@@ -92,6 +100,10 @@ class TritonProcess:
     explicit: bool = False  # explicit model control: load/unload through the repository API
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    # The whole environment instead of server_env(extra_env), and the working directory: a
+    # stock-container rehearsal (deploy/rehearse.py) hides this venv and checkout from the stub.
+    environ: dict[str, str] | None = None
+    cwd: Path = ROOT
     proc: subprocess.Popen | None = None
 
     @property
@@ -128,8 +140,9 @@ class TritonProcess:
                     raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another tritonserver? `make stop`)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        env = self.environ if self.environ is not None else server_env(self.extra_env)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=server_env(self.extra_env), cwd=ROOT, start_new_session=True)
+                                     env=env, cwd=self.cwd, start_new_session=True)
         log.close()
         self.wait_ready(wait_s)
         return self
@@ -209,19 +222,6 @@ def _running(name: str) -> int | None:
         return None
 
 
-def start_sidecar(spool: Path, store: Path, metrics_port: int) -> subprocess.Popen:
-    """The monitoring sidecar: spool segments -> Parquet store, Prometheus on its own port."""
-    from monitoring.capture.priority import lower_process_priority  # monitoring yields CPU to inference
-
-    log_path = ROOT / "var" / "log" / "sidecar.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
-             "--metrics-port", str(metrics_port)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     pid = _running("tritonserver")
     if pid is not None:
@@ -230,12 +230,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     extra_env = {}
     if not args.no_capture:
-        spool, store = Path(args.spool).resolve(), Path(args.store).resolve()
-        spool.mkdir(parents=True, exist_ok=True)
-        if _running("sidecar") is None:
-            sidecar = start_sidecar(spool, store, args.sidecar_metrics_port)
-            _pid_file("sidecar").write_text(str(sidecar.pid))
-        extra_env["CAPTURE_SPOOL_DIR"] = str(spool)
+        # The models start the sidecar themselves (serving/host_services.py), as on SageMaker.
+        extra_env.update(capture_env(Path(args.spool), Path(args.store), args.sidecar_metrics_port))
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port, extra_env=extra_env)
     print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
@@ -243,7 +239,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         server.start(wait_s=args.wait)
     except (RuntimeError, TimeoutError) as exc:
         server.stop()
-        _stop_pid("sidecar")
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _pid_file().write_text(str(server.proc.pid))
@@ -276,12 +271,32 @@ def _stop_pid(name: str, timeout_s: float = 120.0) -> int | None:
     return pid
 
 
+def capture_env(spool: Path, store: Path | str, sidecar_metrics_port: int,
+                sidecar_log: Path = ROOT / "var" / "log" / "sidecar.log") -> dict[str, str]:
+    """What the models need to capture into `spool` and keep a sidecar draining it into `store`."""
+    spool = spool.resolve()
+    spool.mkdir(parents=True, exist_ok=True)
+    sidecar_log.parent.mkdir(parents=True, exist_ok=True)
+    return {"CAPTURE_SPOOL_DIR": str(spool),
+            "CAPTURE_STORE": store if isinstance(store, str) and store.startswith("s3://") else str(Path(store).resolve()),
+            "CAPTURE_SIDECAR_METRICS_PORT": str(sidecar_metrics_port), "CAPTURE_SIDECAR_LOG": str(sidecar_log)}
+
+
+def sidecar_of(spool: Path) -> host_services.HostService:
+    return host_services.HostService("sidecar", (), str(spool.resolve() / host_services.SIDECAR_LOCK))
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
-    # Triton first: its models flush their capture queues to the spool on unload; then the
-    # sidecar, which drains the spool into the store before exiting.
-    for name in ("tritonserver", "sidecar"):
-        pid = _stop_pid(name)
-        print(f"stopped {name} (pid {pid})" if pid else f"{name} was not running")
+    # Triton first: its models flush their capture queues to the spool on unload; the sidecar
+    # sees tritonserver gone, drains the spool into the store and exits (we wait for that).
+    pid = _stop_pid("tritonserver")
+    print(f"stopped tritonserver (pid {pid})" if pid else "tritonserver was not running")
+    sidecar = sidecar_of(Path(args.spool))
+    if host_services.running(sidecar):
+        holder = host_services.holder_pid(sidecar)
+        drained = host_services.wait_stopped(sidecar, timeout=120.0)
+        print(f"sidecar (pid {holder}) drained the spool and stopped" if drained
+              else f"sidecar (pid {holder}) still draining after 120 s; it exits when done")
     return 0
 
 

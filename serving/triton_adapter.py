@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monitoring.capture import Capturer
+from serving import host_services
 from serving.errors import ServingError
+from serving.response_encoding import encode_outputs, requested_encoding
 
 log = logging.getLogger("serving")
 
@@ -53,6 +56,7 @@ class CaptureMetrics:
         "dropped": ("capture_records_dropped_total", "Capture records dropped in the model process (queue full, spool unwritable)"),
         "submitted": ("capture_records_submitted_total", "Capture records handed to the capture queue"),
         "written": ("capture_records_spooled_total", "Capture records written to spool segments"),
+        "spool_full": ("capture_records_spool_full_total", "Capture records dropped because the spool is at CAPTURE_SPOOL_MAX_MB (nothing drains it?)"),
     }
 
     def __init__(self, pb_utils: Any, model: str, version: str, capture: Any):
@@ -75,7 +79,7 @@ class CaptureMetrics:
     def counts(self) -> dict[str, int]:
         c = self.capture.capturer.counters()
         return {"dropped": c.get("dropped", 0) + self.capture.dropped, "submitted": c.get("submitted", 0),
-                "written": c.get("written", 0)}
+                "written": c.get("written", 0), "spool_full": c.get("spool_full", 0)}
 
     def update(self) -> None:
         if not self.metrics or time.monotonic() < self.next_update:
@@ -115,23 +119,24 @@ class TritonModel:
         # Records and metrics carry the name Triton serves the model under (an MME may load a
         # copy under another name); the runtime is chosen by the adapter's model_name.
         self.served_name = args.get("model_name") or self.model_name
+        # Capture settings: config.pbtxt parameters named like the CAPTURE_* variables win over
+        # the container environment (SageMaker sets env per endpoint, not per model).
+        self.settings = host_services.merged_settings(params)
         self.capture = self.build_capture(args["model_version"])
         self.capture_metrics = CaptureMetrics(pb_utils, self.served_name, args["model_version"], self.capture)
+        # The per-host sidecar (and other host services) run wherever the models run: started
+        # detached from here, re-checked from every model process (serving/host_services.py).
+        self.host_services = host_services.start_for_model(params)
         log.info("%s ready on %s (%s), attention=%s", self.served_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
 
     def build_capture(self, model_version: str):
         """Monitoring capture, on when CAPTURE_SPOOL_DIR is set (see docs/monitoring.md)."""
+        # Deferred like the runtime imports: torch must not load before quiet_libraries() ran.
         from serving.capture_hook import CaptureHook
 
-        try:
-            from monitoring.capture import Capturer
-
-            capturer = Capturer.from_env(self.served_name, model_version)
-        except ImportError:  # serving can ship without monitoring
-            from types import SimpleNamespace
-
-            capturer = SimpleNamespace(enabled=False, close=lambda timeout=None: True)
+        # The capture contract (monitoring.capture) is a leaf every runtime imports: no fallback.
+        capturer = Capturer.from_env(self.served_name, model_version, environ=self.settings)
         return CaptureHook(self.runtime, model_version, capturer, served_name=self.served_name)
 
     def execute(self, requests: list) -> list:
@@ -142,8 +147,12 @@ class TritonModel:
 
         arrival_ms = int(time.time() * 1000)
         pb = self.pb_utils
-        raw, ids = [], []
+        raw, ids, encodings = [], [], []
         for request in requests:
+            try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
+                encodings.append(requested_encoding(request.parameters()))
+            except ServingError as exc:  # a bad `image_encoding` value: this request's error only
+                encodings.append(exc)
             tensors = {}
             for name in self.input_names:
                 tensor = pb.get_input_tensor_by_name(request, name)
@@ -155,15 +164,18 @@ class TritonModel:
             raw.append(RawRequest(tensors, ids[-1]))
         results = self.runtime.handle(raw)
         responses = []
-        for rid, result in zip(ids, results):
-            if result.error is not None:
+        for rid, result, encoding in zip(ids, results, encodings):
+            if isinstance(encoding, ServingError):
+                responses.append(pb.InferenceResponse(output_tensors=[], error=pb.TritonError(
+                    str(encoding), error_code(pb, encoding))))
+            elif result.error is not None:
                 err = pb.TritonError(str(result.error), error_code(pb, result.error))
                 responses.append(pb.InferenceResponse(output_tensors=[], error=err))
             else:
                 rows = len(result.items)
                 id_tensor = np.array([rid.encode() if rows == 1 else f"{rid}:{i}".encode() for i in range(rows)],
                                      dtype=np.object_).reshape(-1, 1)
-                tensors = [pb.Tensor(name, value) for name, value in result.outputs.items()]
+                tensors = [pb.Tensor(name, value) for name, value in encode_outputs(result.outputs, encoding).items()]
                 tensors.append(pb.Tensor("request_id", id_tensor))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
         self.capture.observe(ids, results, arrival_ms)
@@ -172,6 +184,8 @@ class TritonModel:
 
     def finalize(self) -> None:
         """Graceful stop: every record already observed reaches the spool before we exit."""
+        if getattr(self, "host_services", None) is not None:
+            self.host_services.close()  # the services keep running for the other models
         if getattr(self, "capture", None) is not None:
             # Well inside Triton's 30 s exit timeout, so an unwritable spool cannot turn a
             # graceful stop into a forced one for the other models.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from serving import MODEL_NAMES  # noqa: E402
+from serving.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)
 
 
 def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -55,12 +55,6 @@ def gen_args(**kw) -> bytes:
     base = {"num_inference_steps": 2, "seed": 7}
     base.update(kw)
     return json.dumps(base).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

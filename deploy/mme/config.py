@@ -32,6 +32,9 @@ class MMEConfig:
     infer_timeout_s: float = 600.0
     max_model_mb: float = 64 * 1024.0  # extracted bytes per tarball (deploy.safe_extract limit)
     max_members: int = DEFAULT_MAX_MEMBERS
+    capture_store: str | None = None  # None: no capture; a directory or s3://bucket/prefix
+    capture_spool: Path = ROOT / "var" / "spool"
+    sidecar_metrics_port: int = 8090
     triton_env: dict[str, str] = field(default_factory=dict)
     triton_args: tuple[str, ...] = ()
 
@@ -74,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--triton-grpc-port", type=int, default=int(_env("MME_TRITON_GRPC_PORT", 0)), help="0: free port")
     a("--triton-metrics-port", type=int, default=int(_env("MME_TRITON_METRICS_PORT", 0)), help="0: free port")
     a("--load-timeout", type=float, default=float(_env("MME_LOAD_TIMEOUT_S", d.load_timeout_s)))
+    a("--capture-store", default=_env("CAPTURE_STORE", str(ROOT / "var" / "store")),
+      help="capture store the models' sidecar writes: directory or s3://bucket/prefix [CAPTURE_STORE]")
+    a("--capture-spool", type=Path, default=Path(_env("CAPTURE_SPOOL_DIR", d.capture_spool)),
+      help="capture spool directory [CAPTURE_SPOOL_DIR]")
+    a("--sidecar-metrics-port", type=int, default=int(_env("CAPTURE_SIDECAR_METRICS_PORT", d.sidecar_metrics_port)),
+      help="the sidecar's Prometheus port (-1: none) [CAPTURE_SIDECAR_METRICS_PORT]")
+    a("--no-capture", action="store_true", help="serve without monitoring capture")
     a("--max-model-mb", type=float, default=float(_env("MME_MAX_MODEL_MB", d.max_model_mb)),
       help="refuse tarballs that extract to more than this [MME_MAX_MODEL_MB]")
 
@@ -87,4 +97,6 @@ def from_args(args: argparse.Namespace) -> MMEConfig:
         triton_url=args.triton_url, triton_http_port=args.triton_http_port,
         triton_grpc_port=args.triton_grpc_port, triton_metrics_port=args.triton_metrics_port,
         load_timeout_s=args.load_timeout, max_model_mb=args.max_model_mb,
+        capture_store=None if args.no_capture else args.capture_store, capture_spool=Path(args.capture_spool),
+        sidecar_metrics_port=args.sidecar_metrics_port,
     )

@@ -10,6 +10,7 @@ Routes (one port):
   DELETE /models/<n>                   200 / 404
   POST /models/<n>/invoke              Triton's answer, status included / 404 if not loaded
   GET  /mme/stats                      (local extension) loads, unloads, evictions, footprints, cold starts
+  GET  /metrics                        (local extension) the same per model, Prometheus text (deploy/mme/metrics.py)
 
 Bodies: `application/vnd.sagemaker-triton.binary+json;json-header-size=N` is forwarded to
 Triton with `Inference-Header-Content-Length: N` and the reverse on the way back; anything
@@ -32,9 +33,11 @@ from urllib.parse import unquote, urlsplit
 from deploy.mme.cache import ModelCache, ModelRecord
 from deploy.mme.config import MMEConfig
 from deploy.mme.errors import BadRequest, MMEError, ModelError, ModelNotFound, TritonUnavailable
+from deploy.mme.metrics import exposition, registry_for
 from deploy.mme.source import ModelSource, check_target_model
 from deploy.mme.triton import TritonControl, error_text
 from deploy.payload import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, PayloadError, header_size
+from serving import host_services
 
 log = logging.getLogger("deploy.mme")
 
@@ -43,12 +46,6 @@ INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 _MODEL = re.compile(r"/models/([^/]+)")
 _MODEL_INVOKE = re.compile(r"/models/([^/]+)/invoke")
 _ENDPOINT = re.compile(r"/endpoints/([^/]+)/invocations")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
@@ -118,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200 if ok else 503, {"status": "Healthy" if ok else "Unhealthy"})
             if path == "/mme/stats" and method == "GET":
                 return self._json(200, ep.cache.stats())
+            if path == "/metrics" and method == "GET":
+                return self._send(200, exposition(ep.metrics), "text/plain; version=0.0.4; charset=utf-8")
             if path == "/models":
                 if method == "GET":
                     return self._json(200, {"models": [{"modelName": r.key, "modelUrl": r.url}
@@ -219,6 +218,7 @@ class MMEEndpoint:
         self.source: ModelSource | None = None
         self.httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.metrics = None  # prometheus_client registry over the cache, once started
 
     @property
     def url(self) -> str:
@@ -246,6 +246,7 @@ class MMEEndpoint:
         self.cache = ModelCache(self.triton, self.source, work_dir=self.work_dir, budget_bytes=cfg.budget_bytes,
                                 footprint=cfg.footprint, max_bytes=int(cfg.max_model_mb * 2**20),
                                 max_members=cfg.max_members, load_timeout=cfg.load_timeout_s)
+        self.metrics = registry_for(self.cache)
         handler = type("MMEHandler", (_Handler,), {"endpoint": self})
         try:
             self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), handler)
@@ -258,7 +259,7 @@ class MMEEndpoint:
         return self
 
     def _start_triton(self) -> None:
-        from serving.server import TritonProcess
+        from serving.server import TritonProcess, free_port
 
         cfg = self.config
         ports = []
@@ -269,7 +270,7 @@ class MMEEndpoint:
         self.process = TritonProcess(
             repo=self.repository, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2],
             log_path=self.work_dir / "log" / "tritonserver.log", explicit=True,
-            extra_env=dict(cfg.triton_env), extra_args=tuple(cfg.triton_args))
+            extra_env={**self._capture_env(), **cfg.triton_env}, extra_args=tuple(cfg.triton_args))
         try:
             self.process.start(wait_s=cfg.triton_start_timeout_s)
         except BaseException:
@@ -279,6 +280,16 @@ class MMEEndpoint:
         if self.process.proc is None or self.process.proc.poll() is not None:
             raise RuntimeError(f"tritonserver exited; see {self.process.log_path}:\n{self.process.log_tail()}")
         self.triton = TritonControl(f"127.0.0.1:{ports[0]}", self.repository)
+
+    def _capture_env(self) -> dict[str, str]:
+        """Capture on (the models start the sidecar, as on SageMaker) when a store is configured."""
+        from serving.server import capture_env
+
+        cfg = self.config
+        if not cfg.capture_store:
+            return {}
+        return capture_env(Path(cfg.capture_spool), cfg.capture_store, cfg.sidecar_metrics_port,
+                           sidecar_log=self.work_dir / "log" / "sidecar.log")
 
     def forward(self, rec: ModelRecord, body: bytes, content_type: str | None,
                 inference_id: str | None) -> tuple[int, str, bytes]:
@@ -314,6 +325,12 @@ class MMEEndpoint:
         if self.process is not None:
             code = self.process.stop()
             self.process = None
+            if self.config.capture_store:  # the models' sidecar drains the spool once Triton is gone
+                from serving.server import sidecar_of
+
+                sidecar = sidecar_of(Path(self.config.capture_spool))
+                if not host_services.wait_stopped(sidecar, timeout=120.0):
+                    log.warning("the capture sidecar is still draining %s", self.config.capture_spool)
         elif self.cache is not None and self.config.triton_url:
             try:
                 self.cache.unload_all()  # leave an attached server as we found it

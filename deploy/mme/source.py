@@ -70,9 +70,6 @@ class ModelSource:
             base = urlparse(base).path
         return str(Path(base) / target_model)
 
-    def fetch_target(self, target_model: str) -> Fetched:
-        return self.fetch(self.url_for(target_model), what=f"TargetModel {target_model!r}")
-
     def fetch(self, url: str, *, what: str = "model") -> Fetched:
         """A local path for `url` (local path, file:// URL or s3:// object), downloading if needed."""
         if url.startswith("s3://"):

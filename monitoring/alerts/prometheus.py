@@ -6,12 +6,17 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     drift_threshold{model, method}      its threshold calibrated to the window size
     drift_p_value{model, method}
     drift_is_drift{model, method}       1 if the method alarmed, else 0
+    drift_alert_level{model, method}    0 ok, 1 warning (p <= 0.01), 2 critical (p <= 0.001); see levels.py
     drift_window_size{model}            rows scored in that window
     drift_window_end_timestamp_seconds{model}
     drift_any{model}                    1 if any method alarmed
     model_accuracy{model}               accuracy from posted actuals (absent without actuals)
     model_accuracy_labeled{model}       how many labelled predictions it rests on
     drift_scores_run_timestamp_seconds{model}  when the run was made (staleness)
+    drift_space_statistic{model, space, method}   per embedding space (image, prompt, output):
+    drift_space_threshold / drift_space_p_value / drift_space_is_drift{model, space, method}
+    drift_space_any{model, space}, drift_space_window_size{model, space}
+    generative_output_share{model, check}   share of failed / blank / nonfinite outputs
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -25,6 +30,8 @@ import logging
 from typing import Any, Iterable
 
 from monitoring.artifacts import ROOT, backend_of, read_json
+
+from .levels import LEVEL_RANK, level_of
 
 log = logging.getLogger("monitoring.alerts")
 
@@ -69,6 +76,8 @@ class DriftScoresCollector:
         anyd = GaugeMetricFamily("drift_any", "1 if any method flagged the latest window.", labels=["model"])
         acc = GaugeMetricFamily("model_accuracy", "Accuracy of the latest window with actuals.", labels=["model"])
         nlab = GaugeMetricFamily("model_accuracy_labeled", "Labelled predictions behind model_accuracy.", labels=["model"])
+        level = GaugeMetricFamily("drift_alert_level", "Alert level of the latest window per method: 0 ok, 1 warning, 2 critical.",
+                                  labels=["model", "method"])
         run_ts = GaugeMetricFamily("drift_scores_run_timestamp_seconds", "When the latest scoring run was made.", labels=["model"])
         try:
             runs = self.runs()
@@ -86,6 +95,7 @@ class DriftScoresCollector:
                     v = r.get(key)
                     if v is not None:
                         fams[name].add_metric([model, method], float(v))
+                level.add_metric([model, method], float(LEVEL_RANK[level_of(r)]))
             size.add_metric([model], float(w.get("n", 0)))
             end.add_metric([model], w.get("end_ms", 0) / 1000.0)
             anyd.add_metric([model], 1.0 if w.get("any_drift") else 0.0)
@@ -94,7 +104,38 @@ class DriftScoresCollector:
                 acc.add_metric([model], float(labeled[-1]["accuracy"]))
                 nlab.add_metric([model], float(labeled[-1].get("n_labeled", 0)))
         yield from fams.values()
-        yield from (size, end, anyd, acc, nlab, run_ts)
+        yield from (level, size, end, anyd, acc, nlab, run_ts)
+        yield from space_families(runs)
+
+
+def space_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """Per-space gauges (several embedding spaces per model) and generative output shares."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    fams = {name: GaugeMetricFamily(name.replace("drift_", "drift_space_"), doc + " Per embedding space.",
+                                    labels=["model", "space", "method"]) for name, _, doc in METHOD_GAUGES}
+    anyd = GaugeMetricFamily("drift_space_any", "1 if any method flagged the space in the latest window.", labels=["model", "space"])
+    size = GaugeMetricFamily("drift_space_window_size", "Rows of the latest window scored in the space.", labels=["model", "space"])
+    share = GaugeMetricFamily("generative_output_share", "Share of failed / blank / nonfinite outputs in the latest window.",
+                              labels=["model", "check"])
+    for run in runs:
+        model = str(run.get("model"))
+        w = latest_window(run)
+        if w is None:
+            continue
+        for space, sp in w.get("spaces", {}).items():
+            if not sp.get("scored"):
+                continue
+            for method, r in sp.get("methods", {}).items():
+                for name, key, _ in METHOD_GAUGES:
+                    if r.get(key) is not None:
+                        fams[name].add_metric([model, space, method], float(r[key]))
+            anyd.add_metric([model, space], 1.0 if sp.get("any_drift") else 0.0)
+            size.add_metric([model, space], float(sp.get("n", 0)))
+        for c in w.get("outputs", {}).get("checks", []):
+            if c.get("window_share") is not None:
+                share.add_metric([model, c["check"]], float(c["window_share"]))
+    return [*fams.values(), anyd, size, share]
 
 
 def export_scores(registry: Any, store: Any, s3_endpoint_url: str | None = None) -> DriftScoresCollector:

@@ -38,7 +38,35 @@ DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
 DEFAULT_FLUSH_INTERVAL_S = 2.0
+# The spool never grows past this unless configured otherwise: with nothing draining it (no
+# sidecar, store down for days) capture drops and counts records instead of filling the disk
+# the models run on. 1 GiB holds ~250k ResNet records (2048-d embeddings) or days of SD traffic.
+DEFAULT_SPOOL_MAX_MB = 1024.0
 _STOP = object()
+
+
+class SpoolFull(OSError):
+    """The spool is at its size bound: the segment is dropped (counted), not retried."""
+
+
+def spool_usage(spool_dir: str) -> int:
+    """Bytes in regular files under the spool (segments, temp files, rejected records)."""
+    total = 0
+    stack = [spool_dir]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:  # removed by the sidecar while we look
+                        continue
+        except OSError:
+            continue
+    return total
 
 
 def _env_model_key(model_name: str) -> str:
@@ -71,6 +99,7 @@ class NullCapturer:
         self.sample_rate = 0.0
         self.submitted = self.sampled_out = self.dropped = self.written = 0
         self.write_errors = self.unknown_fields = self.lost_on_close = self.segments_written = 0
+        self.spool_full = 0
         self.last_error: str | None = None
 
     def submit(self, record: dict[str, Any]) -> bool:
@@ -92,7 +121,7 @@ class NullCapturer:
         return {k: getattr(self, k) for k in _COUNTERS}
 
 
-_COUNTERS = ("submitted", "sampled_out", "dropped", "written", "segments_written", "write_errors", "unknown_fields", "lost_on_close")
+_COUNTERS = ("submitted", "sampled_out", "dropped", "written", "segments_written", "write_errors", "unknown_fields", "lost_on_close", "spool_full")
 
 
 class Capturer:
@@ -109,6 +138,8 @@ class Capturer:
         min_free_bytes: refuse to write segments while the spool filesystem has less free
             space than this (counted as a write error and retried), like Data Capture stopping
             at high disk usage. 0 disables the check.
+        max_spool_bytes: bound on the whole spool (all models of the host); a segment that would
+            pass it is dropped and its records counted in ``dropped`` and ``spool_full``. 0: no bound.
         retry_max_s: ceiling of the exponential backoff between failed segment writes.
 
     Counters (plain int attributes, read them any time): ``submitted`` (submit calls),
@@ -133,6 +164,7 @@ class Capturer:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         deterministic: bool = True,
         min_free_bytes: int = 0,
+        max_spool_bytes: int = int(DEFAULT_SPOOL_MAX_MB * 1024 * 1024),
         retry_max_s: float = 5.0,
     ) -> None:
         self.model_name = check_model_name(model_name)
@@ -150,10 +182,12 @@ class Capturer:
         self.flush_interval_s = float(flush_interval_s)
         self.deterministic = deterministic
         self.min_free_bytes = int(min_free_bytes)
+        self.max_spool_bytes = int(max_spool_bytes)
         self.retry_max_s = float(retry_max_s)
 
         self.submitted = self.sampled_out = self.dropped = self.written = 0
         self.segments_written = self.write_errors = self.unknown_fields = self.lost_on_close = 0
+        self.spool_full = 0
         self.last_error: str | None = None
         self._unknown_names: set[str] = set()
 
@@ -178,7 +212,8 @@ class Capturer:
         ``CAPTURE_SPOOL_DIR`` (unset or empty: capture disabled), ``CAPTURE_SAMPLE_RATE``
         (default 1.0), ``CAPTURE_SAMPLE_RATE_<MODEL>`` (model name upper-cased, non
         alphanumerics as ``_``; overrides the global rate), ``CAPTURE_QUEUE_SIZE`` (default
-        10000), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``.
+        10000), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
+        ``CAPTURE_SPOOL_MAX_MB`` (default 1024; 0 = unbounded).
         A rate of 0 also yields a NullCapturer. Bad values raise ValueError here, at model
         load, never on the request path.
         """
@@ -197,6 +232,7 @@ class Capturer:
             ("CAPTURE_BATCH_SIZE", "batch_size", int),
             ("CAPTURE_FLUSH_INTERVAL_S", "flush_interval_s", float),
             ("CAPTURE_MIN_FREE_MB", "min_free_bytes", lambda s: int(float(s) * 1024 * 1024)),
+            ("CAPTURE_SPOOL_MAX_MB", "max_spool_bytes", lambda s: int(float(s) * 1024 * 1024)),
         ):
             if env.get(var, "").strip():
                 try:
@@ -362,6 +398,17 @@ class Capturer:
                     self.written += len(batch)
                     self.segments_written += 1
                 return True
+            except SpoolFull as e:
+                # Retrying would only stall the writer until the queue drops instead: drop now.
+                with self._lock:
+                    self.dropped += len(batch)
+                    self.spool_full += len(batch)
+                    first = self.spool_full == len(batch)
+                    self.last_error = str(e)
+                if first or self.spool_full // 1000 > (self.spool_full - len(batch)) // 1000:
+                    log.warning("capture %s: %s; %d records dropped so far (is the sidecar running?)",
+                                self.model_name, e, self.spool_full)
+                return True
             except Exception as e:  # disk full, permissions, ...: retry, never raise
                 with self._lock:
                     self.write_errors += 1
@@ -416,6 +463,11 @@ class Capturer:
             free = st.f_bavail * st.f_frsize
             if free - len(data) < self.min_free_bytes:
                 raise OSError(28, f"spool free space {free} B below CAPTURE_MIN_FREE_MB threshold", self.dir)
+        if self.max_spool_bytes:
+            used = spool_usage(self.spool_dir)
+            if used + len(data) > self.max_spool_bytes:
+                raise SpoolFull(f"spool {self.spool_dir} holds {used} B; a {len(data)} B segment would pass "
+                                f"CAPTURE_SPOOL_MAX_MB={self.max_spool_bytes / 2**20:g}")
         os.makedirs(self.dir, exist_ok=True)  # the spool may have been cleaned under us
         name = f"{int(time.time() * 1000):013d}-{self._pid}-{self._token}-{self._seq:08d}{SEGMENT_SUFFIX}"
         write_file_atomic(os.path.join(self.dir, name), data)

@@ -45,7 +45,7 @@ FIELDS: tuple[tuple[str, str, bool, str], ...] = (
     ("output_mean", "float", False, "Generated image: mean pixel value, 0..255."),
     ("output_std", "float", False, "Generated image: std of pixel values, 0..255."),
     ("embedding", "vector", False, "Image/model embedding, float32, fixed size per model+source."),
-    ("embedding_source", "str", False, "Where `embedding` came from, e.g. resnet.pooler:avgpool."),
+    ("embedding_source", "str", False, "Where `embedding` came from, e.g. resnet.pooler:flatten."),
     ("text_embedding", "vector", False, "Prompt embedding, float32, fixed size per model+source."),
     ("text_embedding_source", "str", False, "Where `text_embedding` came from."),
     # -- generative models (issue 15): prompt identity, flat generation settings, output checks

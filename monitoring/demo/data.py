@@ -9,7 +9,7 @@ offline. Each digit becomes a ``size`` x ``size`` RGB image of dark ink on white
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -24,6 +24,11 @@ class DigitSplit:
     train_labels: np.ndarray
     holdout_images: list[Image.Image]
     holdout_labels: np.ndarray
+    #: digits neither trained on nor served: the drift baseline. A model's embeddings of its own
+    #: training images are tighter than of any new image, so a baseline of training images makes
+    #: clean traffic look drifted.
+    reference_images: list[Image.Image] = field(default_factory=list)
+    reference_labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def digit_image(digit: np.ndarray, size: int = DEFAULT_SIZE) -> Image.Image:
@@ -33,16 +38,18 @@ def digit_image(digit: np.ndarray, size: int = DEFAULT_SIZE) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_split(size: int = DEFAULT_SIZE, n_train: int = 1200, seed: int = SPLIT_SEED) -> DigitSplit:
-    """Random train / hold-out split of the 1,797 digits (the same split for the same seed)."""
+def load_split(size: int = DEFAULT_SIZE, n_train: int = 1200, seed: int = SPLIT_SEED, n_reference: int = 0) -> DigitSplit:
+    """Random train / reference / hold-out split of the 1,797 digits (the same split for the same
+    seed); ``n_reference`` digits after the training ones are kept apart for the baseline."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     perm = np.random.default_rng(seed).permutation(len(d.images))
-    tr, ho = perm[:n_train], perm[n_train:]
+    tr, ref, ho = perm[:n_train], perm[n_train:n_train + n_reference], perm[n_train + n_reference:]
     return DigitSplit(
         [digit_image(d.images[i], size) for i in tr], d.target[tr].astype(np.int64),
         [digit_image(d.images[i], size) for i in ho], d.target[ho].astype(np.int64),
+        [digit_image(d.images[i], size) for i in ref], d.target[ref].astype(np.int64),
     )
 
 

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,12 +28,6 @@ SD_MODELS = ("sd_img2img", "sd_depth")
 WEEKS = (("week 1 (clean)", "clean"), ("week 2 (blurred)", "blurred"), ("week 3 (darkened)", "darkened"))
 
 log = logging.getLogger("monitoring.demo")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -245,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitoring.report.build import build_report
     from monitoring.scoring.runner import save_scores, score_model
     from monitoring.scoring.windows import Window
-    from serving.server import TritonProcess
+    from serving.server import TritonProcess, free_port
 
     t_start = time.perf_counter()
     work = Path(args.workdir).resolve()
@@ -259,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     prog = Progress(total, args.no_progress)
     try:
         prog.step("loading digits")
-        split = load_split(args.size)
+        # 900 to train, 450 for the baseline (never trained on), 447 to serve.
+        split = load_split(args.size, n_train=900, n_reference=450)
         rng = np.random.default_rng(args.seed)
         # 1. train
         trained = (clf_dir / "model.safetensors").exists() and args.reuse_model
@@ -273,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                                     progress=lambda e: prog.step(n=epoch_w))
         prog.write(f"classifier: {info['n_train']} training digits, hold-out accuracy {info.get('holdout_accuracy', float('nan')):.3f} "
                    f"({info.get('seconds', '?')} s) -> {clf_dir}")
-        # 2. baseline: the training images through the serving runtime, in-process
-        prog.step("baseline from training images")
-        X, meta, source = embed_images([png_bytes(im) for im in split.train_images], MODEL, str(clf_dir))
-        meta["label"] = [str(int(v)) for v in split.train_labels]
+        # 2. baseline: reference digits the model was not trained on, through the serving runtime
+        prog.step("baseline from reference images")
+        X, meta, source = embed_images([png_bytes(im) for im in split.reference_images], MODEL, str(clf_dir))
+        meta["label"] = [str(int(v)) for v in split.reference_labels]
         b = save_baseline(store, MODEL, X, meta, embedding_source=source,
-                          source={"kind": "images", "what": "demo training digits", "checkpoint_dir": str(clf_dir)})
+                          source={"kind": "images", "what": "demo reference digits (not trained on)", "checkpoint_dir": str(clf_dir)})
         prog.step(n=10)
         # 3. serve: sidecar + Triton with capture on
         prog.step("starting sidecar + Triton")
@@ -290,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             http_port=args.http_port or free_port(), grpc_port=args.grpc_port or free_port(),
             metrics_port=args.metrics_port or free_port(), log_path=logs / "tritonserver.log",
             models=(MODEL, *sd_models),
-            extra_env={"CHECKPOINT_DIR_RESNET_CLASSIFIER": str(clf_dir), "CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1"},
+            extra_env={"CHECKPOINT_DIR_RESNET_CLASSIFIER": str(clf_dir), "CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1",
+                       "CAPTURE_THUMBNAILS": "1"},
         )
         phases = [Phase(label, kind) for label, kind in WEEKS]
         truth: dict[str, str] = {}

@@ -26,6 +26,7 @@ Rounding down is conservative: the null of a smaller window is wider.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
 
@@ -90,7 +91,7 @@ def bootstrap_counts(rng: np.random.Generator, n_draws: int, pool_size: int, n: 
     return rng.multinomial(n, pvals, size=n_draws).astype(np.float32)
 
 
-class CalibratedDetector:
+class CalibratedDetector(ABC):
     """Base class: validation, fit/score skeleton and the per-window-size null cache.
 
     Subclasses implement ``_fit(X)``, ``_statistic(X) -> (float, dict)`` and
@@ -126,14 +127,16 @@ class CalibratedDetector:
     def _min_baseline(self) -> int:
         return MIN_BASELINE_ROWS
 
-    def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(self, X: np.ndarray) -> None: ...
 
-    def _statistic(self, X: np.ndarray) -> tuple[float, dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
+    # The two hooks the generic `score` calls; a detector that overrides `score` (the domain
+    # classifier trains per window) needs neither, so they are not abstract.
+    def _statistic(self, X: np.ndarray) -> tuple[float, dict[str, Any]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _statistic or override score")
 
-    def _null_statistics(self, n: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    def _null_statistics(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement _null_statistics or override score")
 
     # -- public API --------------------------------------------------------------------------
     def fit(self, X_ref: np.ndarray) -> "CalibratedDetector":
@@ -212,10 +215,6 @@ class CalibratedDetector:
             window_size=n,
             explanation=explanation,
         )
-
-    def fit_score(self, X_ref: np.ndarray, X_window: np.ndarray) -> DriftResult:
-        """``fit(X_ref).score(X_window)``."""
-        return self.fit(X_ref).score(X_window)
 
 
 def baseline_pool(X: np.ndarray, max_pool: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -94,6 +94,16 @@ class ClusterJSD(CalibratedDetector):
 
     def _fit(self, X: np.ndarray) -> None:
         rs = None if self.random_state is None else int(self.random_state)
+        # Centres fitted on one half, baseline shares counted on the other: shares counted on
+        # the very points the centres were fitted to vary less than a fresh sample's, and the
+        # bootstrap null then under-covers large windows (measured: p < 0.1 in 16 % of clean
+        # 10 000-row windows against a 3 000-row baseline; 2 % with the split).
+        share_rows = X
+        if X.shape[0] >= 2 * self._min_baseline():
+            order = self._rng_fit.permutation(X.shape[0])
+            half = X.shape[0] // 2
+            X, share_rows = X[order[:half]], X[order[half:]]
+            self.n_baseline_ = int(share_rows.shape[0])
         Xfit = X
         if self.max_fit_samples is not None and X.shape[0] > self.max_fit_samples:
             idx = self._rng_fit.choice(X.shape[0], size=self.max_fit_samples, replace=False)
@@ -108,7 +118,7 @@ class ClusterJSD(CalibratedDetector):
         self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
         self._center_sq = np.einsum("ij,ij->i", self.cluster_centers_, self.cluster_centers_)
-        labels, _ = self.assign(X)
+        labels, _ = self.assign(share_rows)
         counts = np.bincount(labels, minlength=self.n_clusters)
         self.baseline_counts_ = counts
         self.baseline_share_ = counts / counts.sum()

@@ -1,5 +1,8 @@
-"""Build the report: drift per method over time with the calibrated threshold, accuracy, metadata
-drift table, a 2-D map of baseline vs window embeddings, and the explanations."""
+"""Build the report: one self-contained interactive HTML page (plotly) with drift per method over
+time (calibrated band, alert levels, each point opening its window), accuracy, the metadata drift
+table, a UMAP map of baseline vs windows per embedding space (colour by any field, hover shows the
+input thumbnail), and per window the clusters ranked by their drift contribution with their most
+typical requests. Static PNGs of the two time charts are written beside it for tickets and e-mail."""
 
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from monitoring.alerts.levels import ALERT_LEVELS, level_of, window_levels, worst_level
+from monitoring.baseline.sources import embeddings_from_column
+
+from .explorer import MAP_MAX_POINTS, WINDOW_COLUMNS, Space, WindowRows, build_space, report_spaces
+from .page import document
+
+from .generative import spaces_section
 
 METHOD_TITLES = {
     "cluster_jsd": "Cluster JSD (k-means shares)",
@@ -94,95 +104,6 @@ def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
     return _png(fig, path)
 
 
-def projector(X_ref: np.ndarray, seed: int = 0):
-    """(name, fitted 2-D projection function): UMAP when installed, else PCA."""
-    try:
-        import umap  # type: ignore[import-not-found]
-
-        reducer = umap.UMAP(n_components=2, random_state=seed).fit(X_ref)
-        return "UMAP", reducer.transform
-    except Exception:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed).fit(X_ref)
-        return "PCA", pca.transform
-
-
-def plot_map(baseline, windows: list[tuple[str, np.ndarray, pd.DataFrame]], path: Path, seed: int = 0) -> tuple[str, str]:
-    """Three panels: by dataset (baseline / each window), by predicted label, by correctness."""
-    plt = _mpl()
-    rng = np.random.default_rng(seed)
-    Xb = baseline.embeddings
-    bi = rng.choice(len(Xb), min(len(Xb), MAP_POINTS_BASELINE), replace=False)
-    name, proj = projector(Xb[bi], seed)
-    Pb = proj(Xb[bi])
-    bmeta = baseline.metadata.iloc[bi]
-    parts = [("baseline", Pb, bmeta)]
-    for label, X, meta in windows:
-        idx = rng.choice(len(X), min(len(X), MAP_POINTS_WINDOW), replace=False)
-        parts.append((label, proj(X[idx]), meta.iloc[idx]))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    cmap = plt.get_cmap("tab10")
-    for i, (label, P, _m) in enumerate(parts):
-        axes[0].scatter(P[:, 0], P[:, 1], s=6, alpha=0.35 if i == 0 else 0.6, color="0.6" if i == 0 else cmap((i - 1) % 10),
-                        label=_short(label, 28))
-    axes[0].set_title("by dataset", fontsize=9)
-    axes[0].legend(fontsize=7, markerscale=2)
-    preds = sorted({str(v) for _, _, m in parts for v in (m["pred_label"].dropna() if "pred_label" in m else [])})
-    pc = {p: cmap(i % 10) for i, p in enumerate(preds[:10])}
-    for i, (label, P, m) in enumerate(parts):
-        col = [pc.get(str(v), (0.7, 0.7, 0.7, 1.0)) for v in (m["pred_label"] if "pred_label" in m else [None] * len(P))]
-        axes[1].scatter(P[:, 0], P[:, 1], s=6, alpha=0.5, c=col, marker="o" if i == 0 else "^")
-    for p, c in pc.items():
-        axes[1].scatter([], [], color=c, label=p, s=12)
-    axes[1].set_title("by predicted label (o baseline, ^ windows)", fontsize=9)
-    if pc:
-        axes[1].legend(fontsize=7, ncol=2)
-    cc = {"correct": "tab:green", "wrong": "tab:red", "no label": "0.75"}
-    for i, (label, P, m) in enumerate(parts):
-        truth = m["label"] if "label" in m else pd.Series([None] * len(P), index=m.index)
-        pred = m["pred_label"] if "pred_label" in m else pd.Series([None] * len(P), index=m.index)
-        status = np.where(truth.isna() | pred.isna(), "no label", np.where(truth.astype(str) == pred.astype(str), "correct", "wrong"))
-        for s_, c in cc.items():
-            sel = status == s_
-            axes[2].scatter(P[sel, 0], P[sel, 1], s=6, alpha=0.5, color=c, marker="o" if i == 0 else "^")
-    for s_, c in cc.items():
-        axes[2].scatter([], [], color=c, label=s_, s=12)
-    axes[2].set_title("by correctness (actuals)", fontsize=9)
-    axes[2].legend(fontsize=7)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"Embeddings, baseline vs windows ({name} fitted on the baseline)", fontsize=11)
-    fig.tight_layout()
-    return _png(fig, path), name
-
-
-def _window_frames(store: Any, run: dict[str, Any], baseline, s3_endpoint_url: str | None):
-    """(label, X, meta with pred_label/label) for every scored window, read back from the store."""
-    from monitoring.actuals.labels import join_actuals, load_actuals
-    from monitoring.baseline.sources import embeddings_from_column
-    from monitoring.store.reader import read_records_df
-
-    act = load_actuals(store, s3_endpoint_url)
-    out = []
-    for w in run["windows"]:
-        if not w.get("scored"):
-            continue
-        df = read_records_df(store, run["model"], w["start_ms"], w["end_ms"],
-                             columns=["request_id", "model", "outcome", "embedding", "pred_label"], s3_endpoint_url=s3_endpoint_url)
-        df = df[df["outcome"].fillna("ok") == "ok"]
-        if not len(df):
-            continue
-        X, mask = embeddings_from_column(df["embedding"])
-        if X.shape[0] == 0 or X.shape[1] != baseline.embeddings.shape[1]:
-            continue
-        meta = df[mask].reset_index(drop=True)[["request_id", "model", "pred_label"]]
-        meta["label"] = join_actuals(meta, act) if len(act) else None
-        out.append((w["label"], X, meta))
-    return out
-
-
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
@@ -200,15 +121,114 @@ def _f(x: Any, spec: str = ".3f") -> str:
         return html.escape(str(x))
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.drift{color:#b00;font-weight:600}.ok{color:#070}
-img{max-width:100%}code{background:#f5f5f5;padding:1px 4px}.small{font-size:12px;color:#555}"""
+def _window_rows(backend: Any, run: dict[str, Any], space: Space, s3_endpoint_url: str | None) -> list[WindowRows]:
+    """Every scored window's rows in ``space`` (vectors + request details + posted actuals)."""
+    from monitoring.actuals.labels import join_actuals, load_actuals
+    from monitoring.store.reader import read_records_df
+    from monitoring.store.schema import RECORD_SCHEMA
+
+    act = load_actuals(backend, s3_endpoint_url)
+    cols = [c for c in dict.fromkeys([*WINDOW_COLUMNS, space.column]) if c in RECORD_SCHEMA.names]
+    out = []
+    for i, w in enumerate(run["windows"]):
+        if not w.get("scored"):
+            continue
+        df = read_records_df(backend, run["model"], w["start_ms"], w["end_ms"], columns=["model", *cols],
+                             s3_endpoint_url=s3_endpoint_url)
+        df = df[df["outcome"].fillna("ok") == "ok"]
+        if not len(df):
+            continue
+        X, mask = embeddings_from_column(df[space.column], space.column)
+        if X.shape[0] == 0:
+            continue
+        meta = df[mask].reset_index(drop=True)
+        meta["label"] = join_actuals(meta, act) if len(act) else None
+        out.append(WindowRows(i, w["label"], X, meta.drop(columns=[space.column])))
+    return out
+
+
+def _drift_series(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per method: statistic, calibrated threshold, band floor, level and p-value of every scored window."""
+    wins = [(i, w) for i, w in enumerate(run["windows"]) if w.get("scored")]
+    out: list[dict[str, Any]] = []
+    for m, title in METHOD_TITLES.items():
+        if not any(m in w["methods"] for _, w in wins):
+            continue
+        rs = [w["methods"].get(m, {}) for _, w in wins]
+        stat = [r.get("statistic") for r in rs]
+        lo = 0.5 if m == "domain_classifier" else min([0.0] + [v for v in stat if v is not None])
+        out.append({"method": m, "title": title, "labels": [w["label"] for _, w in wins], "window": [i for i, _ in wins],
+                    "statistic": stat, "threshold": [r.get("threshold") for r in rs], "lower": [lo] * len(wins),
+                    "p_value": [r.get("p_value") for r in rs], "level": [level_of(r) if r else "ok" for r in rs],
+                    "first": not out})
+    return out
+
+
+def _thumb(card: dict[str, Any]) -> str:
+    t = card.get("thumbnail")
+    return (f"<img alt='input thumbnail' src='data:image/jpeg;base64,{html.escape(t)}'>" if t
+            else "<div class='noimg'>no thumbnail</div>")
+
+
+def _example(card: dict[str, Any]) -> str:
+    meta = ", ".join(f"{html.escape(k)} {_f(v, '.3g')}" for k, v in list(card["metadata"].items())[:4])
+    return (f"<div class='ex'>{_thumb(card)}<b>{html.escape(str(card['request_id']))}</b><br>{html.escape(str(card['time'] or ''))}"
+            f"<br>pred {html.escape(str(card['prediction']))} · label {html.escape(str(card['label']))}<br>{meta}</div>")
+
+
+def _window_section(i: int, w: dict[str, Any], spaces: list[dict[str, Any]]) -> str:
+    lv = window_levels(w)
+    rows = [[html.escape(m), _f(r.get("statistic"), ".4g"), _f(r.get("threshold"), ".4g"), _f(r.get("p_value"), ".2g"),
+             f"<span class='{lv[m]}'>{lv[m]}</span>"] for m, r in w.get("methods", {}).items()]
+    e = w.get("explanation", {})
+    parts = [f"<section id='window-{i}'><h3>{html.escape(w['label'])}</h3>",
+             f"<p><b>{html.escape(e.get('summary', ''))}</b> — n={w['n']}, accuracy {_f(w.get('accuracy'), '.2f')}. "
+             f"<button onclick='explorerShowWindow({i})'>show on the map</button></p>",
+             _table(["method", "statistic", "threshold", "p", "level"], rows)]
+    for sp in spaces:
+        sw = next((x for x in sp["windows"] if x["index"] == i), None)
+        if sw is None:
+            continue
+        parts.append(f"<p class='small'>{html.escape(sp['name'])} space: clusters ranked by their share of the cluster JSD "
+                     f"({sw['jsd']:.3f} over all {sw['n']} rows); open one for its most typical requests (closest to its centre).</p>")
+        for c in sw["clusters"][:5]:
+            ex = "".join(_example(x) for x in c["examples"]) or "<p class='small'>no request of this window is in it (it lost all its mass)</p>"
+            parts.append(f"<details class='cluster'><summary>cluster {c['cluster']}: {c['contribution'] * 100:.0f}% of the drift, "
+                         f"{c['direction']} ({c['window_count']} rows vs {c['expected_count']:.0f} expected; share "
+                         f"{c['window_share']:.2f} vs {c['baseline_share']:.2f})</summary><div class='examples'>{ex}</div></details>")
+    if e.get("most_unusual_request_ids"):
+        parts.append("<p class='small'>least baseline-like requests (MMD witness): <code>"
+                     + html.escape(", ".join(e["most_unusual_request_ids"][:5])) + "</code></p>")
+    if e.get("most_window_like_request_ids"):
+        parts.append("<p class='small'>most window-like requests (domain classifier): <code>"
+                     + html.escape(", ".join(e["most_window_like_request_ids"][:5])) + "</code></p>")
+    return "".join(parts) + "</section>"
+
+
+def _map_section(si: int, sp: dict[str, Any]) -> str:
+    opts = [("dataset", "dataset (baseline / window)"), ("pred", "predicted label"), ("correct", "correctness (actuals)"),
+            ("cluster", "drift cluster")] + [(f, f) for f in sp["fields"]]
+    sel = "".join(f"<option value='{html.escape(v)}'>{html.escape(t)}</option>" for v, t in opts)
+    shown = ", ".join(f"{html.escape(d)} {s:,} of {n:,}" for d, s, n in zip(sp["datasets"], sp["n_shown"], sp["n_total"]))
+    return (f"<h3>{html.escape(sp['name'])} embeddings <span class='small'>({html.escape(str(sp['column']))}, "
+            f"{html.escape(str(sp['source']))})</span></h3>"
+            f"<p class='small'>{sp['projection']} fitted on the baseline sample; windows projected with it. "
+            f"<b class='sample-size'>Sample shown: {sum(sp['n_shown']):,} of {sum(sp['n_total']):,} points</b> ({shown}; uniform "
+            f"per dataset, at most {MAP_MAX_POINTS:,}); cluster rankings use every row. Hover a point for its request and "
+            f"input thumbnail, click to pin it.</p><p>colour by <select id='colorby-{si}'>{sel}</select> "
+            f"<button onclick='explorerShowWindow(null)'>all windows</button></p>"
+            f"<div class='mapwrap'><div class='map' id='map-{si}'></div><div class='details' id='details-{si}'>"
+            f"<span class='small'>click a point</span></div></div>")
 
 
 def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run: dict[str, Any] | None = None,
-                 s3_endpoint_url: str | None = None, title: str | None = None) -> Path:
-    """Write ``<out_dir>/report.html`` (+ PNGs) for ``run`` (default: the latest saved scores)."""
+                 s3_endpoint_url: str | None = None, title: str | None = None, projection: str = "umap",
+                 max_points: int = MAP_MAX_POINTS) -> Path:
+    """Write ``<out_dir>/report.html`` (+ two PNGs) for ``run`` (default: the latest saved scores).
+
+    ``projection``: ``umap`` (default; PCA when umap-learn is missing) or ``pca``.
+    ``max_points``: points drawn per map (sampled; the page states the sample size).
+    """
     from monitoring.artifacts import backend_of
     from monitoring.baseline.store import load_baseline
     from monitoring.scoring.runner import load_latest_scores
@@ -223,35 +243,43 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scored = [w for w in run["windows"] if w.get("scored")]
-    sec: list[str] = []
     t = title or f"Drift report — {model}"
-    sec.append(f"<h1>{html.escape(t)}</h1>")
+    sec = [f"<h1>{html.escape(t)}</h1>"]
     b = run["baseline"]
     src = b.get("source") or {}
     sec.append(f"<p class='small'>Baseline v{b['version']}: {b['n']} rows × {b['dim']} dims from {html.escape(str(src.get('kind')))} "
                f"({html.escape(str(b.get('embedding_source')))}), built {html.escape(str(b.get('created_at')))}. Scores computed "
                f"{html.escape(str(run['created_at']))}; alpha per method {run['detectors'].get('alpha')}; thresholds calibrated to each "
-               f"window's size from a bootstrap null of the baseline.</p>")
-    # summary table
+               f"window's size from a bootstrap null of the baseline. Alert levels: warning p ≤ {ALERT_LEVELS['warning']}, "
+               f"critical p ≤ {ALERT_LEVELS['critical']}.</p>")
     rows = []
-    for w in run["windows"]:
+    for i, w in enumerate(run["windows"]):
         m = w.get("methods", {})
-        verdict = ("<span class='drift'>DRIFT: " + ", ".join(w["drifted"]) + "</span>") if w.get("any_drift") else (
+        lvl = worst_level(window_levels(w))
+        verdict = (f"<span class='{lvl}'>DRIFT ({lvl}): " + ", ".join(w["drifted"]) + "</span>") if w.get("any_drift") else (
             "<span class='ok'>ok</span>" if w.get("scored") else html.escape(w.get("skipped_reason", "not scored")))
-        rows.append([html.escape(w["label"]), w["n"], _f(w.get("accuracy"), ".2f"),
+        label = f"<a href='#window-{i}'>{html.escape(w['label'])}</a>" if w.get("scored") else html.escape(w["label"])
+        rows.append([label, w["n"], _f(w.get("accuracy"), ".2f"),
                      _f(m.get("cluster_jsd", {}).get("statistic")), _f(m.get("centroid", {}).get("statistic")),
                      _f(m.get("mmd", {}).get("p_value")), _f(m.get("domain_classifier", {}).get("statistic")),
                      html.escape(str(w.get("explanation", {}).get("top_field") or "–")), verdict])
     sec.append("<h2>Summary</h2>" + _table(["window", "n", "accuracy", "JSD", "centroid dist", "MMD p", "AUC", "metadata top field", "verdict"], rows))
     sec.append("<h2>Drift per method over time</h2><p class='small'>Green band: below the threshold calibrated to the window's "
-               "size (no-drift region); red points alarmed.</p>")
+               "size (no-drift region); orange points warning, red critical. Click a point to open its window.</p>")
+    drift = _drift_series(run)
+    sec.extend(f"<div class='drift-chart' id='drift-{d['method']}'></div>" for d in drift)
     if scored:
-        sec.append(f"<img alt='drift over time' src='data:image/png;base64,{plot_drift(run, out / 'drift_over_time.png')}'>")
+        plot_drift(run, out / "drift_over_time.png")
     acc_png = plot_accuracy(run, out / "accuracy.png")
     sec.append("<h2>Accuracy over time</h2>")
-    sec.append(f"<img alt='accuracy' src='data:image/png;base64,{acc_png}'>" if acc_png else
-               "<p>No actuals posted (<code>python -m monitoring actuals --file labels.csv</code>).</p>")
-    # metadata table
+    accuracy = None
+    if acc_png:
+        lab = [(i, w) for i, w in enumerate(run["windows"]) if w.get("accuracy") is not None]
+        accuracy = {"labels": [w["label"] for _, w in lab], "accuracy": [w["accuracy"] for _, w in lab],
+                    "n_labeled": [w.get("n_labeled", 0) for _, w in lab], "window": [i for i, _ in lab]}
+        sec.append("<div class='drift-chart' id='accuracy-chart'></div>")
+    else:
+        sec.append("<p>No actuals posted (<code>python -m monitoring actuals --file labels.csv</code>).</p>")
     sec.append("<h2>Metadata drift</h2><p class='small'>Per window, fields sorted by KS statistic; p-values Bonferroni-adjusted.</p>")
     for w in scored:
         if not w.get("metadata_top"):
@@ -261,33 +289,22 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
                  "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w["metadata_top"]]
         sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
-    # map
-    sec.append("<h2>Embedding map</h2>")
-    frames = _window_frames(backend, run, baseline, s3_endpoint_url)
-    if frames:
-        b64, name = plot_map(baseline, frames, out / "embedding_map.png")
-        sec.append(f"<p class='small'>{name} fitted on the baseline sample; windows projected with it. Correctness uses posted actuals.</p>"
-                   f"<img alt='embedding map' src='data:image/png;base64,{b64}'>")
-    else:
+    sec.append(spaces_section(run))  # per space: verdicts, moved prompts, settings, outputs (report/generative.py)
+    sec.append("<h2 id='map-section'>Embedding map</h2>")
+    spaces = []
+    for space in report_spaces(baseline):
+        wins = _window_rows(backend, run, space, s3_endpoint_url)
+        if wins:
+            spaces.append(build_space(space, wins, cluster_config=baseline.detector_config, projection=projection,
+                                      max_points=max_points))
+    sec.extend(_map_section(si, sp) for si, sp in enumerate(spaces))
+    if not spaces:
         sec.append("<p>No scored window with embeddings.</p>")
-    # explanations
-    sec.append("<h2>Explanation</h2>")
-    for w in scored:
-        e = w.get("explanation", {})
-        items = [f"<li><b>{html.escape(e.get('summary', ''))}</b></li>"]
-        for c in e.get("clusters", [])[:3]:
-            items.append(f"<li>cluster {c['cluster']} {c['direction']} {abs(c['delta']) * 100:.0f} points of share "
-                         f"({c['window_count']} vs {c['expected_count']:.0f} expected); e.g. requests "
-                         f"<code>{html.escape(', '.join(c['request_ids'][:5]))}</code></li>")
-        if e.get("most_unusual_request_ids"):
-            items.append("<li>least baseline-like requests (MMD witness): <code>"
-                         + html.escape(", ".join(e["most_unusual_request_ids"][:5])) + "</code></li>")
-        if e.get("most_window_like_request_ids"):
-            items.append("<li>most window-like requests (domain classifier): <code>"
-                         + html.escape(", ".join(e["most_window_like_request_ids"][:5])) + "</code></li>")
-        sec.append(f"<h3>{html.escape(w['label'])}</h3><ul>{''.join(items)}</ul>")
-    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(t)}</title>"
-           f"<style>{CSS}</style></head><body>{''.join(sec)}</body></html>")
+    sec.append("<h2>Windows</h2><p class='small'>Per window: each method's level, the drift clusters ranked by contribution "
+               "with their most typical requests, and the requests the detectors single out.</p>")
+    sec.extend(_window_section(i, w, spaces) for i, w in enumerate(run["windows"]) if w.get("scored"))
+    data = {"model": model, "drift": drift, "accuracy": accuracy, "spaces": spaces,
+            "windows": {str(i): {"label": w["label"]} for i, w in enumerate(run["windows"])}}
     path = out / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    path.write_text(document(t, "".join(sec), data), encoding="utf-8")
     return path

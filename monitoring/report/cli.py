@@ -19,9 +19,11 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", default=None)
     p.add_argument("--until", default=None)
     p.add_argument("--title", default=None)
+    p.add_argument("--projection", choices=["umap", "pca"], default="umap", help="2-D map projection (default umap; PCA if umap-learn is missing)")
+    p.add_argument("--max-points", type=int, default=None, help="points drawn per map, sampled (default 6000)")
 
 
-@command("report", help="write a self-contained HTML drift report (+ PNGs)", configure=_args)
+@command("report", help="write a self-contained interactive HTML drift report (+ PNGs)", configure=_args)
 def cmd_report(args: argparse.Namespace) -> int:
     from monitoring.report.build import build_report
     from monitoring.scoring.runner import load_latest_scores, save_scores, score_model
@@ -33,7 +35,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             run = score_model(args.store, args.model, since=args.since, until=args.until, every=args.every or (None if args.every_n else "1d"),
                               every_n=args.every_n, s3_endpoint_url=args.s3_endpoint_url)
             save_scores(args.store, run, args.s3_endpoint_url)
-        path = build_report(args.store, args.model, out, run=run, s3_endpoint_url=args.s3_endpoint_url, title=args.title)
+        path = build_report(args.store, args.model, out, run=run, s3_endpoint_url=args.s3_endpoint_url, title=args.title,
+                            projection=args.projection, **({"max_points": args.max_points} if args.max_points else {}))
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

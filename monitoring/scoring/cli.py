@@ -36,7 +36,13 @@ def _fmt(x, spec: str) -> str:
 
 def format_table(run: dict) -> str:
     """A human table: one line per window."""
-    lines = [f"model {run['model']}  baseline v{run['baseline']['version']} (n={run['baseline']['n']}, dim={run['baseline']['dim']})"]
+    b = run["baseline"]
+    spaces = b.get("spaces") or {}
+    if len(spaces) > 1:
+        lines = [f"model {run['model']}  baseline v{b['version']} (spaces: "
+                 + ", ".join(f"{k} n={v['n']} dim={v['dim']}" for k, v in spaces.items()) + ")"]
+    else:
+        lines = [f"model {run['model']}  baseline v{b['version']} (n={b['n']}, dim={b['dim']})"]
     head = f"{'window':<34} {'n':>6} {'acc':>5}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
     lines.append(head)
     lines.append("-" * len(head))
@@ -57,9 +63,22 @@ def format_table(run: dict) -> str:
         top = w.get("explanation", {}).get("top_field") or "-"
         meta_flag = "*" if m.get("metadata", {}).get("is_drift") else " "
         verdict = ("DRIFT: " + ",".join(w["drifted"])) if w["any_drift"] else "ok"
+        spaces = w.get("spaces", {})
+        if len(spaces) > 1:
+            label = f"{label[:26]} [{w.get('primary_space', 'image')}]"
         lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  {stat('cluster_jsd'):>11} "
                      f"{stat('centroid'):>11} {_fmt(mmd_p, '.3f'):>7} {stat('domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
-    lines.append("* = above the threshold calibrated to the window's size (alpha per method "
+        for name, sp in spaces.items():  # the other embedding spaces, one line each
+            if name == w.get("primary_space") or len(spaces) < 2:
+                continue
+            if not sp.get("scored"):
+                lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6}        (not scored: {sp.get('skipped_reason')})")
+                continue
+            m = sp["methods"]
+            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
+                         f"{_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} {stat('domain_classifier'):>11} {'':>18}  "
+                         + (("DRIFT: " + ",".join(sp["drifted"])) if sp["any_drift"] else "ok"))
+    lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
                  f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most")
     for w in run["windows"]:
         if w.get("scored") and w["any_drift"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -12,14 +13,18 @@ import pandas as pd
 from monitoring.artifacts import backend_of, read_json, scores_prefix, write_json
 from monitoring.drift.result import to_jsonable
 from monitoring.baseline.sources import embeddings_from_column
-from monitoring.baseline.store import METADATA_FIELDS, Baseline, load_baseline
+from monitoring.baseline.spaces import SOURCE_COLUMNS, SPACE_BY_NAME, VECTOR_COLUMNS, qualified
+from monitoring.baseline.store import METADATA_FIELDS, OUTPUT_COLUMNS, SETTINGS_COLUMNS, Baseline, load_baseline
+from monitoring.drift.prompts import describe_prompt_shift, prompt_shift
+from monitoring.drift.settings import describe_moves
 
 from .windows import Window, count_windows, iso, parse_every, time_windows
 
 #: Windows with fewer scoreable rows than this are reported but not tested.
 DEFAULT_MIN_WINDOW = 30
 RESULT_FIELDS = ("statistic", "threshold", "p_value", "is_drift", "window_size")
-RECORD_COLUMNS = ["request_id", "ts_ms", "outcome", "embedding", "pred_label", "pred_top_prob", "pred_entropy", *METADATA_FIELDS]
+RECORD_COLUMNS = list(dict.fromkeys(["request_id", "ts_ms", "outcome", *VECTOR_COLUMNS, *SOURCE_COLUMNS, "pred_label", "pred_top_prob",
+                                     "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text"]))
 
 
 def _ids(positions: Sequence[int], request_ids: Sequence[str]) -> list[str]:
@@ -73,45 +78,159 @@ def explain(results: dict[str, Any], request_ids: Sequence[str], accuracy: float
     return out
 
 
-def score_window(suite: Any, df: pd.DataFrame, *, metadata_cols: Sequence[str] | None, min_window: int = DEFAULT_MIN_WINDOW,
+@dataclass
+class ModelFits:
+    """Everything fitted on one baseline: a suite per embedding space, and the model-level
+    metadata, settings and output detectors (each None when the baseline has nothing for it)."""
+
+    baseline: Baseline
+    spaces: dict[str, Any]
+    metadata: Any = None
+    settings: Any = None
+    outputs: Any = None
+
+    @classmethod
+    def fit(cls, b: Baseline) -> "ModelFits":
+        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs())
+
+
+def _result_dict(r: Any, space: str) -> dict[str, Any]:
+    return {f: getattr(r, f) for f in RESULT_FIELDS} | {"space": space}
+
+
+def score_space(fits: ModelFits, space: str, ok: pd.DataFrame, min_window: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One space of one window: ``(JSON-able entry, DriftResults or None)``."""
+    sp = SPACE_BY_NAME[space]
+    b = fits.baseline
+    entry: dict[str, Any] = {"column": sp.column, "embedding_source": b.spaces[space].source}
+    if sp.column in ok.columns and len(ok):
+        X, mask = embeddings_from_column(ok[sp.column], sp.column)
+    else:
+        X, mask = np.empty((0, 0), np.float32), np.zeros(len(ok), bool)
+    rows = ok[mask].reset_index(drop=True)
+    entry["n"] = int(len(rows))
+    if len(rows) < min_window:
+        entry.update(scored=False, skipped_reason=f"{len(rows)} records with a {space} embedding (< --min-window {min_window})",
+                     any_drift=False, drifted=[], methods={}, explanation={})
+        return entry, None
+    dim = b.spaces[space].embeddings.shape[1]
+    if X.shape[1] != dim:
+        raise ValueError(f"records of {b.model} have {X.shape[1]}-d {sp.column} but baseline v{b.version}'s {space} space "
+                         f"is {dim}-d: build a baseline from the served model")
+    results = fits.spaces[space].score(X)
+    entry.update(scored=True, any_drift=any(r.is_drift for r in results.values()),
+                 drifted=[k for k, r in results.items() if r.is_drift],
+                 methods=to_jsonable({k: _result_dict(r, space) for k, r in results.items()}),
+                 explanation=to_jsonable(explain(results, rows["request_id"].tolist())))
+    if space == "prompt" and "cluster_jsd" in fits.spaces[space].detectors:
+        base_meta = b.space_metadata(space)
+        base_text = base_meta["prompt_text"].tolist() if "prompt_text" in base_meta.columns else []
+        win_text = rows["prompt_text"].tolist() if "prompt_text" in rows.columns else []
+        base_hash = base_meta["prompt_hash"].tolist() if "prompt_hash" in base_meta.columns else []
+        win_hash = rows["prompt_hash"].tolist() if "prompt_hash" in rows.columns else []
+        entry["prompts"] = to_jsonable(prompt_shift(base_text, win_text, cluster_detector=fits.spaces[space].detectors["cluster_jsd"],
+                                                    X_baseline=b.spaces[space].embeddings, X_window=X,
+                                                    baseline_hashes=base_hash, window_hashes=win_hash))
+    return entry, results
+
+
+def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT_MIN_WINDOW,
                  truth: pd.Series | None = None, reference_accuracy: float | None = None) -> dict[str, Any]:
-    """Score one window's records (a frame with ``embedding``, metadata and ``request_id``)."""
+    """Score one window's records in every space of the baseline, plus metadata, settings and outputs.
+
+    ``methods`` holds the primary space's detectors and the model-level ones (``metadata``,
+    ``settings``, ``outputs``); every result names its ``space``; ``spaces`` has each space's
+    verdict, methods and explanation (``prompts`` for the prompt space).
+    """
     from monitoring.actuals.labels import accuracy_of
 
     ok = df[df["outcome"].fillna("ok") == "ok"] if "outcome" in df.columns else df
-    X, mask = embeddings_from_column(ok["embedding"]) if len(ok) else (np.empty((0, 0), np.float32), np.zeros(0, bool))
-    rows = ok[mask].reset_index(drop=True)
-    out: dict[str, Any] = {"n_records": int(len(df)), "n_errors": int(len(df) - len(ok)), "n": int(len(rows))}
+    ok = ok.reset_index(drop=True)
+    primary = fits.baseline.primary_space
+    out: dict[str, Any] = {"n_records": int(len(df)), "n_errors": int(len(df) - len(ok)), "primary_space": primary}
     if truth is not None:
         acc, n_lab = accuracy_of(df["pred_label"], truth.loc[df.index])
     else:
         acc, n_lab = None, 0
     out["accuracy"], out["n_labeled"] = acc, n_lab
-    if len(rows) < min_window:
-        out.update(scored=False, skipped_reason=f"{len(rows)} scoreable records (< --min-window {min_window})",
+    spaces: dict[str, Any] = {}
+    all_results: dict[str, Any] = {}
+    for name in fits.spaces:
+        spaces[name], res = score_space(fits, name, ok, min_window)
+        if res is not None:
+            all_results[name] = res
+    out["spaces"] = spaces
+    out["n"] = spaces[primary]["n"]
+    scored = [k for k, v in spaces.items() if v["scored"]]
+    if not scored:
+        out.update(scored=False, skipped_reason="; ".join(f"{k}: {v['skipped_reason']}" for k, v in spaces.items()),
                    any_drift=False, drifted=[], methods={}, metadata_top=[], explanation={})
         return out
-    meta = None
-    if metadata_cols and getattr(suite, "metadata_fitted_", False):
-        meta = rows[[c for c in suite.metadata.fields_ if c in rows.columns]].apply(pd.to_numeric, errors="coerce")
-        if meta.shape[1] < len(suite.metadata.fields_) or meta.notna().sum().sum() == 0:
-            meta = None
-    results = suite.score(X, meta)
+    methods: dict[str, Any] = dict(spaces[primary]["methods"]) if spaces[primary]["scored"] else {}
+    model_level: dict[str, Any] = {}
+    if fits.metadata is not None and len(ok) >= min_window:
+        frame = ok.reindex(columns=fits.metadata.fields_).apply(pd.to_numeric, errors="coerce")
+        if frame.notna().sum().sum() > 0:
+            try:
+                model_level["metadata"] = fits.metadata.score(frame)
+            except ValueError:
+                pass
+    if fits.settings is not None and len(ok) >= min_window:
+        try:
+            model_level["settings"] = fits.settings.score(ok)
+        except ValueError:
+            pass
+    if fits.outputs is not None and len(df) >= min_window:
+        model_level["outputs"] = fits.outputs.score(df)
+    space_of = {"metadata": "metadata", "settings": "settings", "outputs": "outputs"}
+    methods.update(to_jsonable({k: _result_dict(r, space_of[k]) for k, r in model_level.items()}))
+    out["methods"] = methods
     out["scored"] = True
-    out["any_drift"] = any(r.is_drift for r in results.values())
-    out["drifted"] = [k for k, r in results.items() if r.is_drift]
-    out["methods"] = to_jsonable({k: {f: getattr(r, f) for f in RESULT_FIELDS} for k, r in results.items()})
-    if "metadata" in results:
-        out["metadata_top"] = [
-            {k: f[k] for k in ("field", "ks_statistic", "p_adjusted", "psi", "effect_size", "baseline_median", "window_median", "drifted")}
-            for f in results["metadata"].explanation.get("fields", [])
-        ]
-    else:
-        out["metadata_top"] = []
-    out["metadata_top"] = to_jsonable(out["metadata_top"])
-    out["explanation"] = to_jsonable(explain(results, rows["request_id"].tolist(), acc, reference_accuracy))
-    out["_results"] = results  # in-process callers (report) get the full DriftResults; not saved
+    drifted = [qualified(name, m) for name in scored for m in spaces[name]["drifted"]]
+    drifted += [k for k, r in model_level.items() if r.is_drift]
+    out["drifted"] = drifted
+    out["any_drift"] = bool(drifted)
+    meta = model_level.get("metadata")
+    out["metadata_top"] = to_jsonable([
+        {k: f[k] for k in ("field", "ks_statistic", "p_adjusted", "psi", "effect_size", "baseline_median", "window_median", "drifted")}
+        for f in meta.explanation.get("fields", [])] if meta is not None else [])
+    if "settings" in model_level:
+        out["settings"] = to_jsonable(model_level["settings"].explanation)
+    if "outputs" in model_level:
+        out["outputs"] = to_jsonable(model_level["outputs"].explanation)
+    primary_results = dict(all_results.get(primary, {}))
+    if meta is not None:
+        primary_results["metadata"] = meta
+    ids = ok["request_id"].tolist()
+    if primary in all_results:
+        sp_col = SPACE_BY_NAME[primary].column
+        ids = ok[[v is not None and len(v) > 0 for v in ok[sp_col]]]["request_id"].tolist()
+    expl = explain(primary_results, ids, acc, reference_accuracy) if primary_results else {}
+    expl["summary"] = summarize_window(out, expl.get("summary", ""))
+    out["explanation"] = to_jsonable(expl)
+    out["_results"] = {"spaces": all_results, **model_level, **all_results.get(primary, {})}
     return out
+
+
+def summarize_window(w: dict[str, Any], primary_summary: str) -> str:
+    """One line over every space: which spaces drifted (and how prompts moved), settings, outputs."""
+    parts = []
+    for name, sp in w["spaces"].items():
+        if sp.get("scored") and sp["drifted"]:
+            line = f"{name} drift ({', '.join(sp['drifted'])})"
+            if "prompts" in sp and sp["prompts"].get("available"):
+                line += " -- " + describe_prompt_shift(sp["prompts"])
+            parts.append(line)
+    if not parts:
+        parts.append("no embedding drift")
+    head = primary_summary.split(";", 1)
+    if len(head) == 2:  # keep the metadata / accuracy details of the primary explanation
+        parts.append(head[1].strip())
+    if w.get("settings", {}).get("drifted_fields"):
+        parts.append("settings: " + "; ".join(describe_moves(w["settings"])))
+    if w.get("outputs", {}).get("drifted_checks"):
+        parts.append("outputs: " + ", ".join(w["outputs"]["drifted_checks"]))
+    return "; ".join(parts)
 
 
 def make_windows(ts: np.ndarray, *, every: str | None, every_n: int | None, windows: Sequence[Window] | None,
@@ -155,18 +274,20 @@ def score_model(
 
     backend = backend_of(store, s3_endpoint_url)
     b = baseline or load_baseline(backend, model, baseline_version)
-    suite = b.fit_suite()
+    fits = ModelFits.fit(b)
     since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
     if windows:
         lo, hi = min(w.start_ms for w in windows), max(w.end_ms for w in windows)
         since_ms = lo if since_ms is None else max(since_ms, lo)
         until_ms = hi if until_ms is None else min(until_ms, hi)
     df = read_records_df(backend, model, since_ms, until_ms, columns=RECORD_COLUMNS + ["model"])
-    if len(df) and df["embedding"].notna().any():
-        width = len(next(v for v in df["embedding"] if v is not None))
-        if width != b.manifest["dim"]:
-            raise ValueError(f"records of {model} have {width}-d embeddings but baseline v{b.version} has "
-                             f"{b.manifest['dim']}-d: build a baseline from the served model")
+    for name, sp in b.spaces.items():  # fail before scoring anything when a space's width changed
+        col = SPACE_BY_NAME[name].column
+        if len(df) and df[col].notna().any():
+            width = len(next(v for v in df[col] if v is not None))
+            if width != sp.embeddings.shape[1]:
+                raise ValueError(f"records of {model} have {width}-d {col} but baseline v{b.version}'s {name} space has "
+                                 f"{sp.embeddings.shape[1]}-d: build a baseline from the served model")
     truth = None
     if use_actuals:
         act = load_actuals(backend)
@@ -176,7 +297,6 @@ def score_model(
                 truth = None
     ts = df["ts_ms"].to_numpy(dtype=np.int64)
     wins, windowing = make_windows(ts, every=every, every_n=every_n, windows=windows, since_ms=since_ms, until_ms=until_ms)
-    meta_cols = b.manifest.get("metadata_columns")
     out_windows = []
     first_acc = None
     for w in wins:
@@ -184,7 +304,7 @@ def score_model(
             sub = df.iloc[w.positions[0]:w.positions[1]]
         else:
             sub = df[(ts >= w.start_ms) & (ts < w.end_ms)]
-        res = score_window(suite, sub, metadata_cols=meta_cols, min_window=min_window, truth=truth, reference_accuracy=first_acc)
+        res = score_window(fits, sub, min_window=min_window, truth=truth, reference_accuracy=first_acc)
         entry = {"label": w.label, "start": iso(w.start_ms), "end": iso(w.end_ms), "start_ms": int(w.start_ms), "end_ms": int(w.end_ms)}
         entry.update(res)
         if first_acc is None and res.get("accuracy") is not None:
@@ -198,7 +318,10 @@ def score_model(
         "store": str(backend.url()),
         "created_at": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="seconds"),
         "created_ms": int(now * 1000),
-        "baseline": {k: b.manifest.get(k) for k in ("version", "n", "dim", "created_at", "embedding_source", "source")},
+        "baseline": {k: b.manifest.get(k) for k in ("version", "n", "dim", "created_at", "embedding_source", "source")}
+        | {"primary_space": b.primary_space,
+           "spaces": {k: {"n": int(len(v.embeddings)), "dim": int(v.embeddings.shape[1]), "embedding_source": v.source}
+                      for k, v in b.spaces.items()}},
         "detectors": b.detector_config,
         "windowing": dict(windowing, since_ms=since_ms, until_ms=until_ms, min_window=min_window),
         "has_actuals": truth is not None,

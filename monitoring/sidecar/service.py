@@ -59,7 +59,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed process its parent has not reaped yet is gone for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Sidecar:
@@ -74,6 +78,8 @@ class Sidecar:
         retry_initial_s, retry_max_s: backoff bounds after a failed store write.
         stale_tmp_s: a spool ``.tmp`` older than this (or whose writer pid is gone) is a crash leftover.
         drain_timeout: on stop, keep ingesting the spool at most this long.
+        exit_with_pid: stop (and drain) once this process is gone: the tritonserver whose
+            models started this sidecar (serving/host_services.py), so it never outlives it.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class Sidecar:
         drain_timeout: float = 30.0,
         max_segments_per_pass: int = 200,
         metrics: SidecarMetrics | None = None,
+        exit_with_pid: int | None = None,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
@@ -121,6 +128,7 @@ class Sidecar:
         self._http: Any = None
         self.startup: StartupReport | None = None
         self._recovered = False
+        self.exit_with_pid = exit_with_pid
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> StartupReport:
@@ -147,9 +155,14 @@ class Sidecar:
             from prometheus_client import start_http_server
 
             # Latest drift scores and accuracy per model, read from the store at each scrape.
-            from monitoring.alerts import export_scores
-
-            export_scores(self.metrics.registry, self.backend)
+            # Optional: the model execution env (where the models start this sidecar) ships
+            # no pandas/scikit-learn; the sidecar's own metrics do not need them.
+            try:
+                from monitoring.alerts import export_scores
+            except ImportError as e:
+                log.warning("drift score gauges off (%s); capture metrics only", e)
+            else:
+                export_scores(self.metrics.registry, self.backend)
 
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]
@@ -194,6 +207,9 @@ class Sidecar:
         """Run until :meth:`stop`; then drain the spool (bounded by ``drain_timeout``). Returns
         the number of segments left in the spool (0 after a clean drain)."""
         while not self.stop_event.is_set():
+            if self.exit_with_pid and not _pid_alive(self.exit_with_pid):
+                log.info("process %d (tritonserver) is gone: draining the spool and stopping", self.exit_with_pid)
+                break
             n = self.run_once()
             if time.monotonic() >= self._next_compact:
                 self.compact()

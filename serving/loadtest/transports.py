@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 
 from serving.loadtest.payloads import Payload
+from serving.response_encoding import PARAMETER, RAW
+
+RAW_IMAGES = {PARAMETER: RAW}  # tritonclient reads binary tensors: raw image bytes, not base64 text
 
 OUTPUTS = {"resnet_classifier": ("probabilities", "label")}
 DEFAULT_OUTPUTS = ("generated_image",)
@@ -119,7 +122,7 @@ class TritonTransport:
         outputs = [tc.InferRequestedOutput(o) for o in names]
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         try:
-            result = self._client().infer(self.model, tensors, outputs=outputs, **kwargs)
+            result = self._client().infer(self.model, tensors, outputs=outputs, parameters=RAW_IMAGES, **kwargs)
         except InferenceServerException as exc:
             kind = classify_error(exc.status(), exc.message() or str(exc))
             if kind in ("connection", "timeout"):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from serving.batching import plan_batches
+from monitoring.capture.record import Contribution
 from serving.device import DeviceSpec
 from serving.errors import InvalidInputError, PipelineError, ResourceExhaustedError, ServingError
 
@@ -44,8 +45,9 @@ class ItemOutput:
     """What `predict` produced for one item."""
 
     values: dict[str, Any]
-    embedding: np.ndarray | None = None
-    text_embedding: np.ndarray | None = None
+    #: record field ("embedding", "text_embedding", "output_embedding") -> this item's row of
+    #: the tap that declares it (see `ModelRuntime.taps`); empty unless capture is on
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +79,6 @@ class ModelRuntime(ABC):
     name: str = ""
     required_inputs: tuple[str, ...] = ()
     optional_inputs: tuple[str, ...] = ()
-    output_names: tuple[str, ...] = ()
 
     def __init__(self, checkpoint_dir: str, device: DeviceSpec | None = None,
                  max_pipeline_batch: int = 8, parameters: dict[str, str] | None = None):
@@ -89,6 +90,8 @@ class ModelRuntime(ABC):
         # Set by the monitoring hook: predict() then also returns embeddings from forward hooks.
         self.capture_embeddings = False
         self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
+        # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
+        self.taps: dict[str, Any] = {}
 
     # -- the four steps -----------------------------------------------------------------
     def load(self) -> None:
@@ -113,6 +116,15 @@ class ModelRuntime(ABC):
     @abstractmethod
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
         """Build one request's output tensors from its items' outputs."""
+
+    @abstractmethod
+    def contribution(self, item: Item, output: ItemOutput) -> Contribution:
+        """Declare what one served item contributes to its capture record (see
+        `monitoring.capture.record`); `embedded()` fills the embeddings."""
+
+    def embedded(self, output: ItemOutput) -> dict[str, tuple[np.ndarray, str]]:
+        """This item's embeddings, each with the source its tap declares."""
+        return {name: (vector, self.taps[name].source) for name, vector in output.embeddings.items()}
 
     # -- shared helpers -----------------------------------------------------------------
     def rows(self, request: RawRequest) -> int:

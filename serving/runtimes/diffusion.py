@@ -7,7 +7,9 @@ gen_args it takes, and how a group of validated items becomes one pipeline call.
 from __future__ import annotations
 
 import secrets
+from abc import abstractmethod
 from collections.abc import Hashable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from monitoring.capture.record import Contribution
 from serving.device import configure_attention
 from serving.embeddings import Tap, identity, mean_over_tokens, spatial_mean
 from serving.errors import InvalidInputError
@@ -86,7 +89,6 @@ def decode_text(field_name: str, value: Any, required: bool) -> str | None:
 
 
 class DiffusionRuntime(ModelRuntime):
-    output_names = ("generated_image",)
     default_steps = 30
     default_guidance = 7.5
     max_image_pixels = 1024 * 1024
@@ -104,25 +106,34 @@ class DiffusionRuntime(ModelRuntime):
         # The conditioning SD 2.x reads (its converted OpenCLIP encoder already ends at the
         # penultimate layer). transformers 5 dropped the `text_model` wrapper.
         prefix = "text_model." if hasattr(pipe.text_encoder, "text_model") else ""
-        self.text_tap = Tap(pipe.text_encoder, prefix + "final_layer_norm", identity,
-                            "text_encoder.final_layer_norm:mean_real_tokens")
-        self.image_tap = self.build_image_tap(pipe)
+        self.taps = {
+            "embedding": self.build_image_tap(pipe),
+            "text_embedding": Tap(pipe.text_encoder, prefix + "final_layer_norm", identity,
+                                  "text_encoder.final_layer_norm:mean_real_tokens"),
+            # The final latents entering the VAE decoder: a free embedding of the output image.
+            "output_embedding": Tap(pipe.vae, "decoder.mid_block", spatial_mean, "vae.decoder.mid_block:spatial_mean"),
+        }
 
     def build_image_tap(self, pipe) -> Tap:
-        """The input-image embedding: the VAE encoder's mid block, which every img2img-style
-        pipeline runs on the input image."""
+        """The input-image embedding: the VAE encoder's mid block, which the img2img-style
+        pipelines run on the input image."""
         return Tap(pipe.vae, "encoder.mid_block", spatial_mean, "vae.encoder.mid_block:spatial_mean")
 
-    def image_embedding(self, n: int) -> np.ndarray | None:
-        return self.image_tap.first_rows(n)
+    def taps_in_pipeline(self) -> list[str]:
+        """The taps armed while the pipeline runs (all unless a runtime embeds its input apart)."""
+        return list(self.taps)
+
+    def image_embedding(self, items: list[DiffusionItem]) -> np.ndarray | None:
+        return self.taps["embedding"].first_rows(len(items))
 
     def token_counts(self, prompts: list[str]) -> list[int]:
         tok = self.pipe.tokenizer
         ids = tok(prompts, truncation=True, max_length=tok.model_max_length)["input_ids"]
         return [len(x) for x in ids]
 
+    @abstractmethod
     def build_pipeline(self, path: str):
-        raise NotImplementedError
+        """The diffusers pipeline, loaded from ``path`` with `load_kwargs()`."""
 
     def load_kwargs(self) -> dict[str, Any]:
         # safetensors only; fp16 on GPU. Safety checker is an operator choice, off by default.
@@ -130,7 +141,7 @@ class DiffusionRuntime(ModelRuntime):
                     feature_extractor=None, requires_safety_checker=False)
 
     # -- check_inputs -----------------------------------------------------------------------
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
         return common_specs(int(self.parameters.get("default_num_inference_steps", self.default_steps)),
                             self.default_guidance)
 
@@ -160,7 +171,7 @@ class DiffusionRuntime(ModelRuntime):
                 image=self.read_image("image", raw_image) if raw_image is not None else None,
                 mask=self.read_image("mask_image", raw_mask, mode="L") if raw_mask is not None else None,
             )
-            item.args = parse_gen_args(self.cell(request, "gen_args", row), self.gen_arg_specs(item.image is not None))
+            item.args = parse_gen_args(self.cell(request, "gen_args", row), self.gen_arg_specs())
             if item.args["seed"] is None:
                 item.args["seed"] = secrets.randbelow(MAX_SEED + 1)
             self.check_item(item)
@@ -193,31 +204,53 @@ class DiffusionRuntime(ModelRuntime):
             num_inference_steps=items[0].args["num_inference_steps"],
             guidance_scale=items[0].args["guidance_scale"],
             generator=self.generators(items),
-            output_type="pil",
+            # float output: NaN/inf are still visible (PIL conversion would turn them into 0)
+            output_type="np",
         )
 
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
-        raise NotImplementedError
-
+    @abstractmethod
     def call_pipeline(self, items: list[DiffusionItem]):
-        return self.pipe(**self.pipeline_kwargs(items))
+        """Run the pipeline once for ``items`` (compatible by `batch_key`), `prompt_kwargs` included."""
 
     def predict(self, items: list[Item]) -> list[ItemOutput]:
-        if not self.capture_embeddings:
-            with torch.inference_mode():
-                result = self.call_pipeline(items)  # type: ignore[arg-type]
-            return [ItemOutput(values={"image": img}) for img in result.images]
         n = len(items)
-        with torch.inference_mode(), self.text_tap.armed_for_call(), self.image_tap.armed_for_call():
+        with torch.inference_mode(), ExitStack() as armed:
+            if self.capture_embeddings:
+                for name in self.taps_in_pipeline():
+                    armed.enter_context(self.taps[name].armed_for_call())
             result = self.call_pipeline(items)  # type: ignore[arg-type]
-        hidden = self.text_tap.first_rows(n)
+        pixels = np.asarray(result.images)
+        nonfinite = ~np.isfinite(pixels.reshape(n, -1)).all(axis=1)
+        images = self.pipe.image_processor.numpy_to_pil(np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0))
+        outputs = [ItemOutput(values={"image": img, "nonfinite": bool(bad)}) for img, bad in zip(images, nonfinite)]
+        if not self.capture_embeddings:
+            return outputs
+        # Taps hold device tensors until here: one copy per tap after the pipeline returned.
         tokens = self.token_counts([it.prompt for it in items])
-        text = mean_over_tokens(hidden, tokens) if hidden is not None else None
-        image = self.image_embedding(n)
-        return [ItemOutput(values={"image": img, "prompt_tokens": tokens[i]},
-                           embedding=None if image is None else image[i],
-                           text_embedding=None if text is None else text[i])
-                for i, img in enumerate(result.images)]
+        hidden = self.taps["text_embedding"].first_rows(n)
+        found = {
+            "embedding": self.image_embedding(items),  # type: ignore[arg-type]
+            "text_embedding": mean_over_tokens(hidden, tokens) if hidden is not None else None,
+            "output_embedding": self.taps["output_embedding"].first_rows(n),
+        }
+        for i, out in enumerate(outputs):
+            out.values["prompt_tokens"] = tokens[i]
+            out.embeddings = {name: rows[i] for name, rows in found.items() if rows is not None}
+        return outputs
+
+    # -- monitoring -------------------------------------------------------------------------
+    def args_as_run(self, item: DiffusionItem) -> dict[str, Any]:
+        """The generation settings the pipeline ran with (defaults filled in)."""
+        return dict(item.args)
+
+    def contribution(self, item: Item, output: ItemOutput) -> Contribution:
+        assert isinstance(item, DiffusionItem)
+        return Contribution(
+            input_image=item.image, prompt=item.prompt, negative_prompt=item.negative_prompt,
+            prompt_tokens=output.values.get("prompt_tokens"), gen_args=self.args_as_run(item),
+            output_image=output.values["image"], output_nonfinite=output.values["nonfinite"],
+            embeddings=self.embedded(output),
+        )
 
     # -- postprocess ------------------------------------------------------------------------
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from transformers import AutoImageProcessor, ResNetForImageClassification
 
 from serving.errors import InvalidInputError
 from serving.images import decode_image
+from monitoring.capture.record import Contribution
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
 from serving.embeddings import Tap, spatial_mean
@@ -25,7 +26,6 @@ class ClassifierItem(Item):
 class ResNetClassifierRuntime(ModelRuntime):
     name = "resnet_classifier"
     required_inputs = ("image",)
-    output_names = ("probabilities", "label")
     max_image_pixels = 4096 * 4096  # the processor resizes to 224; this only bounds decoding
     min_image_side = 8
 
@@ -36,7 +36,7 @@ class ResNetClassifierRuntime(ModelRuntime):
         self.model = model.to(self.device.device).eval()
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         # The pooled features the classification head reads: the penultimate-layer embedding.
-        self.tap = Tap(self.model, "resnet.pooler", spatial_mean, "resnet.pooler:flatten")
+        self.taps = {"embedding": Tap(self.model, "resnet.pooler", spatial_mean, "resnet.pooler:flatten")}
 
     def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
         items = []
@@ -64,16 +64,22 @@ class ResNetClassifierRuntime(ModelRuntime):
         pixels = self.preprocess(items)  # type: ignore[arg-type]
         with torch.inference_mode():
             if self.capture_embeddings:
-                with self.tap.armed_for_call():
+                tap = self.taps["embedding"]
+                with tap.armed_for_call():
                     logits = self.model(pixel_values=pixels).logits.float()
-                embeddings = self.tap.first_rows(len(items))
+                embeddings = tap.first_rows(len(items))
             else:
                 logits = self.model(pixel_values=pixels).logits.float()
                 embeddings = None
         probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32)
         return [ItemOutput(values={"probabilities": p, "label": self.labels[int(p.argmax())]},
-                           embedding=None if embeddings is None else embeddings[i])
+                           embeddings={} if embeddings is None else {"embedding": embeddings[i]})
                 for i, p in enumerate(probs)]
+
+    def contribution(self, item: Item, output: ItemOutput) -> Contribution:
+        assert isinstance(item, ClassifierItem)
+        return Contribution(input_image=item.image, probabilities=output.values["probabilities"],
+                            labels=self.labels, embeddings=self.embedded(output))
 
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
         return {

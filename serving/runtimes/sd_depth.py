@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from diffusers import StableDiffusionDepth2ImgPipeline
 from transformers import DPTImageProcessor
@@ -26,14 +25,14 @@ class SDDepthRuntime(DiffusionRuntime):
         kwargs["feature_extractor"] = DPTImageProcessor.from_pretrained(str(Path(path) / "feature_extractor"))
         return StableDiffusionDepth2ImgPipeline.from_pretrained(path, **kwargs)
 
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
-        specs = super().gen_arg_specs(has_image)
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs()
         specs["strength"] = strength_spec(0.8)
         return specs
 
     def check_item(self, item: DiffusionItem) -> None:
         check_denoising_steps(item.args)
 
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
-        return dict(self.prompt_kwargs(items), image=[it.image for it in items],
-                    strength=items[0].args["strength"])
+    def call_pipeline(self, items: list[DiffusionItem]):
+        return self.pipe(**self.prompt_kwargs(items), image=[it.image for it in items],
+                         strength=items[0].args["strength"])

@@ -31,8 +31,8 @@ class SDImg2ImgRuntime(DiffusionRuntime):
         super()._load()
         self.text2img.set_progress_bar_config(disable=True)
 
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
-        specs = super().gen_arg_specs(has_image)
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs()
         specs.update(strength=strength_spec(None), height=size_spec("height"), width=size_spec("width"))
         return specs
 
@@ -59,6 +59,13 @@ class SDImg2ImgRuntime(DiffusionRuntime):
             return self.text2img(**kwargs, height=first.args["height"] or size,
                                  width=first.args["width"] or size)
         return self.pipe(**kwargs, image=[it.image for it in items], strength=first.args["strength"])
+
+    def args_as_run(self, item: DiffusionItem) -> dict:
+        args = dict(item.args)
+        if item.image is None:  # text-to-image: record the size it generated
+            size = self.default_size()
+            args["height"], args["width"] = args["height"] or size, args["width"] or size
+        return args
 
     def default_size(self) -> int:
         return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from diffusers import StableDiffusionUpscalePipeline
 
 from serving.embeddings import Tap, spatial_mean
@@ -29,8 +27,8 @@ class SDUpscaleRuntime(DiffusionRuntime):
             kwargs.pop(unused)
         return StableDiffusionUpscalePipeline.from_pretrained(path, **kwargs)
 
-    def gen_arg_specs(self, has_image: bool) -> dict[str, GenArgSpec]:
-        specs = super().gen_arg_specs(has_image)
+    def gen_arg_specs(self) -> dict[str, GenArgSpec]:
+        specs = super().gen_arg_specs()
         max_noise = int(self.parameters.get("max_noise_level", 350))
         specs["noise_level"] = GenArgSpec("noise_level", int, 20, 0, max_noise)
         return specs
@@ -42,11 +40,12 @@ class SDUpscaleRuntime(DiffusionRuntime):
     def build_image_tap(self, pipe):
         # The upscaler runs no image encoder: its UNet reads the low-resolution image directly,
         # so we take the UNet's mid block at the last (least noisy) step, conditional half.
-        return Tap(pipe.unet, "mid_block", spatial_mean, "unet.mid_block:spatial_mean:last_step")
+        return Tap(pipe.unet, "mid_block", spatial_mean, "unet.mid_block:spatial_mean:last_step",
+                   keep_last_only=True)
 
-    def image_embedding(self, n: int):
-        return self.image_tap.last_call_rows(n)
+    def image_embedding(self, items: list[DiffusionItem]):
+        return self.taps["embedding"].last_call_rows(len(items))
 
-    def pipeline_kwargs(self, items: list[DiffusionItem]) -> dict[str, Any]:
-        return dict(self.prompt_kwargs(items), image=[it.image for it in items],
-                    noise_level=items[0].args["noise_level"])
+    def call_pipeline(self, items: list[DiffusionItem]):
+        return self.pipe(**self.prompt_kwargs(items), image=[it.image for it in items],
+                         noise_level=items[0].args["noise_level"])

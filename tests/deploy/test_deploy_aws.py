@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from deploy.__main__ import main
 from deploy.endpoint import DEFAULT_ENVIRONMENT, wait_in_service
 from deploy.errors import DeployError
+from deploy import images
 from deploy.images import triton_image_uri
 from deploy.invoke import invoke
 from deploy.manifest import load_manifest
@@ -24,7 +25,7 @@ from deploy.package import package_repository
 from deploy.payload import build_request, header_size
 from deploy_testlib import ACCOUNT, REGION, make_repo
 
-IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/sagemaker-tritonserver:24.09-py3"
+IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/sagemaker-tritonserver:26.05-py3"  # newest release
 INSTANCE = "ml.g4dn.xlarge"  # moto rejects the real default ml.g5.xlarge
 
 
@@ -313,7 +314,7 @@ def test_image_uri_table() -> None:
     assert triton_image_uri("eu-south-1", "24.05") == (
         "692866216735.dkr.ecr.eu-south-1.amazonaws.com/sagemaker-tritonserver:24.05-py3")
     assert triton_image_uri("cn-north-1") == (
-        "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-tritonserver:24.09-py3")
+        "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-tritonserver:26.05-py3")
     with pytest.raises(DeployError, match="no SageMaker Triton image known for region 'xx-east-9'"):
         triton_image_uri("xx-east-9")
 
@@ -355,3 +356,17 @@ def test_cli_subprocess_smoke(moto_url: str) -> None:
     assert help_proc.returncode == 0
     for command in ("package", "check", "upload", "create", "autoscale", "invoke", "delete"):
         assert command in help_proc.stdout
+
+
+def test_default_image_is_the_newest_release_and_unknown_versions_are_errors() -> None:
+    newest = max(images.SAGEMAKER_VERSIONS, key=lambda v: tuple(int(x) for x in v.split(".")))
+    assert images.DEFAULT_TRITON_VERSION == newest == "26.05"
+    release = images.release(newest)
+    assert (release.python, release.ubuntu, release.glibc, release.cuda) == ("3.12", "24.04", "2.39", "13.2.1")
+    assert release.platform == "manylinux_2_39_x86_64"
+    assert images.version_from_image_uri(IMAGE) == "26.05"
+    assert images.version_from_image_uri("example.com/triton:custom") is None
+    with pytest.raises(DeployError, match=r"unknown Triton container version '26.13'.*table checked 2026-11-27"):
+        images.release("26.13")
+    with pytest.raises(DeployError, match="SageMaker publishes no Triton image for version '24.10'"):
+        triton_image_uri("us-east-1", "24.10")

@@ -247,7 +247,8 @@ def test_cli_package_and_check(repo: Path, tmp_path: Path, capsys: pytest.Captur
     assert f"{dist_dir / 'sd_depth.tar.gz'}" in out and "manifest.json" in out
     assert load_manifest(dist_dir)["models"]["sd_depth"]["env_version"] == "e1"
     assert main(["check", "--dist", str(dist_dir)]) == 0
-    assert capsys.readouterr().out == "OK   resnet_classifier.tar.gz\nOK   sd_depth.tar.gz\n"
+    assert capsys.readouterr().out == ("OK   image sagemaker-tritonserver:26.05-py3 (Python 3.12, glibc 2.39)\n"
+                                       "OK   resnet_classifier.tar.gz\nOK   sd_depth.tar.gz\n")
     with open(dist_dir / "sd_depth.tar.gz", "ab") as fh:
         fh.write(b"\0")  # one appended byte: the sha and size no longer match
     assert main(["check", "--dist", str(dist_dir), "sd_depth.tar.gz"]) == 1

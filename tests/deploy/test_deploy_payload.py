@@ -70,7 +70,7 @@ def test_binary_request_layout() -> None:
     size = header_size(content_type)
     assert param == f"json-header-size={size}"
     header = json.loads(body[:size])
-    assert header["parameters"] == {"binary_data_output": True}
+    assert header["parameters"] == {"binary_data_output": True, "image_encoding": "raw"}  # raw images back
     inputs = {i["name"]: i for i in header["inputs"]}
     assert inputs["prompt"]["shape"] == [1, 1] and inputs["prompt"]["datatype"] == "BYTES"
     # The tensors follow the header in input order, each a 4-byte length + bytes per element.

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +51,100 @@ def test_python_mismatch_is_a_clear_error():
         build_env.check_python("latest", "3.11")
 
 
-def test_cli_refuses_a_mismatched_interpreter_before_building(tmp_path, capsys):
-    other = "24.12" if HERE != "3.12" else "24.09"
-    code = build_env.main(["--triton-version", other, "--method", "pip", "--out", str(tmp_path / "env.tar.gz"),
-                           "--work-dir", str(tmp_path / "work")])
+def test_default_target_is_the_newest_sagemaker_image_and_make_env_keeps_it():
+    from deploy import images
+
+    default = images.DEFAULT_TRITON_VERSION
+    target = build_env.cross_target(default)
+    assert (target.python, target.abi, target.platforms[0]) == (images.release(default).python, "cp312",
+                                                                "manylinux_2_39_x86_64")
+    dry = subprocess.run(["make", "-n", "env", "STAMP=Makefile"], cwd=ROOT, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "TRITON_VERSION"})
+    assert dry.returncode == 0, dry.stderr
+    line = next(line for line in dry.stdout.splitlines() if "env/build_env.py" in line)
+    assert "--triton-version" not in line  # build_env.py's own default: the newest image
+
+
+def test_cli_cross_builds_for_a_python_this_machine_lacks(tmp_path):
+    out = tmp_path / "env.tar.gz"
+    code = build_env.main(["--triton-version", "24.09", "--method", "pip", "--no-pip", "--package",
+                           str(ROOT / "serving"), "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    assert code == 0
+    with tarfile.open(out) as tar:
+        assert tar.getnames()[0] == "python_env.json"
+        info = json.loads(tar.extractfile("python_env.json").read())
+        assert tar.getmember("bin/python3").linkname == "/usr/bin/python3.10"
+        assert "lib/python3.10/site-packages/serving/__init__.py" in tar.getnames()
+    assert (info["python"], info["platform"], info["triton_version"]) == ("3.10", "manylinux_2_35_x86_64", "24.09")
+
+
+def test_cli_refuses_this_interpreters_binaries_for_another_target(tmp_path, capsys):
+    code = build_env.main(["--triton-version", "26.05", "--method", "pip", "--no-pip", "--from-installed", "numpy",
+                           "--out", str(tmp_path / "env.tar.gz"), "--work-dir", str(tmp_path / "work")])
     assert code == 2
-    assert f"runs Python {build_env.triton_python(other)}; this interpreter is {HERE}" in capsys.readouterr().err
+    assert "--from-installed copies this interpreter's binaries" in capsys.readouterr().err
     assert not (tmp_path / "work").exists() and not (tmp_path / "env.tar.gz").exists()
+
+
+def _fake_dist(site: Path, name: str, tag: str, files: dict[str, bytes]) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {tag}\n")
+    for rel, data in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(data)
+
+
+ELF_X86_64 = b"\x7fELF\x02\x01\x01" + b"\0" * 11 + (62).to_bytes(2, "little")
+ELF_AARCH64 = b"\x7fELF\x02\x01\x01" + b"\0" * 11 + (183).to_bytes(2, "little")
+
+
+def test_check_site_names_every_file_built_for_another_target(tmp_path):
+    from deploy.env_target import check_site, target_for
+
+    site = tmp_path / "site"
+    _fake_dist(site, "good", "cp312-cp312-manylinux_2_28_x86_64", {"good/_x.cpython-312-x86_64-linux-gnu.so": ELF_X86_64})
+    _fake_dist(site, "stable", "cp310-abi3-manylinux_2_17_x86_64", {"stable/_y.abi3.so": ELF_X86_64})
+    _fake_dist(site, "pure", "py3-none-any", {"pure/__init__.py": b""})
+    _fake_dist(site, "old", "cp311-cp311-manylinux_2_17_x86_64", {"old/_z.cpython-311-x86_64-linux-gnu.so": ELF_X86_64})
+    _fake_dist(site, "newglibc", "cp312-cp312-manylinux_2_41_x86_64", {})
+    _fake_dist(site, "arm", "cp312-cp312-manylinux_2_28_aarch64", {"arm/libarm.so": ELF_AARCH64})
+    problems = check_site(site, target_for("26.05"))
+    text = "\n".join(problems)
+    assert not any(p.startswith(("good", "stable", "pure")) for p in problems), text
+    assert "old-1.0.dist-info: wheel tags cp311-cp311-manylinux_2_17_x86_64 do not fit CPython 3.12" in text
+    assert ("old/_z.cpython-311-x86_64-linux-gnu.so: extension built for CPython 3.11 (x86_64), target is "
+            ".cpython-312-x86_64-linux-gnu.so") in text
+    assert "newglibc-1.0.dist-info: wheel tags cp312-cp312-manylinux_2_41_x86_64 do not fit" in text
+    assert "arm/libarm.so: ELF machine 183, not x86_64" in text
+    assert len(problems) == 5
+
+
+def test_real_wheels_install_for_the_target_and_pass_the_check(tmp_path):
+    """From the package index: a compiled wheel for CPython 3.12/manylinux installed on 3.11."""
+    reqs = tmp_path / "reqs.txt"
+    reqs.write_text("markupsafe==3.0.4\n")
+    out = tmp_path / "env.tar.gz"
+    code = build_env.main(["--method", "pip", "--requirements", str(reqs), "--no-constraints", "--package",
+                           str(ROOT / "serving"), "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    assert code == 0
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        info = json.loads(tar.extractfile("python_env.json").read())
+    assert "lib/python3.12/site-packages/markupsafe/_speedups.cpython-312-x86_64-linux-gnu.so" in names
+    assert info["distributions"] == {"MarkupSafe": "3.0.4"} and info["python"] == "3.12"
+
+
+def test_full_gpu_env_resolves_for_the_default_image(tmp_path):
+    """CI's check of the full GPU env: resolution for the target, every wheel's tags, no download."""
+    out = tmp_path / "python_env.tar.gz"
+    code = build_env.main(["--resolve-only", "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    assert code == 0 and not out.exists()
+    report = json.loads((tmp_path / "python_env.resolution.json").read_text())
+    versions = {w["name"].lower(): w["version"] for w in report["wheels"]}
+    assert versions["torch"] == "2.13.0" and report["cuda"].startswith("13.")
+    assert all(w["url"].endswith(".whl") for w in report["wheels"])
+    assert report["python"] == "3.12" and report["platform"] == "manylinux_2_39_x86_64"
 
 
 def test_environment_yml_pins_match_the_lock():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from serving.server import free_port  # noqa: F401 (re-exported for the monitoring tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -77,12 +78,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spool_segments(spool: Path) -> list[Path]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from deploy.payload import build_request, parse_response
 from mme_testlib import (evil_tarball, extracted_size, http, image_size, runtime_client,
@@ -95,8 +99,27 @@ def test_invoke_endpoint_runs_each_sd_model(endpoint, runtime, model):
     assert raw["ContentType"].startswith("application/vnd.sagemaker-triton.binary+json;json-header-size=")
     assert raw["InvokedProductionVariant"] == "AllTraffic"
     assert out["generated_image"].shape == (1, 1)
-    assert image_size(out["generated_image"][0, 0]) == size
+    value = out["generated_image"][0, 0]
+    if model == "sd_depth":  # binary output asked for, but no image_encoding=raw: base64 text
+        value = base64.b64decode(value, validate=True)
+    assert image_size(value) == size
     assert endpoint.triton.state(model) == "READY"
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_plain_json_invoke_gets_json_with_a_base64_image(endpoint, runtime, model):
+    # The way most SageMaker users call: ContentType application/json, no binary flags at all.
+    inputs = {"prompt": "a plain json client", "image": B64(png(48 if model == "sd_upscale" else 64)),
+              "gen_args": gen_args().decode()}
+    if model == "sd_inpaint":
+        inputs["mask_image"] = B64(mask_png(64))
+    doc = {"inputs": [{"name": k, "shape": [1, 1], "datatype": "BYTES", "data": [v]} for k, v in inputs.items()]}
+    r = runtime.invoke_endpoint(EndpointName="local", TargetModel=f"{model}.tar.gz",
+                                ContentType="application/json", Body=json.dumps(doc))
+    assert r["ContentType"] == "application/json"
+    reply = json.loads(r["Body"].read())
+    out = {o["name"]: o for o in reply["outputs"]}["generated_image"]
+    assert image_size(base64.b64decode(out["data"][0], validate=True)) == CASES[model][1]
 
 
 def test_invoke_endpoint_runs_the_classifier_with_json(endpoint, runtime):
@@ -272,3 +295,22 @@ def test_stub_rss_is_found_for_a_loaded_model(endpoint, runtime):
     rss = endpoint.triton.stub_rss("resnet_classifier")
     assert rss is not None and rss > 20 * 2**20  # a Python stub with torch imported
     assert endpoint.triton.stub_rss("no_such_model") is None
+
+
+def _doc_block(lang: str) -> str:
+    """The curl (bash) or boto3 (python) example of docs/deploy.md's "JSON clients get JSON"."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "deploy.md").read_text()
+    section = text[text.index("### Responses: JSON clients get JSON"):]
+    return section[section.index(f"```{lang}\n") + len(lang) + 4:].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("lang", ["bash", "python"])
+def test_documented_curl_and_boto3_examples_run_as_written(endpoint, tmp_path, lang):
+    code = _doc_block(lang).replace("http://127.0.0.1:8080", endpoint.url)  # the test endpoint's free port
+    assert code.count(endpoint.url) == 1
+    (tmp_path / "photo.png").write_bytes(png(64, seed=9))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="any", AWS_SECRET_ACCESS_KEY="any")  # the local endpoint checks no signature
+    cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "out.png").size == (64, 64)

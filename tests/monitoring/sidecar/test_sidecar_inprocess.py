@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.request
 
@@ -112,7 +113,13 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env):
 
     spool = tmp_path / "spool"
     produce(spool, 60, batch_size=20)
-    port = free_port()  # nothing listens here yet
+    # Hold the port, bound but not listening (connections are refused), until moto takes it:
+    # a port merely found free could be taken by another process in a busy batch run, and the
+    # sidecar would then see that server's answers instead of "Could not connect".
+    reserved = socket.socket()
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     sc = Sidecar(spool, "s3://capture-bucket/cap", s3_endpoint_url=url, compact_every=0, poll_interval=0.01, retry_initial_s=0.05, retry_max_s=0.2)
     run = Running(sc)
@@ -122,6 +129,7 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env):
         assert "Could not connect" in sc.last_error or "Connect" in sc.last_error, sc.last_error
         assert len(spool_segments(spool)) == 3  # kept for retry
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+        reserved.close()
         server.start()
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
         s3.create_bucket(Bucket="capture-bucket")
@@ -131,6 +139,7 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env):
         assert len(keys) == 3 and all(k.startswith("cap/model=m1/date=2024-05-01/hour=12/part-") for k in keys)
         assert read_records("s3://capture-bucket/cap", "m1", s3_endpoint_url=url).num_rows == 60
     finally:
+        reserved.close()
         if run.t.is_alive():
             run.stop()
         if server is not None:

@@ -13,7 +13,7 @@ from workflow_testlib import MODEL, build_store
 
 
 WORKFLOW_COMMANDS = {"baseline": "monitoring.baseline.cli", "score": "monitoring.scoring.cli",
-                     "actuals": "monitoring.actuals.cli", "report": "monitoring.report.cli"}
+                     "actuals": "monitoring.actuals.cli", "report": "monitoring.report.cli", "export": "monitoring.export.cli"}
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,11 @@ def test_gauges_follow_the_latest_window(digit_store, labels_csv, capsys):
         assert reg.get_sample_value("drift_threshold", labels) == pytest.approx(r["threshold"])
         assert reg.get_sample_value("drift_p_value", labels) == pytest.approx(r["p_value"])
         assert reg.get_sample_value("drift_is_drift", labels) == float(r["is_drift"])
+        expected = 2.0 if r["p_value"] <= 0.001 else 1.0 if r["p_value"] <= 0.01 else 0.0
+        assert reg.get_sample_value("drift_alert_level", labels) == expected
+    # the darkened day: the analytic domain-classifier p-value reaches critical, the bootstrap MMD stops at 1/201
+    assert reg.get_sample_value("drift_alert_level", {"model": MODEL, "method": "domain_classifier"}) == 2.0
+    assert reg.get_sample_value("drift_alert_level", {"model": MODEL, "method": "mmd"}) == 1.0
     assert reg.get_sample_value("drift_any", {"model": MODEL}) == 1.0
     assert reg.get_sample_value("drift_window_size", {"model": MODEL}) == 200.0
     assert reg.get_sample_value("model_accuracy", {"model": MODEL}) == pytest.approx(last["accuracy"])
@@ -76,6 +81,14 @@ def test_webhook_posted_on_alarm_only(digit_store, hook_server, capsys):
     body = received[0]["body"]
     assert body["event"] == "drift_alarm" and body["model"] == MODEL and body["alarmed_windows"] == 2
     assert [w["top_field"] for w in body["windows"]] == ["sharpness", "brightness"]
+    assert body["level"] == "critical" and body["thresholds"] == {"warning": 0.01, "critical": 0.001}
+    assert body["text"].startswith("[critical] drift alarm")
+    for w in body["windows"]:
+        assert set(w["levels"]) == set(w["p_values"])
+        for m, lv in w["levels"].items():
+            p = w["p_values"][m]
+            assert lv == ("critical" if p <= 0.001 else "warning" if p <= 0.01 else "ok")
+        assert w["level"] == max(w["levels"].values(), key=["ok", "warning", "critical"].index)
     assert "brightness lower than baseline" in body["text"]
 
 
@@ -109,3 +122,34 @@ def test_alert_rules_use_exported_metrics(digit_store, capsys):
     exported = {m.name for m in reg.collect()}
     used = {n for e in exprs for n in re.findall(r"\b(drift_[a-z_]+|model_[a-z_]+)\b", e)}
     assert used and used <= exported, used - exported
+
+
+def test_alert_levels_from_p_values():
+    from monitoring.alerts.levels import level_of
+
+    assert level_of({"p_value": 0.5, "is_drift": False}) == "ok"
+    assert level_of({"p_value": 0.01, "is_drift": True}) == "warning"
+    assert level_of({"p_value": 0.0011, "is_drift": True}) == "warning"
+    assert level_of({"p_value": 0.001, "is_drift": True}) == "critical"
+    assert level_of({"p_value": 0.02, "is_drift": True}) == "warning"  # a run scored at a looser alpha
+    assert level_of({"p_value": None, "is_drift": True}) == "warning"
+    assert level_of({"p_value": 0.004}, {"warning": 0.05, "critical": 0.005}) == "critical"
+
+
+def test_alert_rules_levels_match_the_code():
+    """The warning/critical thresholds written in alerts.yml are ALERT_LEVELS, with matching severities."""
+    import re
+
+    import yaml
+
+    from monitoring.alerts.levels import ALERT_LEVELS
+    from workflow_testlib import ROOT
+
+    rules = {r["alert"]: r for g in yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
+             for r in g["rules"]}
+    for name, level in (("EmbeddingDrift", "warning"), ("EmbeddingDriftCritical", "critical"),
+                        ("InputMetadataDrift", "warning"), ("InputMetadataDriftCritical", "critical")):
+        assert rules[name]["labels"]["severity"] == level
+        ps = [float(x) for x in re.findall(r"drift_p_value\{[^}]*\}\s*<=\s*([0-9.]+)", rules[name]["expr"])]
+        assert ps
+        assert (max(ps) if level == "warning" else min(ps)) == ALERT_LEVELS[level]

@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from monitoring.capture.image_stats import image_stats  # noqa: E402
+from monitoring.capture.record import thumbnail  # noqa: E402
 from monitoring.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
 
 MODEL = "digits_clf"
@@ -66,7 +67,7 @@ def make_records(images: np.ndarray, start_ms: int, prefix: str, step_ms: int = 
     for i in range(len(images)):
         r = {"schema_version": 1, "request_id": f"{prefix}-{i:04d}", "model": model, "model_version": "1",
              "ts_ms": start_ms + i * step_ms, "outcome": "ok", "embedding": X[i], "embedding_source": "pixels",
-             "pred_label": str(int(pred[i]))}
+             "pred_label": str(int(pred[i])), "thumbnail": thumbnail(images[i])}
         r.update({k: (float(v) if k in ("brightness", "contrast", "sharpness") else int(v)) for k, v in meta.iloc[i].items()})
         out.append(r)
     return out

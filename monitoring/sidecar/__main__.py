@@ -1,0 +1,27 @@
+"""``python -m monitoring.sidecar``: the sidecar alone, without importing every other command.
+
+``python -m monitoring sidecar`` builds the full command registry (scoring, reports: pandas,
+scikit-learn); the model execution env ships only what the sidecar needs (pyarrow, boto3,
+prometheus-client), so the model processes start it through this entry (serving/host_services.py).
+Same flags as ``python -m monitoring sidecar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from monitoring.cli import _sidecar_args, cmd_sidecar
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitoring.sidecar", description=__doc__)
+    _sidecar_args(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return int(cmd_sidecar(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

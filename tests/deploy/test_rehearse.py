@@ -1,0 +1,39 @@
+"""The rehearsal's own checks (`make rehearse` runs the real thing; these show the checks can fail)."""
+
+from __future__ import annotations
+
+import os
+
+from deploy import rehearse
+from serving import MODEL_NAMES
+
+
+def test_check_finds_missing_doubled_and_empty_records():
+    tally = rehearse.Tally(ok={m: [f"{m}-1", f"{m}-2"] for m in MODEL_NAMES})
+    stored = {m: [{"request_id": f"{m}-1", "dim": 8}, {"request_id": f"{m}-2", "dim": 8}] for m in MODEL_NAMES}
+    assert rehearse.check(tally, stored) == []
+    stored["sd_depth"] = [{"request_id": "sd_depth-1", "dim": 8}]  # one missing
+    stored["sd_upscale"].append({"request_id": "sd_upscale-1", "dim": 8})  # one doubled
+    stored["resnet_classifier"][0]["dim"] = 0  # no embedding
+    tally.failed.append("sd_inpaint #3: boom")
+    problems = rehearse.check(tally, stored)
+    assert any("sd_depth: 1 of 2 requests with missing" in p for p in problems)
+    assert any("sd_upscale: 1 of 2 requests with more than one record" in p for p in problems)
+    assert any("resnet_classifier: 1 of 2 requests with no embedding" in p for p in problems)
+    assert any("request failed: sd_inpaint #3" in p for p in problems)
+    assert rehearse.check(rehearse.Tally(), {})[0].endswith("no successful request")
+
+
+def test_leak_check_sees_this_venv_in_this_process():
+    """Positive control: pytest runs from the venv, so its own process must be reported."""
+    import numpy  # noqa: F401 - maps numpy's shared libraries from the venv
+
+    found = rehearse.leaks([os.getpid()])
+    assert any("site-packages" in f for f in found)
+    assert rehearse.leaks([]) == []
+
+
+def test_stock_environ_hides_the_venv(tmp_path):
+    env = rehearse.stock_environ(tmp_path, "http://127.0.0.1:1", {})
+    assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
+    assert env["CAPTURE_STORE"].startswith("s3://") and env["SAGEMAKER_MULTI_MODEL"] == "true"
