@@ -390,7 +390,7 @@ class Sidecar:
         if not self._recovered and not self._recover_store():
             return
         try:
-            rep = self.writer.compact()
+            rep = self.writer.compact_pending()  # only partitions written since the last pass
         except Exception as e:
             self._fail("compaction", e)
             return
