@@ -115,9 +115,10 @@ demo-gen: setup
 loadtest: setup
 	$(PY) -m serving.loadtest $(or $(MODEL),resnet_classifier) $(LOADTEST_ARGS)
 
-# The benchmark suite (P1-P5), results in bench/results/<date>.{json,md}. P3 also installs the
+# The benchmark suite (P1-P5, P7), results in bench/results/<date>.{json,md}. P3 also installs the
 # reference libraries (Evidently, alibi-detect) into their own venvs under build/bench-venvs/
-# (their pins conflict with ours); BENCH_ARGS="--p3-args=" skips them.
+# (their pins conflict with ours); BENCH_ARGS="--p3-args=" skips them. P7 writes up to ~9 GB
+# under build/bench/fleet (deleted after each size); BENCH_ARGS="--p7-args=--sizes=10000,100000" skips 1M.
 BENCH_ARGS ?= --p3-args=--with-references
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)

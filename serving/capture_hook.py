@@ -19,6 +19,7 @@ from typing import Any
 
 from monitoring.capture.priority import lower_current_thread_priority
 from monitoring.capture.record import RecordOptions, record_fields
+from serving.errors import NonFiniteOutputError
 from serving.runtimes.base import ModelRuntime, RequestResult
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class CaptureHook:
             }
             if result.error is not None:
                 yield dict(base, request_id=rid, outcome="error", error_code=result.error.code,
-                           error_message=str(result.error)[:1000])
+                           error_message=str(result.error)[:1000],
+                           output_nonfinite=True if isinstance(result.error, NonFiniteOutputError) else None)
                 continue
             rows = len(result.items)
             for row, (item, out) in enumerate(zip(result.items, result.item_outputs)):

@@ -56,7 +56,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger("serving.host_services")
+log = logging.getLogger(__name__)
 
 SETTING_PREFIXES = ("CAPTURE_", "MONITORING_", "HOST_SERVICES_")
 DEFAULT_CHECK_S = 5.0

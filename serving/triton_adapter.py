@@ -20,7 +20,7 @@ from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
 from serving.runtime_metrics import RuntimeMetrics
 
-log = logging.getLogger("serving")
+log = logging.getLogger(__name__)
 
 
 def quiet_libraries() -> None:

@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-log = logging.getLogger("serving.watchdog")
+log = logging.getLogger(__name__)
 
 STUB_NAME = "triton_python_backend_stub"
 _INSTANCE = re.compile(r"^(?P<model>.+)_\d+_\d+$")  # Triton names instances <model>_<group>_<n>

@@ -6,7 +6,10 @@ import io
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +24,19 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from serving import MODEL_NAMES  # noqa: E402
 from serving.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", step: float = 0.02) -> Any:
+    """Poll ``cond`` until truthy (returns its value) or fail after ``timeout`` seconds: a
+    condition with a deadline, never a sleep used as synchronisation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
 
 
 def encode(img: Image.Image, fmt: str = "PNG") -> bytes:

@@ -35,7 +35,7 @@ from deploy.mme.source import ModelSource
 from deploy.mme.triton import TritonControl
 from deploy.safe_extract import TarballError, safe_extract
 
-log = logging.getLogger("deploy.mme")
+log = logging.getLogger(__name__)
 
 LOADING, READY, UNLOADING = "LOADING", "READY", "UNLOADING"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
@@ -211,10 +211,6 @@ class ModelCache:
         """Record the first response time after a load (cold-start figure)."""
         with self._cond:
             rec.timings.setdefault("first_response_s", round(seconds, 4))
-
-    def used_bytes(self) -> int:
-        with self._cond:
-            return sum(r.footprint for r in self._models.values() if r.state in (LOADING, READY))
 
     def stats(self) -> dict:
         with self._cond:

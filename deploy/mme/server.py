@@ -39,7 +39,7 @@ from deploy.mme.triton import TritonControl, error_text
 from deploy.payload import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, PayloadError, header_size
 from serving import host_services
 
-log = logging.getLogger("deploy.mme")
+log = logging.getLogger(__name__)
 
 TARGET_HEADER = "X-Amzn-SageMaker-Target-Model"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"

@@ -33,7 +33,7 @@ from monitoring.artifacts import ROOT, backend_of, read_json
 
 from .levels import LEVEL_RANK, level_of
 
-log = logging.getLogger("monitoring.alerts")
+log = logging.getLogger(__name__)
 
 METHOD_GAUGES = (
     ("drift_statistic", "statistic", "Drift statistic of the latest scored window, per method."),

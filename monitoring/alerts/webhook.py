@@ -10,7 +10,7 @@ from typing import Any
 
 from .levels import ALERT_LEVELS, window_levels, worst_level
 
-log = logging.getLogger("monitoring.alerts")
+log = logging.getLogger(__name__)
 
 
 def alarm_payload(run: dict[str, Any], levels: dict[str, float] | None = None) -> dict[str, Any] | None:

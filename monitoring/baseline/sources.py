@@ -16,23 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .served_model import default_checkpoint, embed_images
-from .spaces import SOURCE_COLUMNS, VECTOR_COLUMNS, spaces_of_frame
+from .spaces import SOURCE_COLUMNS, VECTOR_COLUMNS, embeddings_from_column, spaces_of_frame
 from .store import CONTEXT_FIELDS, KEPT_FIELDS, METADATA_FIELDS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-def embeddings_from_column(values: Any, what: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
-    """Stack a column of vectors; returns (X, mask of rows that had one). Widths must agree."""
-    vals = list(values)
-    mask = np.array([v is not None and len(v) > 0 for v in vals], dtype=bool)
-    rows = [np.asarray(v, dtype=np.float32) for v, m in zip(vals, mask) if m]
-    if not rows:
-        return np.empty((0, 0), np.float32), mask
-    widths = {r.shape[0] for r in rows}
-    if len(widths) > 1:
-        raise ValueError(f"{what} widths differ across rows: {sorted(widths)} (mixed embedding sources?)")
-    return np.stack(rows), mask
 
 
 def _frame_to_rows(df: pd.DataFrame, info: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:

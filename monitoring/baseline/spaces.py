@@ -43,7 +43,7 @@ class SpaceSample:
     source: str | None = None
 
 
-def stack_column(values: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+def embeddings_from_column(values: Any, what: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
     """Stack a column of vectors; returns (X, mask of rows that had one). Widths must agree."""
     vals = list(values)
     mask = np.array([v is not None and len(v) > 0 for v in vals], dtype=bool)
@@ -62,7 +62,7 @@ def spaces_of_frame(df: pd.DataFrame) -> dict[str, SpaceSample]:
     for s in SPACES:
         if s.column not in df.columns:
             continue
-        X, mask = stack_column(df[s.column], f"{s.column} ({s.name} space)")
+        X, mask = embeddings_from_column(df[s.column], f"{s.column} ({s.name} space)")
         if X.shape[0] == 0:
             continue
         src: list[str] = []

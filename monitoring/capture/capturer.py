@@ -31,7 +31,7 @@ from typing import Any
 from .fields import SCHEMA_VERSION, check_model_name
 from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_record, write_file_atomic
 
-log = logging.getLogger("monitoring.capture")
+log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 500

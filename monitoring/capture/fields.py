@@ -57,7 +57,7 @@ FIELDS: tuple[tuple[str, str, bool, str], ...] = (
     ("gen_noise_level", "int", False, "noise_level as run (upscaler), else None."),
     ("gen_width", "int", False, "Requested output width, px (text2img), else None."),
     ("gen_height", "int", False, "Requested output height, px (text2img), else None."),
-    ("output_nonfinite", "bool", False, "Generated image had NaN/inf values before encoding."),
+    ("output_nonfinite", "bool", False, "Generated image had NaN/inf values: such a request is refused (outcome=error, NonFiniteOutputError) and its record carries True; False on successes."),
     ("output_blank", "bool", False, "Generated image is (near) constant: std < 1 on 0..255."),
     ("output_embedding", "vector", False, "Embedding of the generated output, float32, if the runtime declares one."),
     ("output_embedding_source", "str", False, "Where `output_embedding` came from."),

@@ -27,7 +27,7 @@ MODEL = "resnet_classifier"
 SD_MODELS = ("sd_img2img", "sd_depth")
 WEEKS = (("week 1 (clean)", "clean"), ("week 2 (blurred)", "blurred"), ("week 3 (darkened)", "darkened"))
 
-log = logging.getLogger("monitoring.demo")
+log = logging.getLogger(__name__)
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-log = logging.getLogger("monitoring.demo")
+log = logging.getLogger(__name__)
 
 LABELS = [str(i) for i in range(10)]
 

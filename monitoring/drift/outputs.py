@@ -21,7 +21,8 @@ from .result import DriftResult
 
 OUTPUT_STAT_FIELDS = ("output_mean", "output_std")
 #: (check name, record column, rows it is a share of)
-SHARE_CHECKS = (("failed", "outcome", "records"), ("blank", "output_blank", "ok"), ("nonfinite", "output_nonfinite", "ok"))
+#: Non-finite outputs are refused (NonFiniteOutputError), so their flag sits on error records.
+SHARE_CHECKS = (("failed", "outcome", "records"), ("blank", "output_blank", "ok"), ("nonfinite", "output_nonfinite", "records"))
 
 
 def _flags(df: pd.DataFrame, column: str) -> np.ndarray:
@@ -61,7 +62,7 @@ class OutputChecks:
         ref = output_shares(df_ref)
         n_rec = int(n_ref_records if n_ref_records is not None else len(df_ref) + n_ref_errors)
         counts = {"failed": (int(n_ref_errors), n_rec), "blank": (ref["n_blank"], ref["n_ok"]),
-                  "nonfinite": (ref["n_nonfinite"], ref["n_ok"])}
+                  "nonfinite": (ref["n_nonfinite"], n_rec)}
         # Laplace's rule: a baseline with no failures still allows a rare one.
         self.rates_ = {k: (c + 1) / (n + 2) for k, (c, n) in counts.items()}
         self.baseline_shares_ = {k: (c / n if n else None) for k, (c, n) in counts.items()}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from monitoring.actuals.labels import join_actuals, load_actuals
 from monitoring.artifacts import backend_of
-from monitoring.baseline.sources import embeddings_from_column
+from monitoring.baseline.spaces import embeddings_from_column
 from monitoring.baseline.store import METADATA_FIELDS, load_baseline
 from monitoring.store.reader import read_records_df
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.alerts.levels import ALERT_LEVELS, level_of, window_levels, worst_level
-from monitoring.baseline.sources import embeddings_from_column
+from monitoring.baseline.spaces import embeddings_from_column
 
 from .explorer import MAP_MAX_POINTS, WINDOW_COLUMNS, Space, WindowRows, build_space, report_spaces
 from .page import document

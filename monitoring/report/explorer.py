@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from monitoring.baseline.sources import embeddings_from_column
+from monitoring.baseline.spaces import embeddings_from_column
 from monitoring.baseline.spaces import SPACE_BY_NAME
 from monitoring.baseline.store import METADATA_FIELDS, Baseline
 from monitoring.drift.cluster import ClusterJSD

@@ -28,7 +28,7 @@ from monitoring.store.writer import StoreWriter
 
 from .metrics import SidecarMetrics
 
-log = logging.getLogger("monitoring.sidecar")
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".sidecar.lock"
 REJECTED_DIR = "_rejected"
@@ -412,7 +412,7 @@ class Sidecar:
         if not self._recovered and not self._recover_store():
             return
         try:
-            rep = self.writer.compact()
+            rep = self.writer.compact_pending()  # only partitions written since the last pass
         except Exception as e:
             self._fail("compaction", e)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,6 +15,8 @@ from monitoring.capture.fields import check_model_name
 from .backend import Backend, open_backend
 from .schema import RECORD_SCHEMA
 from .writer import MS_PER_HOUR, PARQUET_SUFFIX, dedupe, partition_start_ms
+
+MS_PER_DAY = 86_400_000
 
 TimeBound = int | float | str | dt.datetime | dt.date | None
 
@@ -53,19 +55,98 @@ def to_epoch_ms(value: TimeBound) -> int | None:
 
 
 def list_files(backend: Backend, model: str, since_ms: int | None = None, until_ms: int | None = None) -> list[str]:
-    """Parquet keys of ``model`` whose hour partition can hold rows in [since, until)."""
+    """Parquet keys of ``model`` whose hour partition can hold rows in [since, until).
+
+    With both bounds (and at most ``MAX_PRUNED_DAYS`` days between them) only the
+    ``model=<m>/date=<d>/`` prefixes of those days are listed, so scoring an hour of a store
+    holding months does not list months of keys (on S3, one paginated LIST per day).
+    """
     keys = []
-    for e in backend.list(f"model={model}/"):
-        if not e.key.endswith(PARQUET_SUFFIX):
-            continue
-        start = partition_start_ms(e.key)
-        if start is not None:
-            if since_ms is not None and start + MS_PER_HOUR <= since_ms:
+    for prefix in _listing_prefixes(model, since_ms, until_ms):
+        for e in backend.list(prefix):
+            if not e.key.endswith(PARQUET_SUFFIX):
                 continue
-            if until_ms is not None and start >= until_ms:
-                continue
-        keys.append(e.key)
+            start = partition_start_ms(e.key)
+            if start is not None:
+                if since_ms is not None and start + MS_PER_HOUR <= since_ms:
+                    continue
+                if until_ms is not None and start >= until_ms:
+                    continue
+            keys.append(e.key)
     return sorted(keys)
+
+
+MAX_PRUNED_DAYS = 400
+
+
+def _listing_prefixes(model: str, since_ms: int | None, until_ms: int | None) -> list[str]:
+    """Per-day prefixes covering [since, until), or the whole model prefix when unbounded."""
+    if since_ms is None or until_ms is None or until_ms <= since_ms:
+        return [f"model={model}/"]
+    first, last = since_ms // MS_PER_DAY, (until_ms - 1) // MS_PER_DAY
+    if last - first + 1 > MAX_PRUNED_DAYS:
+        return [f"model={model}/"]
+    return [f"model={model}/date={dt.datetime.fromtimestamp(d * 86400, dt.timezone.utc):%Y-%m-%d}/" for d in range(first, last + 1)]
+
+
+def partition_of(key: str) -> str:
+    """``model=<m>/date=<d>/hour=<h>`` of a store key (its directory)."""
+    return key.rsplit("/", 1)[0]
+
+
+def iter_partitions(
+    store: str | os.PathLike[str] | Backend,
+    model: str,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    columns: Sequence[str] | None = None,
+    *,
+    dedup: bool = True,
+    s3_endpoint_url: str | None = None,
+) -> Iterator[tuple[str, pa.Table]]:
+    """Stream ``model``'s records one hour partition at a time: ``(partition, table)``.
+
+    Same bounds, columns and dedup as :func:`read_records`, but only one partition is in memory
+    at a time: partitions outside [since, until) are never listed or opened (pruning by
+    model/date/hour), and only ``columns`` are decoded from each file (projection). A request
+    repeated by a crash window has the same ``ts_ms`` and so the same hour partition, so
+    deduplicating within a partition is the same as deduplicating the whole range.
+    """
+    check_model_name(model)
+    backend = _backend(store, s3_endpoint_url)
+    since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
+    by_part: dict[str, list[str]] = {}
+    for key in list_files(backend, model, since_ms, until_ms):
+        by_part.setdefault(partition_of(key), []).append(key)
+    for part, keys in by_part.items():
+        table = _read_keys(backend, model, keys, since_ms, until_ms, columns, dedup)
+        if table.num_rows:
+            yield part, table
+
+
+def read_partition(
+    store: str | os.PathLike[str] | Backend,
+    model: str,
+    keys: Sequence[str],
+    since: TimeBound = None,
+    until: TimeBound = None,
+    columns: Sequence[str] | None = None,
+    *,
+    dedup: bool = True,
+    sort: bool = True,
+    s3_endpoint_url: str | None = None,
+) -> pa.Table:
+    """The rows of the given files of one partition (what a fleet worker reads).
+
+    ``sort=False`` leaves rows in file order (sorting copies every column; a caller that walks
+    the rows in slices can sort its index instead).
+    """
+    backend = _backend(store, s3_endpoint_url)
+    return _read_keys(backend, model, list(keys), to_epoch_ms(since), to_epoch_ms(until), columns, dedup, sort)
+
+
+def _backend(store: Any, s3_endpoint_url: str | None) -> Backend:
+    return store if hasattr(store, "list") and hasattr(store, "open_input") else open_backend(store, s3_endpoint_url)
 
 
 def read_records(
@@ -87,15 +168,28 @@ def read_records(
     ``dedup=False``. A model with nothing captured gives an empty table with the full schema.
     """
     check_model_name(model)
-    backend = store if hasattr(store, "list") and hasattr(store, "open_input") else open_backend(store, s3_endpoint_url)
+    backend = _backend(store, s3_endpoint_url)
     since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
+    return _read_keys(backend, model, list_files(backend, model, since_ms, until_ms), since_ms, until_ms, columns, dedup)
+
+
+def _read_keys(
+    backend: Backend,
+    model: str,
+    keys: list[str],
+    since_ms: int | None,
+    until_ms: int | None,
+    columns: Sequence[str] | None,
+    dedup: bool,
+    sort: bool = True,
+) -> pa.Table:
     want = list(columns) if columns is not None else list(RECORD_SCHEMA.names)
     unknown = [c for c in want if c not in RECORD_SCHEMA.names]
     if unknown:
         raise ValueError(f"unknown columns {unknown}; known: {RECORD_SCHEMA.names}")
     file_cols = [c for c in set(want) | {"ts_ms", "request_id"} if c != "model"]
     tables = []
-    for key in list_files(backend, model, since_ms, until_ms):
+    for key in keys:
         try:
             with pq.ParquetFile(backend.open_input(key)) as pf:
                 present = set(pf.schema_arrow.names)
@@ -116,11 +210,12 @@ def read_records(
     if until_ms is not None:
         m2 = pc.less(table["ts_ms"], until_ms)
         mask = m2 if mask is None else pc.and_(mask, m2)
-    if mask is not None:
+    if mask is not None and not pc.all(mask).as_py():  # filtering copies every column: only when needed
         table = table.filter(mask)
     if dedup:
         table = dedupe(table)
-    table = table.take(pc.sort_indices(table["ts_ms"]))
+    if sort:
+        table = table.take(pc.sort_indices(table["ts_ms"]))
     table = table.append_column(RECORD_SCHEMA.field("model"), pa.array([model] * table.num_rows, pa.string()))
     return table.select(want)
 

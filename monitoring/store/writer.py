@@ -31,7 +31,7 @@ from monitoring.capture.fields import SCHEMA_VERSION
 from .backend import Backend
 from .schema import FILE_SCHEMA
 
-log = logging.getLogger("monitoring.store")
+log = logging.getLogger(__name__)
 
 PART_PREFIX = "part-"
 COMPACT_PREFIX = "compact-"
@@ -128,6 +128,9 @@ class StoreWriter:
     def __init__(self, backend: Backend, small_file_bytes: int = 32 * 1024 * 1024) -> None:
         self.backend = backend
         self.small_file_bytes = small_file_bytes
+        # partitions written since the last successful compact_pending(); None = not known yet
+        # (a fresh process: the first pass looks at everything once)
+        self._dirty: set[str] | None = None
 
     def write_parts(self, table: pa.Table, part_name: str) -> list[WrittenPart]:
         """Write a RECORD_SCHEMA table as one ``part-<part_name>.parquet`` per partition it touches."""
@@ -144,6 +147,8 @@ class StoreWriter:
                 key = f"{partition_dir(model, int(hour))}/{PART_PREFIX}{part_name}{PARQUET_SUFFIX}"
                 data = to_parquet_bytes(sub, {META_SOURCE: part_name.encode()})
                 self.backend.write(key, data)
+                if self._dirty is not None:
+                    self._dirty.add(key.rsplit("/", 1)[0])
                 out.append(WrittenPart(key, sub.num_rows, len(data)))
         return out
 
@@ -171,11 +176,43 @@ class StoreWriter:
         return rep
 
     # -- compaction -------------------------------------------------------------------------
-    def compact(self, model: str | None = None, min_files: int = 2, skip_dirs: set[str] | None = None) -> CompactionReport:
-        """Merge the small Parquet files of each partition into one (dedupes on the way)."""
+    def compact_pending(self, min_files: int = 2) -> CompactionReport:
+        """Compact only the partitions this writer wrote since the last pass (all, the first time).
+
+        A periodic pass then lists a handful of hour directories instead of the whole store.
+        Partitions stay pending until a pass over them succeeds.
+        """
+        if self._dirty is None:
+            self._dirty = set()
+            try:
+                return self.compact(min_files=min_files)
+            except BaseException:
+                self._dirty = None
+                raise
+        dirs, self._dirty = self._dirty, set()
+        try:
+            return self.compact(min_files=min_files, dirs=dirs)
+        except BaseException:
+            self._dirty |= dirs
+            raise
+
+    def compact(
+        self,
+        model: str | None = None,
+        min_files: int = 2,
+        skip_dirs: set[str] | None = None,
+        dirs: set[str] | None = None,
+    ) -> CompactionReport:
+        """Merge the small Parquet files of each partition into one (dedupes on the way).
+
+        ``dirs``: only these partition directories (each listed on its own), not the whole store.
+        """
         rep = CompactionReport()
-        prefix = f"model={model}/" if model else ""
-        for d, files in sorted(_group_by_dir(self.backend.list(prefix)).items()):
+        if dirs is not None:
+            entries = [e for d in sorted(dirs) for e in self.backend.list(d + "/")]
+        else:
+            entries = self.backend.list(f"model={model}/" if model else "")
+        for d, files in sorted(_group_by_dir(entries).items()):
             if skip_dirs and d in skip_dirs:
                 continue
             small = [(k, s) for k, s in files if s < self.small_file_bytes]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,18 +18,13 @@ from serving import host_services
 from serving.client import infer
 from serving.server import ROOT, TritonProcess, capture_env, server_env, sidecar_of
 from tests.conftest import free_port, png, tensor
+from tests.conftest import wait_for
+
+poll = partial(wait_for, timeout=120.0)
 
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.py"
 
 
-def poll(cond, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def http_ok(url: str) -> bool:
@@ -59,7 +55,7 @@ class Container:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, str(ENTRYPOINT), *self.triton.command()], stdout=out,
                                          stderr=subprocess.STDOUT, env=server_env(env), cwd=tmp, start_new_session=True)
-        poll(lambda: http_ok(f"http://{self.triton.http_url}/v2/models/resnet_classifier/ready"), 600, "model ready")
+        poll(lambda: http_ok(f"http://{self.triton.http_url}/v2/models/resnet_classifier/ready"), timeout=600, what="model ready")
         self.sidecar = sidecar_of(self.spool)
         poll(lambda: host_services.running(self.sidecar), what="sidecar")
 

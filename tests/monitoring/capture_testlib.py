@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from serving.server import free_port  # noqa: F401 (re-exported for the monitoring tests)
+from tests.conftest import wait_for  # noqa: F401 (re-exported for the monitoring tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -68,16 +68,6 @@ def make_record(i: int, model: str = "m1", ts_ms: int | None = None, dim: int = 
     }
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``cond`` until truthy (returns its value) or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def spool_segments(spool: Path) -> list[Path]:

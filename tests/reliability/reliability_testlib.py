@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -13,18 +12,9 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from serving.watchdog import list_stubs
-from tests.conftest import png, tensor
+from tests.conftest import png, tensor, wait_for  # noqa: F401 (tests import it from here)
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
-    """Poll `cond` until truthy (a condition with a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def classify(client: Any, seed: int = 0, request_id: str = "") -> tuple[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from monitoring.capture.record import RecordOptions, record_fields
+from serving.capture_hook import CaptureHook
 from serving.device import DeviceSpec
 from serving.errors import NonFiniteOutputError
 from serving.runtimes import runtime_class
@@ -82,6 +84,10 @@ def test_nan_output_is_an_error_and_served_images_are_finite(loaded, monkeypatch
     monkeypatch.setattr(rt, "call_pipeline", nan_pipeline)
     res = rt.handle([RawRequest({k: tensor(v) for k, v in SD_INPUTS["sd_img2img"].items()})])[0]
     assert isinstance(res.error, NonFiniteOutputError) and res.error.code == "INTERNAL"
+    # The refused request's capture record says why: the output checks count it as non-finite.
+    hook = CaptureHook(rt, "1", SimpleNamespace(enabled=False))
+    [err] = list(hook.records(["r-nan"], [res], 0))
+    assert err["outcome"] == "error" and err["output_nonfinite"] is True and "non-finite" in err["error_message"]
     monkeypatch.undo()
     rec = served_records(rt, SD_INPUTS["sd_img2img"])[0]
     assert rec["output_nonfinite"] is False

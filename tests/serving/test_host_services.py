@@ -13,12 +13,16 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from serving import host_services
 from serving.host_services import HostService, HostServices, host_settings
+from tests.conftest import wait_for
+
+poll = partial(wait_for, timeout=60.0)
 
 # Holds an exclusive flock on argv[1] until its parent-to-watch (argv[2]) is gone: the contract
 # every host service follows.
@@ -39,14 +43,6 @@ while True:
 """
 
 
-def poll(cond, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -16,15 +16,11 @@ from serving.loadtest.report import write_report
 from serving.loadtest.runner import Recorder, arrival_offsets, run_concurrency_step, run_rate_step
 from serving.loadtest.stats import flatten_model_stats, latency_summary, server_delta
 from serving.loadtest.transports import RequestFailed, SageMakerTransport, classify_error, sagemaker_request
+from tests.conftest import wait_for as _wait_for
+
+wait_for = partial(_wait_for, timeout=20.0)
 
 
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)  # polling a condition with a bounded deadline
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- payloads -----------------------------------------------------------------------------

@@ -1,0 +1,351 @@
+"""P7: drift over a fleet's day of traffic, from 10k to 1M captured records.
+
+For each size N: N records with 2048-d embeddings (ResNet-50 pooled width) are written into a
+Hive-partitioned Parquet store (24 hour partitions, 2 files per hour, the real record schema),
+hour by hour so generation never holds more than one file. Then, in a FRESH process (so its peak
+RSS is this job's alone), the 24 hourly windows are scored against a 10k-row baseline by every
+default method (cluster_jsd, centroid, mmd, domain_classifier) plus metadata (KS/PSI) with
+:func:`monitoring.fleet.score_windows`: pruned listing, per-partition projected reads,
+mergeable states, merge, score. Hours 18-23 carry a mild drift (two cluster weights 0.10 ->
+0.13/0.07 + 0.1 sd shift, as in bench/drift_bench.py), hours 0-17 are clean: every window has a
+right answer and the report counts the verdicts.
+
+    python bench/fleet_bench.py                           # 10k, 100k, 1M (needs ~9 GB disk for 1M)
+    python bench/fleet_bench.py --sizes 10000,100000      # smaller
+    python bench/fleet_bench.py --cluster local2           # map step on a local 2-worker Dask cluster
+
+Goal (issue #11): 1M records scored as 24 hourly windows in <= 30 s end to end and <= 2 GB RSS
+on 2 cores. "Score" = list + read + map + merge + score, baseline suite already fitted (a stored
+baseline is fitted once, not per scoring run); fit time and process start are reported next to
+it. The float32-vs-float16 storage comparison (bytes on disk, read+map time, verdicts) runs on
+the smallest size >= 100k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from monitoring.drift import DriftSuite  # noqa: E402
+from monitoring.fleet import hourly_windows, score_windows  # noqa: E402
+from monitoring.fleet.synthetic import write_day  # noqa: E402
+
+DAY_MS = 1_795_651_200_000  # 2026-11-26T00:00Z
+MODEL = "resnet_classifier"
+DRIFT_FROM_HOUR = 18
+K = 10
+
+
+class Recipe:
+    """Mixture of 10 Gaussians in d dims (the drift bench's recipe); drifted hours shift it."""
+
+    def __init__(self, d: int, seed: int = 0) -> None:
+        self.d = d
+        self.centers = np.random.default_rng(seed).standard_normal((K, d)).astype(np.float32)
+        self.base_w = np.full(K, 0.1)
+        self.drift_w = self.base_w.copy()
+        self.drift_w[0], self.drift_w[1] = 0.13, 0.07
+
+    def sample(self, rng: np.random.Generator, n: int, hour: int) -> np.ndarray:
+        drift = hour >= DRIFT_FROM_HOUR
+        lab = rng.choice(K, size=n, p=self.drift_w if drift else self.base_w)
+        x = rng.standard_normal((n, self.d), dtype=np.float32)
+        x += self.centers[lab]
+        if drift:
+            x += np.float32(0.1)
+        return x
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this process (with Dask: workers' CPU is not included)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fitted_suite(d: int, n_ref: int) -> tuple[DriftSuite, float]:
+    import pandas as pd
+
+    rng = np.random.default_rng(12345)
+    X = Recipe(d).sample(rng, n_ref, hour=0)
+    meta = pd.DataFrame({"brightness": rng.normal(120.0, 20.0, n_ref), "contrast": rng.normal(50.0, 8.0, n_ref)})
+    t = time.perf_counter()
+    suite = DriftSuite().fit(X, meta)
+    return suite, time.perf_counter() - t
+
+
+def score_job(store: Path, d: int, n_ref: int, cluster: str | None) -> dict[str, Any]:
+    """Runs in a fresh process: fit the baseline, score 24 hourly windows, report time and RSS."""
+    t0 = time.perf_counter()
+    suite, fit_s = fitted_suite(d, n_ref)
+    rss_after_fit = rss_mb()
+    client = None
+    if cluster == "local2":
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None))
+    elif cluster:
+        from distributed import Client
+
+        client = Client(cluster)
+    t, cpu = time.perf_counter(), cpu_s()
+    res = score_windows(suite, store, MODEL, hourly_windows(DAY_MS, 24), cluster=client)
+    score_s, score_cpu_s = time.perf_counter() - t, cpu_s() - cpu
+    if client is not None:
+        client.close()
+    verdicts = {name: [bool(w.results[name].is_drift) if w.results else None for w in res] for name in (res[0].results or {})}
+    truth = [h >= DRIFT_FROM_HOUR for h in range(24)]
+    # the metadata fields are never shifted: its right answer is "no drift" in every hour
+    truths = {name: ([False] * 24 if name == "metadata" else truth) for name in verdicts}
+    return {
+        "fit_s": fit_s,
+        "score_s": score_s,
+        "score_cpu_s": score_cpu_s,
+        "process_s": time.perf_counter() - t0,
+        "peak_rss_mb": rss_mb(),
+        "rss_after_fit_mb": rss_after_fit,
+        "rows": [w.n for w in res],
+        "verdicts": verdicts,
+        "any_drift": [w.any_drift for w in res],
+        "truth": truth,
+        "correct_windows": {name: int(sum(v == t for v, t in zip(vs, truths[name]))) for name, vs in verdicts.items()},
+    }
+
+
+def run_score(store: Path, d: int, n_ref: int, cluster: str | None) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__)), "--score-one", str(store), "--dim", str(d), "--n-ref", str(n_ref)]
+    if cluster:
+        cmd += ["--cluster", cluster]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"score job failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s_with_interpreter"] = wall
+    return out
+
+
+def store_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.parquet"))
+
+
+def float16_check(recipe: Recipe, n: int, suite: DriftSuite, tmp: Path) -> dict[str, Any]:
+    """float32 vs float16 embeddings: bytes, read+decode time, and verdicts, on one hour of n/24 rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from monitoring.drift.mergeable import merge_states, score_state, window_state
+    from monitoring.fleet.score import embedding_matrix
+
+    rows = max(n // 24, 1000)
+    out: dict[str, Any] = {"rows_per_window": rows, "windows": {}}
+    rng = np.random.default_rng(7)
+    for label, hour in (("clean", 0), ("mild", DRIFT_FROM_HOUR)):
+        X = recipe.sample(rng, rows, hour)
+        per: dict[str, Any] = {}
+        for dtype, pa_type in (("float32", pa.float32()), ("float16", pa.float16())):
+            flat = X.reshape(-1).astype(dtype)
+            arr = pa.ListArray.from_arrays(pa.array(np.arange(0, (rows + 1) * recipe.d, recipe.d, dtype=np.int32)),
+                                           pa.array(flat, type=pa_type))
+            path = tmp / f"f16check-{label}-{dtype}.parquet"
+            pq.write_table(pa.table({"embedding": arr}), path, compression="zstd")
+            reads = []
+            for _ in range(3):
+                t = time.perf_counter()
+                Xr = embedding_matrix(pq.read_table(path)["embedding"]).astype(np.float32, copy=False)
+                reads.append(time.perf_counter() - t)
+            res = score_state(suite, merge_states([window_state(suite, Xr)]))
+            per[dtype] = {
+                "bytes": path.stat().st_size,
+                "read_decode_s_median": float(np.median(reads)),
+                "verdicts": {k: bool(r.is_drift) for k, r in res.items()},
+                "p_values": {k: float(r.p_value) for k, r in res.items()},
+                "statistics": {k: float(r.statistic) for k, r in res.items()},
+            }
+            path.unlink()
+        out["windows"][label] = per
+    same = all(out["windows"][w]["float32"]["verdicts"] == out["windows"][w]["float16"]["verdicts"] for w in out["windows"])
+    out["same_verdicts"] = same
+    return out
+
+
+def plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = [p["n"] for p in points]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    a.loglog(n, [p["score"]["score_s"] for p in points], "o-", label="score 24 windows")
+    a.loglog(n, [p["score"]["process_s"] for p in points], "s--", label="+ fit + imports")
+    a.axhline(30, color="r", lw=0.8, ls=":", label="goal 30 s")
+    a.set_xlabel("records (2048-d)")
+    a.set_ylabel("seconds")
+    a.legend(fontsize=8)
+    b.semilogx(n, [p["score"]["peak_rss_mb"] for p in points], "o-", label="peak RSS")
+    b.axhline(2048, color="r", lw=0.8, ls=":", label="goal 2 GB")
+    b.set_xlabel("records (2048-d)")
+    b.set_ylabel("MB")
+    b.legend(fontsize=8)
+    fig.suptitle("P7: 24 hourly windows, every default method (bench/fleet_bench.py)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "pyarrow", "scikit-learn", "scipy", "pandas", "dask", "distributed"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    cfg = doc["config"]
+    lines = [
+        f"# P7 fleet-scale drift scoring {doc['date']}",
+        "",
+        f"`python bench/fleet_bench.py` ({doc['seconds']:.0f} s). {doc['machine']}. Load average at start "
+        f"{doc['loadavg_start']}, at end {doc['loadavg_end']} (a shared machine: other engineers' jobs ran at "
+        f"the same time, so seconds are noisy; RSS is not). Packages: "
+        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".",
+        "",
+        f"{cfg['dim']}-d embeddings, 24 hour partitions x 2 files, baseline {cfg['n_ref']} rows; hours "
+        f"{DRIFT_FROM_HOUR}-23 drifted (mild: two cluster weights 0.10->0.13/0.07 + 0.1 sd shift), 0-{DRIFT_FROM_HOUR - 1} "
+        "clean. Score = list + read (projected) + per-partition mergeable states + merge + score, suite fitted "
+        "beforehand, in a fresh process; map engine: "
+        + (f"Dask ({cfg['cluster']})" if cfg["cluster"] else "in process") + ".",
+        "",
+        "| records | store GB | score 24 windows s | its CPU s | fit s | process total s | peak RSS MB | right verdicts (of 24) per method | any-drift right |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in doc["points"]:
+        s = p["score"]
+        right = ", ".join(f"{k} {v}" for k, v in s["correct_windows"].items())
+        any_right = sum(a == t for a, t in zip(s["any_drift"], s["truth"]))
+        lines.append(f"| {p['n']:,} | {p['store_bytes'] / 1e9:.2f} | {s['score_s']:.1f} | {s['score_cpu_s']:.1f} | {s['fit_s']:.1f} | "
+                     f"{s['process_s']:.1f} | {s['peak_rss_mb']:.0f} | {right} | {any_right} |")
+    lines += ["", "![time and memory vs records](" + doc["plot"] + ")", ""]
+    goal = doc.get("goal")
+    if goal:
+        lines += ["## Goal", "", f"1M records: score {goal['score_s']:.1f} s (goal <= 30 s): "
+                  f"**{'met' if goal['time_met'] else 'NOT met'}**; peak RSS {goal['peak_rss_mb']:.0f} MB (goal <= 2048 MB): "
+                  f"**{'met' if goal['rss_met'] else 'NOT met'}**.", ""]
+    else:
+        pending = doc.get("pending_sizes") or []
+        why = (f"sizes {pending} were still to run when these results were written" if pending
+               else "the 1M point was not run in this invocation")
+        lines += ["## Goal", "", f"Not measured: {why}.", ""]
+    f16 = doc.get("float16")
+    if f16:
+        lines += ["## Embedding storage: float32 vs float16", "",
+                  f"One hour window of {f16['rows_per_window']:,} rows, Parquet zstd, same rows in both.", "",
+                  "| window | dtype | bytes | read+decode s | verdicts (D = drift) |", "|---|---|---|---|---|"]
+        for w, per in f16["windows"].items():
+            for dtype, v in per.items():
+                ver = " ".join(f"{k}:{'D' if d else '.'}" for k, d in v["verdicts"].items())
+                lines.append(f"| {w} | {dtype} | {v['bytes'] / 1e6:.1f} MB | {v['read_decode_s_median']:.2f} | {ver} |")
+        lines += ["", f"Same verdicts in float16: {'yes' if f16['same_verdicts'] else 'NO'}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--n-ref", type=int, default=10000)
+    ap.add_argument("--cluster", default=None, help="'local2' or a Dask scheduler address")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "fleet")
+    ap.add_argument("--keep", action="store_true", help="keep the generated stores (1M is ~8 GB)")
+    ap.add_argument("--no-float16", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--score-one", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.score_one is not None:
+        print(json.dumps(score_job(args.score_one, args.dim, args.n_ref, args.cluster)))
+        return 0
+
+    started = time.time()
+    date = dt.date.today().isoformat()
+    doc: dict[str, Any] = {
+        "date": date,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions(),
+        "config": {"dim": args.dim, "n_ref": args.n_ref, "cluster": args.cluster},
+        "points": [],
+    }
+    recipe = Recipe(args.dim)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if not args.cluster else "-dask"
+    if not args.no_float16:
+        n16 = min([n for n in sizes if n >= 100_000] or [max(sizes)])
+        suite, _ = fitted_suite(args.dim, args.n_ref)
+        args.work.mkdir(parents=True, exist_ok=True)
+        doc["float16"] = float16_check(recipe, n16, suite, args.work)
+        del suite
+    for n in sizes:
+        store = args.work / f"n{n}-d{args.dim}"
+        shutil.rmtree(store, ignore_errors=True)
+        t = time.perf_counter()
+        nbytes = write_day(store, MODEL, DAY_MS, n, recipe.sample, hours=24, files_per_hour=2, seed=n)
+        gen_s = time.perf_counter() - t
+        print(f"n={n}: wrote {nbytes / 1e9:.2f} GB in {gen_s:.1f} s; scoring ...", flush=True)
+        score = run_score(store, args.dim, args.n_ref, args.cluster)
+        print(f"n={n}: score {score['score_s']:.1f} s, peak RSS {score['peak_rss_mb']:.0f} MB, "
+              f"right {score['correct_windows']}", flush=True)
+        doc["points"].append({"n": n, "store_bytes": nbytes, "generate_s": gen_s, "score": score})
+        if not args.keep:
+            shutil.rmtree(store, ignore_errors=True)
+        # results after every size: a run stopped during a big size keeps the smaller ones
+        write_results(doc, args.out, suffix, date, started, pending=[m for m in sizes if m > n])
+    return 0
+
+
+def write_results(doc: dict[str, Any], out: Path, suffix: str, date: str, started: float, pending: list[int]) -> None:
+    big = [p for p in doc["points"] if p["n"] >= 1_000_000]
+    if big:
+        s = big[-1]["score"]
+        doc["goal"] = {"score_s": s["score_s"], "peak_rss_mb": s["peak_rss_mb"],
+                       "time_met": s["score_s"] <= 30.0, "rss_met": s["peak_rss_mb"] <= 2048.0}
+    doc["pending_sizes"] = pending
+    png = out / f"fleet{suffix}-{date}.png"
+    plot(doc["points"], png)
+    doc["plot"] = png.name
+    doc["seconds"] = round(time.time() - started, 1)
+    doc["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    (out / f"fleet{suffix}-{date}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = markdown(doc)
+    (out / f"fleet{suffix}-{date}.md").write_text(md)
+    print(md, flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
