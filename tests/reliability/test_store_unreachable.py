@@ -15,6 +15,7 @@ import re
 import socket
 import time
 import urllib.request
+import uuid
 
 import boto3
 import pytest
@@ -25,7 +26,8 @@ from serving.server import TritonProcess
 from tests.conftest import free_port
 from tests.reliability.reliability_testlib import classify, served_env, wait_for
 
-BUCKET = "capture-bucket"
+# moto keeps buckets in this process for the whole pytest run: a name no other test uses.
+BUCKET = f"reliability-{uuid.uuid4().hex[:12]}"
 STORE = f"s3://{BUCKET}/capture"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
