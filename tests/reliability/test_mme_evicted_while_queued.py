@@ -108,8 +108,8 @@ def test_model_evicted_while_requests_are_queued(two_models, tmp_path):
         assert reload["timings"]["load_s"] > 0
         with urllib.request.urlopen(f"{ep.url}/metrics", timeout=30) as r:
             text = r.read().decode()
-        assert re.search(rf'mme_model_last_coldstart_seconds{{[^}}]*model="{A}\.tar\.gz"[^}}]*phase="load"[^}}]*}} ', text) \
-            or re.search(rf'mme_model_last_coldstart_seconds{{[^}}]*phase="load"[^}}]*model="{A}\.tar\.gz"[^}}]*}} ', text), text
+        m = re.search(rf'^mme_model_last_coldstart_seconds{{model="{A}\.tar\.gz",phase="load"}} (\S+)$', text, re.M)
+        assert m and float(m.group(1)) == pytest.approx(reload["timings"]["load_s"], abs=1e-3), text
 
         # And the next request for A is served (whatever is loaded now).
         status, rid = invoke(runtime, A, 99)
