@@ -326,7 +326,8 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
     if settings.server_pid > 0:  # 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself
         argv += ["--exit-with-pid", str(settings.server_pid)]
     for key, flag in (("CAPTURE_S3_ENDPOINT_URL", "--s3-endpoint-url"), ("CAPTURE_DATACAPTURE_DIR", "--datacapture-dir"),
-                      ("CAPTURE_DRAIN_TIMEOUT_S", "--drain-timeout"), ("CAPTURE_COMPACT_EVERY_S", "--compact-every")):
+                      ("CAPTURE_DRAIN_TIMEOUT_S", "--drain-timeout"), ("CAPTURE_COMPACT_EVERY_S", "--compact-every"),
+                      ("CAPTURE_SIDECAR_RETRY_MAX_S", "--retry-max")):
         if settings.get(key):
             argv += [flag, settings.get(key)]
     env = {}

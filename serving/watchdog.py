@@ -156,6 +156,61 @@ class TritonHTTP:
         self._call("POST", f"/v2/repository/models/{quote(model)}/unload", b"{}", timeout=30)
 
 
+class SageMakerRoutes:
+    """The same calls through the SageMaker routes of Triton's front end (``--allow-sagemaker``,
+    ``:8080``), for a tritonserver run with ``--allow-http=false`` (SageMaker's stock MME container):
+    ``GET /models`` is the index, ``DELETE /models/<n>`` unloads, ``POST /models
+    {"model_name", "url"}`` loads from the url ``GET /models`` gave, ``GET /models/<n>`` is readiness.
+
+    The watchdog works with Triton model names (its stubs are named after them). Triton names a
+    model loaded through ``POST /models`` after its ``model_name`` (r23.10+); the local MME
+    (deploy/mme) names it after the tarball's top folder and says so in a ``tritonName`` field,
+    used when present. Triton's statistics are not reachable on these routes: failed requests
+    are not counted in this mode (docs/reliability.md).
+    """
+
+    def __init__(self, url: str, timeout_s: float = 600.0) -> None:
+        self.http = TritonHTTP(url, timeout_s)
+        self.models: dict[str, tuple[str, str]] = {}  # Triton name -> (SageMaker model name, url)
+
+    def index(self) -> list[dict]:
+        listed = (self.http._call("GET", "/models", timeout=10) or {}).get("models", [])
+        models = {m.get("tritonName") or m["modelName"]: (m["modelName"], m["modelUrl"]) for m in listed}
+        self.models.update(models)  # keep the url of a model we unload: we load it back from there
+        return [{"name": name, "state": "READY", "version": "1"} for name in models]
+
+    def statistics(self) -> dict:
+        return {}
+
+    def config(self, model: str) -> dict:
+        # Only Python-backend models have stubs to watch; this route cannot say otherwise.
+        return {"backend": "python"}
+
+    def _key(self, model: str) -> str:
+        return self.models.get(model, (model, ""))[0]
+
+    def ready(self, model: str) -> bool:
+        try:
+            self.http._call("GET", f"/models/{quote(self._key(model), safe='')}", timeout=10)
+            return True
+        except TritonError:
+            return False
+
+    def load(self, model: str) -> None:
+        key, url = self.models.get(model, (model, ""))
+        if not url:
+            raise TritonError(f"no url known for model {model!r}: cannot POST /models")
+        body = json.dumps({"model_name": key, "url": url}).encode()
+        try:
+            self.http._call("POST", "/models", body)
+        except TritonError as exc:
+            if "HTTP 409" not in str(exc):  # 409: already loaded (someone else reloaded it)
+                raise
+
+    def unload(self, model: str) -> None:
+        self.http._call("DELETE", f"/models/{quote(self._key(model), safe='')}", timeout=60)
+
+
 @dataclass
 class Event:
     """One stub death and what the watchdog did about it (a line of the events file)."""
@@ -206,11 +261,14 @@ class Watchdog:
         load_timeout_s: give up one load attempt after this long, then retry with backoff.
         settle_s: at most this long between detection and unload, to count (and capture) the
             requests Triton fails on the dead stub (see `settled_fail_counts`).
+        client: how to reach Triton (default: its HTTP endpoint at `url`; `SageMakerRoutes`
+            for a server with HTTP off).
     """
 
     def __init__(self, url: str, server_pid: int, *, interval_s: float = 0.5, events_path: Path | None = None,
                  spool_dir: str | None = None, metrics: WatchdogMetrics | None = None,
-                 load_timeout_s: float = 600.0, settle_s: float = 3.0) -> None:
+                 load_timeout_s: float = 600.0, settle_s: float = 3.0,
+                 client: TritonHTTP | SageMakerRoutes | None = None) -> None:
         self.url = url
         self.server_pid = server_pid
         self.interval_s = interval_s
@@ -219,7 +277,7 @@ class Watchdog:
         self.metrics = metrics or WatchdogMetrics(0)
         self.load_timeout_s = load_timeout_s
         self.settle_s = settle_s
-        self.client = TritonHTTP(url, load_timeout_s)
+        self.client = client or TritonHTTP(url, load_timeout_s)
         self.events: list[Event] = []
         self._handled: set[int] = set()  # dead stubs already acted on (zombies stay until Triton exits)
         self._alive: dict[int, tuple[str, str]] = {}  # pid -> (model, instance) seen alive
@@ -447,6 +505,20 @@ def server_http_url(server_pid: int) -> str | None:
     return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('http-port', '8000')}"
 
 
+def server_sagemaker_url(server_pid: int) -> str | None:
+    """Triton's SageMaker routes from its command line (None: not enabled, or no such process)."""
+    try:
+        with open(f"/proc/{server_pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    if opts.get("allow-sagemaker", "false").lower() not in ("true", "1"):
+        return None
+    address = opts.get("sagemaker-address", "0.0.0.0")
+    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('sagemaker-port', '8080')}"
+
+
 def hold_lock(path: str) -> Any:
     """One watchdog per tritonserver: an exclusive flock held for our lifetime (None: taken)."""
     import fcntl
@@ -471,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-pid", "--exit-with-pid", type=int, default=0,
                         help="tritonserver's pid; the watchdog exits when it is gone "
                              "(default: the tritonserver whose --http-port matches --url)")
+    parser.add_argument("--sagemaker-url", default="",
+                        help="heal through SageMaker's routes at host:port (GET/DELETE/POST /models) instead of "
+                             "Triton's HTTP API (default: used when the server has HTTP off and --allow-sagemaker)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port on 127.0.0.1 (0: none)")
     parser.add_argument("--events", default="", help="append one JSON line per restart to this file")
@@ -494,10 +569,17 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("no tritonserver with --http-port matching %s", url)
                 return 1
             time.sleep(1.0)  # waiting for a process we do not own to appear
+    client: SageMakerRoutes | None = None
+    sagemaker_url = args.sagemaker_url
+    if not sagemaker_url and not url and not server_http_url(pid):
+        sagemaker_url = server_sagemaker_url(pid) or ""
+    if sagemaker_url:
+        url, client = sagemaker_url, SageMakerRoutes(sagemaker_url)
+        log.info("healing through SageMaker's routes at %s (GET/DELETE/POST /models)", sagemaker_url)
     url = url or server_http_url(pid)
     if not url:
-        log.error("tritonserver pid %d has no HTTP endpoint (--allow-http=false): the watchdog needs "
-                  "Triton's repository API on HTTP (loopback is enough); not watching", pid)
+        log.error("tritonserver pid %d has neither an HTTP endpoint (--allow-http=false) nor SageMaker routes "
+                  "(--allow-sagemaker): nothing to reload models through; not watching", pid)
         return 1
     try:
         metrics = WatchdogMetrics(args.metrics_port)
@@ -505,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("watchdog metrics port %d: %s; counters in the log and events file only", args.metrics_port, exc)
         metrics = WatchdogMetrics(0)
     watchdog = Watchdog(url, pid, interval_s=args.interval, spool_dir=args.spool,
-                        events_path=Path(args.events) if args.events else None, metrics=metrics)
+                        events_path=Path(args.events) if args.events else None, metrics=metrics, client=client)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps where the watchdog is
     signal.signal(signal.SIGTERM, lambda *_: watchdog.stop())
     signal.signal(signal.SIGINT, lambda *_: watchdog.stop())

@@ -4,7 +4,7 @@ Routes (one port):
   POST /endpoints/<name>/invocations   sagemaker-runtime InvokeEndpoint (X-Amzn-SageMaker-Target-Model)
   POST /invocations                    the same, as a container sees it
   GET  /ping                           200 while tritonserver is live and every loaded model ready
-  GET  /models                         {"models": [{"modelName", "modelUrl"}]}
+  GET  /models                         {"models": [{"modelName", "modelUrl", "tritonName"}]}
   POST /models                         {"model_name", "url"} -> 200 / 409 loaded / 507 no memory / 400
   GET  /models/<n>                     200 / 404
   DELETE /models/<n>                   200 / 404
@@ -123,7 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, exposition(ep.metrics), "text/plain; version=0.0.4; charset=utf-8")
             if path == "/models":
                 if method == "GET":
-                    return self._json(200, {"models": [{"modelName": r.key, "modelUrl": r.url}
+                    # tritonName: a local extension (SageMaker's container names the Triton model
+                    # after modelName); the watchdog's SageMaker mode maps stubs to models with it.
+                    return self._json(200, {"models": [{"modelName": r.key, "modelUrl": r.url, "tritonName": r.triton_name}
                                                        for r in ep.cache.loaded()]})
                 if method == "POST":
                     return self._load_model(body)

@@ -189,6 +189,8 @@ class Capturer:
         self.segments_written = self.write_errors = self.unknown_fields = self.lost_on_close = 0
         self.spool_full = 0
         self.last_error: str | None = None
+        self._full_since: float | None = None  # when the current spool-full streak began (writer thread only)
+        self._full_dropped_before = 0
         self._unknown_names: set[str] = set()
 
         self._q: queue.Queue[Any] = queue.Queue(maxsize=int(queue_size))
@@ -397,9 +399,18 @@ class Capturer:
                 with self._lock:
                     self.written += len(batch)
                     self.segments_written += 1
+                if self._full_since is not None:
+                    # The recovery report of the spool-full fault (docs/reliability.md).
+                    log.warning("capture %s: spool has room again, capture resumed %.1f s after it filled "
+                                "(%d records dropped meanwhile, %d in all)", self.model_name,
+                                time.monotonic() - self._full_since, self.spool_full - self._full_dropped_before,
+                                self.spool_full)
+                    self._full_since = None
                 return True
             except SpoolFull as e:
                 # Retrying would only stall the writer until the queue drops instead: drop now.
+                if self._full_since is None:
+                    self._full_since, self._full_dropped_before = time.monotonic(), self.spool_full
                 with self._lock:
                     self.dropped += len(batch)
                     self.spool_full += len(batch)

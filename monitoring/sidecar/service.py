@@ -122,6 +122,11 @@ class Sidecar:
         self.last_error: str | None = None
         self.consecutive_failures = 0
         self._retry_at = 0.0
+        # Outage bookkeeping, for the recovery report: first failed write of the current outage,
+        # and when writes came back while the backlog is still being caught up.
+        self._failing_since: float | None = None
+        self._recovered_at: float | None = None
+        self._outage_s = 0.0
         self._next_compact = time.monotonic() + compact_every if compact_every > 0 else float("inf")
         self._producers: dict[str, dict[str, int]] = {}
         self._lock_fd: int | None = None
@@ -273,8 +278,18 @@ class Sidecar:
                 break
             done += 1
         if done:
-            self._set_backlog(self.pending_segments())
+            left = self.pending_segments()
+            self._set_backlog(left)
+            if not left and self._recovered_at is not None:
+                self._report_caught_up()
         return done
+
+    def _report_caught_up(self) -> None:
+        caught_up_s = time.monotonic() - self._recovered_at
+        self.metrics.last_outage_seconds.set(self._outage_s)
+        self.metrics.last_catchup_seconds.set(caught_up_s)
+        log.warning("spool backlog caught up %.1f s after the store came back (outage %.1f s)", caught_up_s, self._outage_s)
+        self._recovered_at = None
 
     def _ingest(self, path: str) -> bool:
         m = self.metrics
@@ -329,13 +344,20 @@ class Sidecar:
             m.written.labels(model).inc(n)
         m.segments_ingested.inc()
         if self.consecutive_failures:
-            log.info("store writes recovered after %d failures", self.consecutive_failures)
+            now = time.monotonic()
+            self._outage_s = now - (self._failing_since if self._failing_since is not None else now)
+            self._recovered_at, self._failing_since = now, None
+            self.metrics.outages.inc()
+            log.warning("store writes recovered after %d failures, %.1f s after the first one", self.consecutive_failures,
+                        self._outage_s)
         self.consecutive_failures = 0
         self._retry_at = 0.0
         m.store_up.set(1)
         return True
 
     def _fail(self, target: str, e: BaseException) -> None:
+        if not self.consecutive_failures:
+            self._failing_since = time.monotonic()
         self.consecutive_failures += 1
         self.last_error = f"{target}: {type(e).__name__}: {e}"
         self.metrics.write_errors.labels(target).inc()

@@ -137,7 +137,7 @@ def test_models_contract_after_invocations(endpoint, mme_dist):
         http("POST", f"{endpoint.url}/models", {"model_name": "resnet_classifier.tar.gz",
                                                 "url": str(mme_dist / "resnet_classifier.tar.gz")})
     status, doc = http("GET", f"{endpoint.url}/models")
-    assert status == 200 and {"modelName": "resnet_classifier.tar.gz",
+    assert status == 200 and {"modelName": "resnet_classifier.tar.gz", "tritonName": "resnet_classifier",
                               "modelUrl": str(mme_dist / "resnet_classifier.tar.gz")} in doc["models"]
     assert http("GET", f"{endpoint.url}/models/resnet_classifier.tar.gz")[0] == 200
     # Same name again: 409. Another name for the same Triton model (top folder): 409 too.

@@ -107,7 +107,7 @@ def test_disk_full_is_reported_and_retried_without_loss(tmp_path, monkeypatch):
     assert read_records(store, "m1", dedup=False).num_rows == 100
 
 
-def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env):
+def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env, caplog):
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -135,6 +135,9 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env):
         s3.create_bucket(Bucket="capture-bucket")
         wait_for(lambda: not spool_segments(spool), what="spool drained once S3 is reachable")
         assert run.stop() == 0
+        # The outage is reported: its length, and how long the backlog took once S3 was back.
+        assert sc.metrics.outages._value.get() == 1 and sc.metrics.last_outage_seconds._value.get() > 0
+        assert "spool backlog caught up" in caplog.text and "store writes recovered after" in caplog.text
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="capture-bucket")["Contents"]]
         assert len(keys) == 3 and all(k.startswith("cap/model=m1/date=2024-05-01/hour=12/part-") for k in keys)
         assert read_records("s3://capture-bucket/cap", "m1", s3_endpoint_url=url).num_rows == 60
