@@ -27,6 +27,7 @@ Wiring (one line where the sidecar builds its registry)::
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Iterable
 
 from monitoring.artifacts import ROOT, backend_of, read_json
@@ -49,19 +50,33 @@ def latest_window(run: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class DriftScoresCollector:
-    """A custom collector: every scrape reads ``_monitoring/scores/model=*/latest.json``."""
+    """A custom collector: every scrape reads ``_monitoring/scores/model=*/latest.json``.
 
-    def __init__(self, store: Any, s3_endpoint_url: str | None = None) -> None:
+    The scores prefix also holds every past run, so a long-running exporter (the sidecar passes
+    60 s) lists it at most once per ``list_interval_s`` (a new model's scores appear within that
+    time); the few ``latest.json`` files found are read on every scrape, so a new run of a known
+    model shows at once. 0 lists on every scrape."""
+
+    def __init__(self, store: Any, s3_endpoint_url: str | None = None, list_interval_s: float = 0.0) -> None:
         self.backend = backend_of(store, s3_endpoint_url)
+        self.list_interval_s = list_interval_s
+        self._keys: list[str] = []
+        self._listed_at: float | None = None
+
+    def latest_keys(self) -> list[str]:
+        now = time.monotonic()
+        if self._listed_at is None or now - self._listed_at >= self.list_interval_s:
+            self._keys = sorted(e.key for e in self.backend.list(f"{ROOT}/scores/") if e.key.endswith("/latest.json"))
+            self._listed_at = now
+        return self._keys
 
     def runs(self) -> list[dict[str, Any]]:
         out = []
-        for e in self.backend.list(f"{ROOT}/scores/"):
-            if e.key.endswith("/latest.json"):
-                try:
-                    out.append(read_json(self.backend, e.key))
-                except Exception as exc:  # a scrape must not fail because of one bad file
-                    log.warning("cannot read %s: %s", e.key, exc)
+        for key in self.latest_keys():
+            try:
+                out.append(read_json(self.backend, key))
+            except Exception as exc:  # a scrape must not fail because of one bad file
+                log.warning("cannot read %s: %s", key, exc)
         return out
 
     def describe(self) -> list:
@@ -138,8 +153,9 @@ def space_families(runs: list[dict[str, Any]]) -> list[Any]:
     return [*fams.values(), anyd, size, share]
 
 
-def export_scores(registry: Any, store: Any, s3_endpoint_url: str | None = None) -> DriftScoresCollector:
+def export_scores(registry: Any, store: Any, s3_endpoint_url: str | None = None,
+                  list_interval_s: float = 0.0) -> DriftScoresCollector:
     """Register a :class:`DriftScoresCollector` for ``store`` on ``registry`` and return it."""
-    c = DriftScoresCollector(store, s3_endpoint_url)
+    c = DriftScoresCollector(store, s3_endpoint_url, list_interval_s)
     registry.register(c)
     return c

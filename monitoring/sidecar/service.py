@@ -167,7 +167,8 @@ class Sidecar:
             except ImportError as e:
                 log.warning("drift score gauges off (%s); capture metrics only", e)
             else:
-                export_scores(self.metrics.registry, self.backend)
+                # The scores prefix keeps every past run: list it once a minute, not per scrape.
+                export_scores(self.metrics.registry, self.backend, list_interval_s=60.0)
 
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]

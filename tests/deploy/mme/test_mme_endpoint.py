@@ -256,6 +256,7 @@ def test_lru_eviction_under_a_memory_budget(endpoint, runtime, mme_dist):
 
 
 def test_a_model_larger_than_the_budget_is_refused_with_507(endpoint, mme_dist):
+    unload_everything(endpoint)  # models loaded by earlier tests would otherwise be evicted first
     endpoint.cache.budget_bytes = 1024
     try:
         status, doc = http("POST", f"{endpoint.url}/models", {"model_name": "too-big",

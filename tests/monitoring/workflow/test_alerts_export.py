@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitoring.alerts import export_scores
+from monitoring.alerts import DriftScoresCollector, export_scores
 from monitoring.cli import main as cli_main
 from monitoring.scoring import load_latest_scores
 from workflow_testlib import MODEL, T0, DAY
@@ -153,3 +153,20 @@ def test_alert_rules_levels_match_the_code():
         ps = [float(x) for x in re.findall(r"drift_p_value\{[^}]*\}\s*<=\s*([0-9.]+)", rules[name]["expr"])]
         assert ps
         assert (max(ps) if level == "warning" else min(ps)) == ALERT_LEVELS[level]
+
+
+def test_a_long_running_exporter_lists_the_scores_prefix_once_per_interval(digit_store):
+    """The scores prefix holds every past run; re-listing it on every scrape gets slow on S3."""
+    store, _ = digit_store
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d"]) == 0
+    collector = DriftScoresCollector(store, list_interval_s=3600.0)
+    lists = []
+    real_list = collector.backend.list
+    collector.backend.list = lambda prefix="": lists.append(prefix) or real_list(prefix)
+    first = collector.runs()
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "12h"]) == 0
+    second = collector.runs()
+    assert len(lists) == 1  # listed once for both scrapes
+    # ... yet the known model's newer run shows at once: latest.json is re-read every scrape
+    assert [len(r["windows"]) for r in first] != [len(r["windows"]) for r in second]
+    assert second == [load_latest_scores(store, MODEL)]
