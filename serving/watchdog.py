@@ -491,32 +491,34 @@ class Watchdog:
             capturer.close(timeout=10.0)
 
 
-def server_http_url(server_pid: int) -> str | None:
-    """Triton's HTTP endpoint from its command line (None: HTTP disabled, or no such process)."""
+def server_options(server_pid: int) -> dict[str, str] | None:
+    """tritonserver's ``--name=value`` options from its command line (None: no such process)."""
     try:
         with open(f"/proc/{server_pid}/cmdline", "rb") as fh:
             argv = fh.read().decode(errors="replace").split("\0")
     except OSError:
         return None
-    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
-    if opts.get("allow-http", "true").lower() in ("false", "0"):
+    return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+
+
+def _local_url(address: str, port: str) -> str:
+    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
+
+
+def server_http_url(server_pid: int) -> str | None:
+    """Triton's HTTP endpoint from its command line (None: HTTP disabled, or no such process)."""
+    opts = server_options(server_pid)
+    if opts is None or opts.get("allow-http", "true").lower() in ("false", "0"):
         return None
-    address = opts.get("http-address", "0.0.0.0")
-    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('http-port', '8000')}"
+    return _local_url(opts.get("http-address", "0.0.0.0"), opts.get("http-port", "8000"))
 
 
 def server_sagemaker_url(server_pid: int) -> str | None:
     """Triton's SageMaker routes from its command line (None: not enabled, or no such process)."""
-    try:
-        with open(f"/proc/{server_pid}/cmdline", "rb") as fh:
-            argv = fh.read().decode(errors="replace").split("\0")
-    except OSError:
+    opts = server_options(server_pid)
+    if opts is None or opts.get("allow-sagemaker", "false").lower() not in ("true", "1"):
         return None
-    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
-    if opts.get("allow-sagemaker", "false").lower() not in ("true", "1"):
-        return None
-    address = opts.get("sagemaker-address", "0.0.0.0")
-    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('sagemaker-port', '8080')}"
+    return _local_url(opts.get("sagemaker-address", "0.0.0.0"), opts.get("sagemaker-port", "8080"))
 
 
 def hold_lock(path: str) -> Any:
