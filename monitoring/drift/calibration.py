@@ -203,17 +203,20 @@ class CalibratedDetector(ABC):
         X = self._check_window(X_window)
         n = int(X.shape[0])
         statistic, explanation = self._statistic(X)
+        return self.result(statistic, n, explanation)
+
+    def result(self, statistic: float, n: int, explanation: dict[str, Any]) -> DriftResult:
+        """The calibrated result for ``statistic`` on a window of ``n`` rows (also used by
+        :mod:`monitoring.drift.mergeable`, which computes the statistic from merged state)."""
         threshold, p_value, null_info = self.calibrate(statistic, n)
-        explanation = dict(explanation)
-        explanation["null"] = null_info
         return DriftResult(
             method=self.method,
             statistic=float(statistic),
             threshold=float(threshold),
             p_value=float(p_value),
             is_drift=bool(p_value <= self.alpha),
-            window_size=n,
-            explanation=explanation,
+            window_size=int(n),
+            explanation=dict(explanation, null=null_info),
         )
 
 

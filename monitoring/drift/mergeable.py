@@ -178,17 +178,7 @@ def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _calibrated(det: Any, statistic: float, n: int, explanation: dict[str, Any]) -> DriftResult:
-    threshold, p_value, null_info = det.calibrate(statistic, n)
-    explanation = dict(explanation, null=null_info, merged=True)
-    return DriftResult(
-        method=det.method,
-        statistic=float(statistic),
-        threshold=float(threshold),
-        p_value=float(p_value),
-        is_drift=bool(p_value <= det.alpha),
-        window_size=int(n),
-        explanation=explanation,
-    )
+    return det.result(statistic, n, dict(explanation, merged=True))
 
 
 def score_detector_state(det: Any, state: Any) -> DriftResult:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from monitoring.store.backend import Backend
+from monitoring.store.datacapture import write_hourly_jsonl
 
 
 def to_groundtruth_event(request_id: str, label: Any) -> dict[str, Any]:
@@ -36,9 +37,4 @@ def export_groundtruth(backend: Backend, labels: pd.DataFrame, prefix: str, name
         t = time.gmtime(ts // 1000)
         hour = f"{prefix.rstrip('/')}/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}".lstrip("/")
         by_hour.setdefault(hour, []).append(json.dumps(to_groundtruth_event(row.request_id, row.label), separators=(",", ":")))
-    keys = []
-    for hour, lines in sorted(by_hour.items()):
-        key = f"{hour}/{name}.jsonl"
-        backend.write(key, ("\n".join(lines) + "\n").encode("utf-8"))
-        keys.append(key)
-    return keys
+    return write_hourly_jsonl(backend, by_hour, name)

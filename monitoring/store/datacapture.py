@@ -78,15 +78,20 @@ def hour_prefix(endpoint: str, variant: str, ts_ms: int) -> str:
     return f"{endpoint}/{variant}/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}"
 
 
-def export_records(backend: Backend, records: Iterable[dict[str, Any]], name: str, endpoint: str = "local-endpoint", variant: str = "AllTraffic") -> list[str]:
-    """Write records as Data Capture JSON lines, one file ``<name>.jsonl`` per hour touched."""
-    by_hour: dict[str, list[str]] = {}
-    for rec in records:
-        line = json.dumps(to_event(rec), separators=(",", ":"))
-        by_hour.setdefault(hour_prefix(endpoint, variant, int(rec["ts_ms"])), []).append(line)
+def write_hourly_jsonl(backend: Backend, by_hour: dict[str, list[str]], name: str) -> list[str]:
+    """One ``<hour prefix>/<name>.jsonl`` file per hour prefix, in prefix order; returns the keys."""
     keys = []
     for prefix, lines in sorted(by_hour.items()):
         key = f"{prefix}/{name}.jsonl"
         backend.write(key, ("\n".join(lines) + "\n").encode("utf-8"))
         keys.append(key)
     return keys
+
+
+def export_records(backend: Backend, records: Iterable[dict[str, Any]], name: str, endpoint: str = "local-endpoint", variant: str = "AllTraffic") -> list[str]:
+    """Write records as Data Capture JSON lines, one file ``<name>.jsonl`` per hour touched."""
+    by_hour: dict[str, list[str]] = {}
+    for rec in records:
+        line = json.dumps(to_event(rec), separators=(",", ":"))
+        by_hour.setdefault(hour_prefix(endpoint, variant, int(rec["ts_ms"])), []).append(line)
+    return write_hourly_jsonl(backend, by_hour, name)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from monitoring.store.backend import LocalBackend
 from serving.server import free_port  # noqa: F401 (re-exported for the monitoring tests)
 from tests.conftest import wait_for  # noqa: F401 (re-exported for the monitoring tests)
 
@@ -136,3 +137,14 @@ class DiskFull:
             raise OSError(errno.ENOSPC, "No space left on device", path)
         return self.real(path, data, **kw)
 
+
+class CountingBackend(LocalBackend):
+    """A real local store backend that records every prefix it is asked to list."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.prefixes = []
+
+    def list(self, prefix=""):
+        self.prefixes.append(prefix)
+        return super().list(prefix)

@@ -12,7 +12,7 @@ from monitoring.drift import DriftSuite
 from monitoring.fleet import hourly_windows, score_windows
 from monitoring.fleet.synthetic import write_day
 from monitoring.store import read_records_df
-from monitoring.store.backend import LocalBackend
+from capture_testlib import CountingBackend
 from monitoring.store.reader import iter_partitions, list_files
 
 DAY = 1_795_651_200_000  # 2026-11-26T00:00Z
@@ -82,16 +82,6 @@ def test_two_worker_dask_cluster_equals_in_process(store, suite):
             assert b.results[name].statistic == pytest.approx(a.results[name].statistic, rel=1e-9, abs=1e-12)
             assert b.results[name].is_drift == a.results[name].is_drift
     _assert_same(remote, store, suite)
-
-
-class CountingBackend(LocalBackend):
-    def __init__(self, root):
-        super().__init__(root)
-        self.prefixes = []
-
-    def list(self, prefix=""):
-        self.prefixes.append(prefix)
-        return super().list(prefix)
 
 
 def test_listing_and_reads_are_pruned_to_the_window(store):

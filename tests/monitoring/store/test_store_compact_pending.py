@@ -6,20 +6,10 @@ import numpy as np
 
 from monitoring.fleet.synthetic import records_table
 from monitoring.store import read_records
-from monitoring.store.backend import LocalBackend
+from capture_testlib import CountingBackend
 from monitoring.store.writer import MS_PER_HOUR, StoreWriter
 
 HOUR0 = 1_795_651_200_000  # 2026-11-26T00:00Z
-
-
-class CountingBackend(LocalBackend):
-    def __init__(self, root):
-        super().__init__(root)
-        self.prefixes = []
-
-    def list(self, prefix=""):
-        self.prefixes.append(prefix)
-        return super().list(prefix)
 
 
 def _write(writer, hour, n, tag):
