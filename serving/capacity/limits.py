@@ -27,8 +27,9 @@ from serving.errors import InvalidInputError
 
 COSTS_PATH = Path(__file__).parent / "costs.json"
 GIB = 2**30
-# The caching allocator rounds blocks up and fragments; cuBLAS/cuDNN keep workspaces. Both are
-# assumptions until bench/gpu_check.py measures peak memory on a GPU (docs/gpu.md).
+# The caching allocator rounds blocks up and fragments; cuBLAS/cuDNN keep workspaces. With
+# these, estimates came within 0.87-1.16 of the peak reserved memory bench/gpu_check.py measured
+# on an H200, the upscaler's smallest call excepted (docs/gpu.md).
 ALLOCATOR_OVERHEAD = 1.25
 WORKSPACE_BYTES = GIB // 4
 # SageMaker ends an invocation after 60 s; leave room for queueing and image encoding.
@@ -42,9 +43,11 @@ VAE_TILE_SIDE = 512  # output pixels per tile side; the SD 2 VAEs were trained a
 class GpuClass:
     name: str
     memory_bytes: int
-    # Sustained fp16 TFLOP/s of an SD UNet step, not the datasheet peak: about 7 it/s (A10G)
-    # and 35 it/s (H100, no compilation) at 512x512 as commonly reported, times 1.6 TFLOP per
-    # CFG step. An assumption until bench/gpu_check.py measures it (docs/gpu.md).
+    # Sustained fp16 TFLOP/s of a whole pipeline call, not the datasheet peak. A10G: about
+    # 7 it/s at 512x512 as commonly reported, times 1.6 TFLOP per CFG step (an assumption, never
+    # measured here). H100: the lowest throughput bench/gpu_check.py measured on an H200 (same
+    # fp16 compute as an H100 SXM, more memory bandwidth) for the large calls where the time
+    # limit bites (1024² batch 2-4, upscaler 384²-512²): 128.7-199 TFLOP/s (docs/gpu.md).
     tflops: float
     fractions: dict[str, float]  # default share per model when all five share one GPU
 
@@ -53,7 +56,7 @@ class GpuClass:
 GPU_CLASSES = {
     "a10g": GpuClass("a10g", memory_bytes=23028 * 2**20, tflops=12.0, fractions={
         "sd_img2img": 0.20, "sd_depth": 0.21, "sd_inpaint": 0.20, "sd_upscale": 0.25, "resnet_classifier": 0.03}),
-    "h100": GpuClass("h100", memory_bytes=81559 * 2**20, tflops=60.0, fractions={
+    "h100": GpuClass("h100", memory_bytes=81559 * 2**20, tflops=128.0, fractions={
         "sd_img2img": 0.20, "sd_depth": 0.20, "sd_inpaint": 0.20, "sd_upscale": 0.30, "resnet_classifier": 0.02}),
 }
 

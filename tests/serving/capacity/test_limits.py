@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from serving.capacity.limits import (GIB, GPU_CLASSES, CostModel, RequestLimits, Workload, interpolate,
@@ -10,6 +13,9 @@ from serving.capacity.realsize import MODELS, parameter_count
 from serving.errors import InvalidInputError
 
 A10G, H100 = GPU_CLASSES["a10g"], GPU_CLASSES["h100"]
+RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
+# The H200 run (docs/gpu.md): all five models, then sd_depth again after the flat-depth fix.
+H200_RUNS = ("gpu-check-nvidia-h200-2026-11-27.json", "gpu-check-nvidia-h200-2026-11-27-sd_depth.json")
 
 
 def test_real_size_configs_have_the_published_parameter_counts():
@@ -98,3 +104,21 @@ def test_limits_from_config_parameters():
         RequestLimits.from_parameters("sd_depth", {"gpu_class": "a10g", "max_request_seconds": "soon"})
     with pytest.raises(ValueError, match=r"gpu_memory_fraction: 1.5 must be in \(0, 1\]"):
         RequestLimits.from_parameters("sd_depth", {"gpu_class": "a10g", "gpu_memory_fraction": "1.5"})
+
+
+def measured_large_calls() -> list[tuple[str, dict]]:
+    models: dict = {}
+    for name in H200_RUNS:  # the later file's sd_depth replaces the first run's NaN one
+        models.update(json.loads((RESULTS / name).read_text())["models"])
+    return [(m, r) for m, v in models.items() for r in v["runs"] if r["label"].startswith("largest admitted")]
+
+
+def test_h100_time_estimate_is_not_below_what_the_h200_measured_for_large_calls():
+    calls = measured_large_calls()
+    assert len(calls) == 8  # four SD models x (H100 corner, A10G corner)
+    for model, run in calls:
+        assert run["finite"] and run["error"] is None, (model, run["label"])
+        limits = RequestLimits(model, H100, vae_slicing=True, vae_tiling=True)  # as a GPU instance loads
+        estimate = limits.estimate(Workload(run["pixels"], run["batch"], run["steps"]))
+        assert estimate.seconds >= run["latency_s"], (model, run["label"], estimate.seconds)
+        assert estimate.seconds < 3 * run["latency_s"]  # and no longer 2-3x too pessimistic at 60
