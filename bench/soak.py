@@ -160,7 +160,11 @@ class S3Store:
         self._held: socket.socket | None = None
 
     def start(self) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per S3 call otherwise
 
         if self._held is not None:
             self._held.close()
