@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -53,7 +52,7 @@ from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.package import package_repository
 from deploy.payload import build_request, parse_response
 from serving import MODEL_NAMES, demo_client, host_services
-from serving.server import ROOT, TritonProcess, pytriton_dir
+from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
 
 # What the stub (serving runtimes + capture) and the sidecar import: env/model-requirements.txt.
 ENV_DISTRIBUTIONS = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "pillow", "numpy",
@@ -406,12 +405,6 @@ def endpoint_request(method: str, url: str) -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -593,7 +593,16 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps where the watchdog is
     signal.signal(signal.SIGTERM, lambda *_: watchdog.stop())
     signal.signal(signal.SIGINT, lambda *_: watchdog.stop())
-    return watchdog.run()
+    code = watchdog.run()
+    if lock is not None and not watchdog.server_alive():
+        # Its tritonserver is gone, so nothing will ever watch that pid again: without this, one
+        # lock file per server that ever ran piles up in the host-services directory. (While
+        # the server lives the file stays: unlinking a lock others may open is racy.)
+        try:
+            os.unlink(args.lock)
+        except OSError:
+            pass
+    return code
 
 
 if __name__ == "__main__":

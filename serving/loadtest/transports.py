@@ -46,6 +46,11 @@ def classify_error(status: str | int | None, message: str) -> str:
                               "remote end closed", "connection aborted", "socket closed",
                               "endpointconnectionerror")):
         return "connection"
+    # A model whose stub died (Triton: 500 "Stub process '<m>_0_0' is not healthy.") or that the
+    # watchdog is reloading (400 "... has no available versions"): it comes back by itself
+    # (docs/reliability.md), so it is unavailable, not a bad request or a server bug.
+    if "is not healthy" in low or "has no available versions" in low:
+        return "unavailable"
     if s in ("INVALID_ARGUMENT", "INVALID_ARG", "400") or "invalid_arg" in low:
         m = _FIELD.search(text)
         if m:

@@ -42,6 +42,9 @@ def served(model_repo, tmp_path):
         server.stop()
     # The watchdog exits with its tritonserver.
     wait_for(lambda: "is gone: watchdog exits" in watchdog.output(), 30, "the watchdog to exit")
+    # ... and removes its per-server lock file (they would pile up, one per server ever run).
+    wait_for(lambda: not (tmp_path / "host" / f"watchdog-{watchdog.server_pid}.lock").exists(), 30,
+             "the watchdog's lock file to go")
 
 
 def spool_records(spool, model: str) -> list[dict]:

@@ -80,6 +80,8 @@ def test_text2img_payload_has_no_image_and_a_size():
     ("503", "out of memory while running the pipeline", "unavailable"),
     ("500", "pipeline failed (RuntimeError: boom)", "internal"),
     ("400", "Request for unknown model: 'nope' is not found", "invalid_arg"),
+    ("500", "Stub process 'resnet_classifier_0_0' is not healthy.", "unavailable"),
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'sd_depth' has no available versions", "unavailable"),
     ("418", "teapot", "error:418"),
 ])
 def test_classify_error(status, message, kind):
