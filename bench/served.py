@@ -247,13 +247,12 @@ def queue_delay_ms(model: str) -> float:
     return int(m.group(1)) / 1000 if m else 0.0
 
 
-def build_p4_repo(model: str, ckpt: Path) -> Path:
+def build_p4_repo(model: str, ckpt: Path, repo: Path = ROOT / "build" / "bench" / "p4-repository") -> Path:
     """`model` as shipped plus `<model>_nodelay`, a copy with max_queue_delay_microseconds 0, for
     one server: both directories link the same checkpoint and run the same model.py (the runtime
     is chosen by model.py, not by the served name), so only the queue delay differs."""
     import re
 
-    repo = ROOT / "build" / "bench" / "p4-repository"
     src = ROOT / "model_repository" / model
     shutil.rmtree(repo, ignore_errors=True)
     shipped = (src / "config.pbtxt").read_text()
