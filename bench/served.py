@@ -8,7 +8,9 @@ P1  resnet_classifier with ResNet-50's real shape (random weights, 25.6 M parame
 P4  tiny sd_img2img served: 4 compatible requests sent together (the dynamic batcher makes one
     pipeline call) against the same 4 sent one at a time; throughput ratio, twice: with the
     one-at-a-time baseline on the shipped config (each lone request waits the 50 ms batching
-    delay) and on a copy with no queue delay (the baseline without that penalty). Cross-checked
+    delay) and on a copy with no queue delay (the baseline without that penalty). Both configs
+    are served by one tritonserver (`sd_img2img` and `sd_img2img_nodelay`, same checkpoint) and
+    every round measures all three sides, in an order that rotates per round. Cross-checked
     in-process (`handle()` of 4 requests vs 4 calls). Goal >= 1.5.
 
 Both use the load tester's payloads (real photos and digits) and its closed-loop runner.
@@ -245,20 +247,23 @@ def queue_delay_ms(model: str) -> float:
     return int(m.group(1)) / 1000 if m else 0.0
 
 
-def build_nodelay_repo(model: str, ckpt: Path) -> Path:
-    """A copy of the model's directory with max_queue_delay_microseconds 0, same checkpoint."""
+def build_p4_repo(model: str, ckpt: Path, repo: Path = ROOT / "build" / "bench" / "p4-repository") -> Path:
+    """`model` as shipped plus `<model>_nodelay`, a copy with max_queue_delay_microseconds 0, for
+    one server: both directories link the same checkpoint and run the same model.py (the runtime
+    is chosen by model.py, not by the served name), so only the queue delay differs."""
     import re
 
-    repo = ROOT / "build" / "bench" / "p4-nodelay-repository"
     src = ROOT / "model_repository" / model
-    dst = repo / model
     shutil.rmtree(repo, ignore_errors=True)
-    (dst / "1").mkdir(parents=True)
-    config = re.sub(r"max_queue_delay_microseconds:\s*\d+", "max_queue_delay_microseconds: 0",
-                    (src / "config.pbtxt").read_text())
-    (dst / "config.pbtxt").write_text(config)
-    shutil.copy2(src / "1" / "model.py", dst / "1" / "model.py")
-    (dst / "1" / "checkpoint").symlink_to(ckpt.resolve(), target_is_directory=True)
+    shipped = (src / "config.pbtxt").read_text()
+    nodelay = re.sub(r"max_queue_delay_microseconds:\s*\d+", "max_queue_delay_microseconds: 0",
+                     shipped.replace(f'name: "{model}"', f'name: "{model}_nodelay"'))
+    for name, config in ((model, shipped), (f"{model}_nodelay", nodelay)):
+        dst = repo / name
+        (dst / "1").mkdir(parents=True)
+        (dst / "config.pbtxt").write_text(config)
+        shutil.copy2(src / "1" / "model.py", dst / "1" / "model.py")
+        (dst / "1" / "checkpoint").symlink_to(ckpt.resolve(), target_is_directory=True)
     return repo
 
 
@@ -282,20 +287,38 @@ def _concurrent(fn, n: int) -> None:
         raise errors[0]
 
 
-def _served_rounds(transport, stats, payloads, rounds: int):
-    """Interleaved rounds: all requests at once, then the same one after another."""
-    conc, seq, batches = [], [], []
-    for _ in range(rounds):
+def _served_rounds(transport, stats, payloads, rounds: int, nodelay=None):
+    """Interleaved rounds: all requests at once, the same one after another, and (given
+    `nodelay`, a (transport, stats) pair) one after another on the no-delay copy. The order
+    rotates every round so that no side always runs first or last: a shared machine's load
+    drifts hit all alike. Also returns the server's mean queue and execute ms per request of
+    each one-at-a-time round: the queue time shows the delay, execute time the machine's load."""
+    conc, seq, nd_seq, batches = [], [], [], []
+    server_ms: dict[str, list] = {"sequential": [], "sequential_nodelay": []}
+
+    def together() -> None:
         before = stats.snapshot()
         t0 = time.perf_counter()
         _concurrent(lambda k: transport.send(payloads[k]), len(payloads))
         conc.append(time.perf_counter() - t0)
         batches.append((server_delta(before, stats.snapshot()) or {}).get("avg_batch_size"))
+
+    def one_at_a_time(t, st, out: list[float], key: str) -> None:
+        before = st.snapshot()
         t0 = time.perf_counter()
         for p in payloads:
-            transport.send(p)
-        seq.append(time.perf_counter() - t0)
-    return conc, seq, batches
+            t.send(p)
+        out.append(time.perf_counter() - t0)
+        d = server_delta(before, st.snapshot()) or {}
+        server_ms[key].append({"queue_ms": d.get("queue_ms"), "execute_ms": d.get("compute_infer_ms")})
+
+    sides = [together, lambda: one_at_a_time(transport, stats, seq, "sequential")]
+    if nodelay is not None:
+        sides.append(lambda: one_at_a_time(*nodelay, nd_seq, "sequential_nodelay"))
+    for r in range(rounds):
+        for side in sides[r % len(sides):] + sides[:r % len(sides)]:
+            side()
+    return conc, seq, nd_seq, batches, server_ms
 
 
 def run_p4(steps: int = 20, rounds: int = 5, threads: int = 2, n: int = 4) -> dict[str, Any]:
@@ -331,35 +354,28 @@ def run_p4(steps: int = 20, rounds: int = 5, threads: int = 2, n: int = 4) -> di
         f"4 one by one {statistics.median(ip_seq) * 1000:.0f} ms, ratio {ip_ratio:.2f}")
 
     mixed = PayloadFactory("sd_img2img", inference_steps=steps, image_size=64, seed=11, negative_prompt="mixed")
-    nodelay_repo = build_nodelay_repo("sd_img2img", ckpt)
-    server = start_server(ROOT / "model_repository", ("sd_img2img",), threads, "p4-tritonserver.log")
+    # One server, two model names: the shipped config and a copy without the queue delay (the
+    # baseline a lone-request path would give; the 4-together side keeps the shipped config).
+    nodelay = "sd_img2img_nodelay"
+    repo = build_p4_repo("sd_img2img", ckpt)
+    server = start_server(repo, ("sd_img2img", nodelay), threads, "p4-tritonserver.log")
     try:
         transport = TritonTransport("sd_img2img", server.http_url, "http", timeout_s=600)
+        nd_transport = TritonTransport(nodelay, server.http_url, "http", timeout_s=600)
         stats = ServerStats(server.http_url, "http", "sd_img2img")
+        nd_stats = ServerStats(server.http_url, "http", nodelay)
         for p in payloads:  # warm-up
             transport.send(p)
+            nd_transport.send(p)
         _concurrent(lambda k: transport.send(payloads[k]), n)
-        conc, seq, batches = _served_rounds(transport, stats, payloads, rounds)
+        conc, seq, nd_seq, batches, server_ms = _served_rounds(transport, stats, payloads, rounds,
+                                                               (nd_transport, nd_stats))
         mixed_payloads = [mixed(i) for i in range(n)]
-        m_conc, m_seq, m_batches = _served_rounds(transport, stats, mixed_payloads, max(2, rounds // 2))
+        m_conc, m_seq, _, m_batches, _ = _served_rounds(transport, stats, mixed_payloads, max(2, rounds // 2))
         transport.close()
+        nd_transport.close()
         stats.close()
-    finally:
-        server.stop()
-    # the same 4 one at a time on a copy without the batching delay: the baseline a lone-request
-    # path would give (the 4-together side keeps the shipped config)
-    server = start_server(nodelay_repo, ("sd_img2img",), threads, "p4-nodelay-tritonserver.log")
-    try:
-        transport = TritonTransport("sd_img2img", server.http_url, "http", timeout_s=600)
-        for p in payloads:  # warm-up
-            transport.send(p)
-        nd_seq = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            for p in payloads:
-                transport.send(p)
-            nd_seq.append(time.perf_counter() - t0)
-        transport.close()
+        nd_stats.close()
     finally:
         server.stop()
     ratio_nodelay = statistics.median(nd_seq) / statistics.median(conc)
@@ -372,13 +388,16 @@ def run_p4(steps: int = 20, rounds: int = 5, threads: int = 2, n: int = 4) -> di
             "value": round(ratio, 3), "goal": ">= 1.5", "pass": ratio >= 1.5,
             "value_without_delay": round(ratio_nodelay, 3), "pass_without_delay": ratio_nodelay >= 1.5,
             "queue_delay_ms": queue_delay_ms("sd_img2img"),
+            "nodelay_model": nodelay, "interleaved": "one server; each round: 4 together, 4 one at a time, "
+                                                     "4 one at a time on the no-delay copy, order rotated per round",
             "sequential_nodelay_s": [round(x, 4) for x in nd_seq],
             "median_sequential_nodelay_s": round(statistics.median(nd_seq), 4),
             "model": f"tiny sd_img2img, 64x64 img2img, {steps} steps (strength 0.75 -> {int(steps * 0.75)} denoising steps)",
             "rounds": rounds, "threads": threads,
             "served": {"concurrent_s": [round(x, 4) for x in conc], "sequential_s": [round(x, 4) for x in seq],
                        "median_concurrent_s": round(statistics.median(conc), 4),
-                       "median_sequential_s": round(statistics.median(seq), 4), "avg_batch_size": batches},
+                       "median_sequential_s": round(statistics.median(seq), 4), "avg_batch_size": batches,
+                       "server_ms_per_request": server_ms},
             "inprocess": {"batched_s": [round(x, 4) for x in ip_batched], "sequential_s": [round(x, 4) for x in ip_seq],
                           "ratio": round(ip_ratio, 3)},
             "mixed_inputs": {"concurrent_s": [round(x, 4) for x in m_conc], "sequential_s": [round(x, 4) for x in m_seq],
