@@ -16,6 +16,8 @@ A10G, H100 = GPU_CLASSES["a10g"], GPU_CLASSES["h100"]
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 # The H200 run (docs/gpu.md): all five models, then sd_depth again after the flat-depth fix.
 H200_RUNS = ("gpu-check-nvidia-h200-2026-11-27.json", "gpu-check-nvidia-h200-2026-11-27-sd_depth.json")
+# The largest batches the limits admit at every size (bench/gpu_check.py --corners every-side).
+H200_LARGE_RUN = "gpu-check-nvidia-h200-2026-11-27-large.json"
 
 
 def test_real_size_configs_have_the_published_parameter_counts():
@@ -122,3 +124,21 @@ def test_h100_time_estimate_is_not_below_what_the_h200_measured_for_large_calls(
         estimate = limits.estimate(Workload(run["pixels"], run["batch"], run["steps"]))
         assert estimate.seconds >= run["latency_s"], (model, run["label"], estimate.seconds)
         assert estimate.seconds < 3 * run["latency_s"]  # and no longer 2-3x too pessimistic at 60
+
+
+def test_largest_batches_the_limits_admit_fit_their_memory_share_on_the_h200():
+    """Every size's largest admitted batch (up to 63 items), run with the H100's or A10G's share
+    enforced: no out-of-memory, the estimate covers the peak allocated memory, and the batches
+    run are still the ones the limits admit (a limit that admits more needs a new GPU run)."""
+    report = json.loads((RESULTS / H200_LARGE_RUN).read_text())
+    runs = [(m, r) for m, v in report["models"].items() for r in v["runs"]]
+    assert len(runs) == 19  # img2img and inpaint 2 x 3 sizes, upscaler 4 + 3 sizes
+    for model, run in runs:
+        gpu = H100 if " on h100 " in run["label"] else A10G
+        limits = RequestLimits(model, gpu, vae_slicing=True, vae_tiling=True)  # as a GPU instance loads
+        where = (model, run["label"])
+        assert run["error"] is None and run["finite"] and run["out_of_memory"] == 0, where
+        assert limits.max_items(run["pixels"], run["steps"]) == run["batch"], where
+        estimate = limits.estimate(Workload(run["pixels"], run["batch"], run["steps"])).memory_bytes / GIB
+        assert run["peak_allocated_gib"] <= estimate, where
+        assert run["peak_reserved_gib"] <= limits.memory_limit / GIB, where
