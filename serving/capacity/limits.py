@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,12 @@ class GpuClass:
     # limit bites (1024² batch 2-4, upscaler 384²-512²): 128.7-199 TFLOP/s (docs/gpu.md).
     tflops: float
     fractions: dict[str, float]  # default share per model when all five share one GPU
+    # Models measured slower than `tflops` says, as a factor on their time estimate. H100: the
+    # upscaler's largest admitted call (input 512² x 2, 50 steps) took 50.9 s on an H100 against
+    # 33.8 s estimated at 128 TFLOP/s (bench/results/gpu-check-nvidia-h100-2026-11-27-50steps.md),
+    # while img2img's (1024² x 11, 50 steps) took 38.7 s against 42.2 s. One run each: the
+    # factor is the measured ratio rounded up, not a model of why.
+    slowdown: dict[str, float] = field(default_factory=dict)
 
 
 # Shares sum to < 1: each process also has a CUDA context (~0.4 GiB assumed) outside its allocator.
@@ -57,7 +63,8 @@ GPU_CLASSES = {
     "a10g": GpuClass("a10g", memory_bytes=23028 * 2**20, tflops=12.0, fractions={
         "sd_img2img": 0.20, "sd_depth": 0.21, "sd_inpaint": 0.20, "sd_upscale": 0.25, "resnet_classifier": 0.03}),
     "h100": GpuClass("h100", memory_bytes=81559 * 2**20, tflops=128.0, fractions={
-        "sd_img2img": 0.20, "sd_depth": 0.20, "sd_inpaint": 0.20, "sd_upscale": 0.30, "resnet_classifier": 0.02}),
+        "sd_img2img": 0.20, "sd_depth": 0.20, "sd_inpaint": 0.20, "sd_upscale": 0.30, "resnet_classifier": 0.02},
+        slowdown={"sd_upscale": 1.55}),
 }
 
 
@@ -213,7 +220,7 @@ class RequestLimits:
         return int(self.memory_fraction * self.device_memory)
 
     def estimate(self, w: Workload) -> Estimate:
-        return self.costs.estimate(w, self.gpu.tflops)
+        return self.costs.estimate(w, self.gpu.tflops / self.gpu.slowdown.get(self.model, 1.0))
 
     def headroom_used(self, w: Workload) -> float:
         """The share of the memory left after weights and workspaces that this call takes."""

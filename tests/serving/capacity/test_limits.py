@@ -18,6 +18,8 @@ RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 H200_RUNS = ("gpu-check-nvidia-h200-2026-11-27.json", "gpu-check-nvidia-h200-2026-11-27-sd_depth.json")
 # The largest batches the limits admit at every size (bench/gpu_check.py --corners every-side).
 H200_LARGE_RUN = "gpu-check-nvidia-h200-2026-11-27-large.json"
+# The one run on an H100: the largest calls the H100 limits admit at 50 steps.
+H100_RUN = "gpu-check-nvidia-h100-2026-11-27-50steps.json"
 
 
 def test_real_size_configs_have_the_published_parameter_counts():
@@ -142,3 +144,19 @@ def test_largest_batches_the_limits_admit_fit_their_memory_share_on_the_h200():
         estimate = limits.estimate(Workload(run["pixels"], run["batch"], run["steps"])).memory_bytes / GIB
         assert run["peak_allocated_gib"] <= estimate, where
         assert run["peak_reserved_gib"] <= limits.memory_limit / GIB, where
+
+
+def test_h100_time_estimate_covers_what_an_h100_measured_and_stays_under_the_limit():
+    """On a real H100 the largest admitted 50-step calls finished within their estimates, so
+    within max_request_seconds (SageMaker ends an invocation at 60 s)."""
+    report = json.loads((RESULTS / H100_RUN).read_text())
+    assert report["device"].startswith("NVIDIA H100")
+    runs = [(m, r) for m, v in report["models"].items() for r in v["runs"] if " on h100 " in r["label"]]
+    assert {m for m, _ in runs} == {"sd_img2img", "sd_upscale"}
+    for model, run in runs:
+        limits = RequestLimits(model, H100, vae_slicing=True, vae_tiling=True)  # as a GPU instance loads
+        estimate = limits.estimate(Workload(run["pixels"], run["batch"], run["steps"]))
+        assert run["error"] is None and run["finite"] and run["out_of_memory"] == 0, (model, run["label"])
+        assert estimate.seconds >= run["latency_s"], (model, estimate.seconds, run["latency_s"])
+        # The upscaler's call that took 50.9 s there is no longer admitted at that size.
+        assert limits.fits(Workload(run["pixels"], run["batch"], run["steps"])) == (run["latency_s"] <= limits.max_seconds)
