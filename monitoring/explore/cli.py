@@ -50,4 +50,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
-        return proc.wait(30)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            # Phoenix's shutdown hung: do not leave it serving (and holding our stdout) after we exit.
+            proc.kill()
+            proc.wait()
+            return 1

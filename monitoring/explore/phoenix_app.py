@@ -41,6 +41,18 @@ def inferences(directory: Path):
     return primary, ref
 
 
+CLOSE_TIMEOUT_S = 20.0
+
+
+def _unused_loopback_port() -> int:
+    # Not serving.server.free_port: this program runs in Phoenix's own venv, without our deps.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m monitoring.explore.phoenix_app")
     p.add_argument("directory", type=Path)
@@ -49,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
+    # Phoenix's OTLP collector otherwise takes the fixed port 4317 on every interface: a second
+    # Phoenix (or any OTLP collector) on the host would make this one fail to start.
+    os.environ.setdefault("PHOENIX_GRPC_PORT", str(_unused_loopback_port()))
     import phoenix as px
 
     primary, reference = inferences(a.directory)
@@ -59,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    px.close_app()
+    # Phoenix's own shutdown can wait on its server threads for a long time (seen once in CI,
+    # over 2 minutes): give it a bounded time, then leave without it.
+    closer = threading.Thread(target=px.close_app, daemon=True)
+    closer.start()
+    closer.join(CLOSE_TIMEOUT_S)
+    if closer.is_alive():
+        print(f"phoenix: did not stop within {CLOSE_TIMEOUT_S:.0f} s; exiting anyway", flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 
