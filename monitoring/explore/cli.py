@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from monitoring.cli import add_store_args, command
@@ -43,6 +45,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_arize(primary, reference, work, list(FEATURES), list(TAGS))
+    # Ctrl-C (or a plain `kill`) must stop Phoenix even where SIGINT arrives ignored: a background
+    # job of a non-interactive shell inherits SIG_IGN, and Python then never raises KeyboardInterrupt.
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     env = dict(os.environ, PYTHONPATH=str(ROOT), PHOENIX_WORKING_DIR=str(work / "phoenix"))
     proc = subprocess.Popen([args.phoenix_python, "-m", "monitoring.explore.phoenix_app", str(work), "--port", str(args.port)],
                             cwd=ROOT, env=env)
