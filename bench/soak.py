@@ -335,21 +335,21 @@ class Soak:
         if self.poll(lambda: (h := host_services.holder_pid(self.sidecar)) and h != pid and host_services.running(self.sidecar)):
             fault.recovered_at = time.time()
 
-    def sidecar_caught_up(self, outages_before: float) -> bool:
+    def sidecar_caught_up(self, outages_before: float, caught_up_before: int) -> bool:
         text = scrape(self.sidecar_port)
         outages = metric_values(text, "capture_store_outages_total").get("", 0.0)
         return outages > outages_before and "capture_store_last_catchup_seconds" in text \
-            and self.sidecar_log.read_text(errors="replace").count("caught up") > self._caught_up_before
+            and self.sidecar_log.read_text(errors="replace").count("caught up") > caught_up_before
 
     def inject_store_unreachable(self, fault: Fault) -> None:
         outages_before = metric_values(scrape(self.sidecar_port), "capture_store_outages_total").get("", 0.0)
-        self._caught_up_before = self.sidecar_log.read_text(errors="replace").count("caught up")
+        caught_up_before = self.sidecar_log.read_text(errors="replace").count("caught up")
         self.store.take_away()
         self.stop.wait(self.outage_s)
         self.store.start()
         back = time.time()
         fault.detail["outage_s"] = round(back - fault.injected_at, 2)
-        if self.poll(lambda: self.sidecar_caught_up(outages_before)):
+        if self.poll(lambda: self.sidecar_caught_up(outages_before, caught_up_before)):
             fault.recovered_at = time.time()
             fault.detail["caught_up_after_back_s"] = round(fault.recovered_at - back, 2)
 
