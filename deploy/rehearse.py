@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         (work_dir / "repository").mkdir(parents=True)
         server.start(wait_s=120)
         endpoint = MMEEndpoint(MMEConfig(model_data_url=str(dist), port=0, work_dir=work_dir, footprint="disk",
-                                         triton_url=server.http_url, load_timeout_s=900)).start()
+                                         triton_url=server.http_url, triton_control_key=server.control_key,
+                                         load_timeout_s=900)).start()
         runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1",
                                aws_access_key_id="x", aws_secret_access_key="x",
                                config=Config(retries={"max_attempts": 1}, read_timeout=900))

@@ -56,6 +56,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.triton_http import CONTROL_KEY_ENV
+
 log = logging.getLogger(__name__)
 
 SETTING_PREFIXES = ("CAPTURE_", "MONITORING_", "HOST_SERVICES_")
@@ -75,6 +77,9 @@ class HostService:
     lock: str
     env: Mapping[str, str] = field(default_factory=dict)  # added to the model process's environment
     log_path: str | None = None  # default: <state_dir>/<name>.log
+    # Hand it tritonserver's control key ($TRITON_CONTROL_KEY, serving/triton_http.py)? Only a
+    # service that loads/unloads models needs it; the others run without it in their environment.
+    control_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,8 @@ def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
     os.makedirs(os.path.dirname(service.lock) or ".", exist_ok=True)
     log_path = service.log_path or os.path.join(state_dir, f"{service.name}.log")
     env = dict(os.environ)
+    if not service.control_key:
+        env.pop(CONTROL_KEY_ENV, None)
     env.update(service.env)
     with open(log_path, "ab") as out:
         return subprocess.Popen(list(service.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -362,7 +369,7 @@ def watchdog_service(settings: HostSettings) -> HostService | None:
         root = snapshot_package(Path(root) / "serving", Path(settings.state_dir) / "code")
     if root:  # the stub runs Python isolated; the watchdog's interpreter must find our package
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return HostService(name="watchdog", argv=tuple(argv), env=env,
+    return HostService(name="watchdog", argv=tuple(argv), env=env, control_key=True,
                        lock=os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"))
 
 

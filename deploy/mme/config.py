@@ -24,6 +24,9 @@ class MMEConfig:
     s3_region: str = "us-east-1"
     endpoint_name: str | None = None  # None: accept any /endpoints/<name>/invocations
     triton_url: str | None = None  # attach to a running explicit-mode tritonserver instead of starting one
+    # That server's control key (docs/security.md); None: $TRITON_CONTROL_KEY. A server we start
+    # gets a fresh one. Never a flag: a command line is readable by every local user.
+    triton_control_key: str | None = field(default=None, repr=False)
     triton_http_port: int = 0  # 0: a free port
     triton_grpc_port: int = 0
     triton_metrics_port: int = 0

@@ -242,7 +242,7 @@ class MMEEndpoint:
             shutil.rmtree(self.work_dir / sub, ignore_errors=True)
             (self.work_dir / sub).mkdir(parents=True, exist_ok=True)
         if cfg.triton_url:
-            self.triton = TritonControl(cfg.triton_url, self.repository)
+            self.triton = TritonControl(cfg.triton_url, self.repository, key=cfg.triton_control_key)
             if not self.triton.live():
                 raise RuntimeError(f"no live tritonserver at {cfg.triton_url}")
         else:
@@ -285,7 +285,7 @@ class MMEEndpoint:
         # start() only polls the HTTP port: make sure it was our process that answered.
         if self.process.proc is None or self.process.proc.poll() is not None:
             raise RuntimeError(f"tritonserver exited; see {self.process.log_path}:\n{self.process.log_tail()}")
-        self.triton = TritonControl(f"127.0.0.1:{ports[0]}", self.repository)
+        self.triton = TritonControl(f"127.0.0.1:{ports[0]}", self.repository, key=self.process.control_key)
 
     def _capture_env(self) -> dict[str, str]:
         """Capture on (the models start the sidecar, as on SageMaker) when a store is configured."""
