@@ -34,6 +34,9 @@ from urllib.parse import quote, urlparse
 
 #: The header Triton checks on restricted APIs (lower case: gRPC metadata keys must be).
 CONTROL_HEADER = "triton-control-key"
+#: On gRPC, Triton 2.51 expects the header under this prefixed name (seen in its refusal:
+#: "expecting header 'triton-grpc-protocol-triton-control-key'").
+GRPC_CONTROL_HEADER = "triton-grpc-protocol-" + CONTROL_HEADER
 #: Where our processes find the secret of the tritonserver they work with.
 CONTROL_KEY_ENV = "TRITON_CONTROL_KEY"
 #: The APIs that can change what the server runs, or read/write its memory.
@@ -70,9 +73,10 @@ def control_key(environ: Mapping[str, str] | None = None) -> str | None:
     return value or None
 
 
-def control_headers(key: str | None) -> dict[str, str]:
-    """Headers for a control-plane call (tritonclient: ``headers=control_headers(key)``)."""
-    return {CONTROL_HEADER: key} if key else {}
+def control_headers(key: str | None, grpc: bool = False) -> dict[str, str]:
+    """Headers for a control-plane call (tritonclient: ``headers=control_headers(key)``; for
+    ``tritonclient.grpc``, ``control_headers(key, grpc=True)``)."""
+    return {GRPC_CONTROL_HEADER if grpc else CONTROL_HEADER: key} if key else {}
 
 
 def hide_in_argv(pid: int, key: str) -> bool:
