@@ -166,6 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": 'body must be {"model_name": "<name>", "url": "<path or s3 url>"}'})
         try:
             check_target_model(key)
+            self.endpoint.source.check_load_url(url)
             self.endpoint.cache.register(key, url)
         except MMEError as exc:  # the contract knows 409 and 507; everything else is 400
             return self._container_error(exc, exc.status if exc.status in (409, 507) else 400)
@@ -248,7 +249,8 @@ class MMEEndpoint:
         else:
             self._start_triton()
         self.source = ModelSource(cfg.model_data_url, self.work_dir / "downloads",
-                                  s3_endpoint_url=cfg.s3_endpoint_url, region=cfg.s3_region)
+                                  s3_endpoint_url=cfg.s3_endpoint_url, region=cfg.s3_region,
+                                  allowed_roots=tuple(cfg.allowed_model_roots))
         self.cache = ModelCache(self.triton, self.source, work_dir=self.work_dir, budget_bytes=cfg.budget_bytes,
                                 footprint=cfg.footprint, max_bytes=int(cfg.max_model_mb * 2**20),
                                 max_members=cfg.max_members, load_timeout=cfg.load_timeout_s)
