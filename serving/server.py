@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES, host_services
 from serving.triton_http import CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction, hide_in_argv, new_control_key, \
     restricted_args
@@ -313,7 +314,7 @@ def capture_env(spool: Path, store: Path | str, sidecar_metrics_port: int,
                 sidecar_log: Path = ROOT / "var" / "log" / "sidecar.log") -> dict[str, str]:
     """What the models need to capture into `spool` and keep a sidecar draining it into `store`."""
     spool = spool.resolve()
-    spool.mkdir(parents=True, exist_ok=True)
+    private_dir(spool)  # captured requests: this user's only (docs/security.md)
     sidecar_log.parent.mkdir(parents=True, exist_ok=True)
     return {"CAPTURE_SPOOL_DIR": str(spool),
             "CAPTURE_STORE": store if isinstance(store, str) and store.startswith("s3://") else str(Path(store).resolve()),

@@ -202,3 +202,53 @@ def test_only_services_that_need_it_inherit_the_key(tmp_path, monkeypatch, wants
     watchdog = host_services.watchdog_service(host_services.host_settings({}, {}, server_pid=4242))
     sidecar = host_services.sidecar_service(host_services.host_settings({}, {"CAPTURE_STORE": str(tmp_path)}, 4242))
     assert watchdog is not None and watchdog.control_key and sidecar is not None and not sidecar.control_key
+
+
+# -- the other doors (issue 27 item 4) -----------------------------------------------------------------
+def test_private_dirs_are_created_0700_and_someone_elses_are_refused(tmp_path):
+    from monitoring.capture.private import private_dir
+
+    fresh = tmp_path / "spool" / "resnet_classifier"
+    assert private_dir(fresh) == str(fresh) and (fresh.stat().st_mode & 0o777) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match=f"{shared} is writable by every user \\(mode 777\\)"):
+        private_dir(shared)
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace what we put there
+    assert private_dir(shared) == str(shared)
+    if os.geteuid() == 0:  # only root can hand a directory to another user
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 12345, 12345)
+        with pytest.raises(PermissionError, match=f"{theirs} belongs to uid 12345"):
+            private_dir(theirs)
+
+
+def test_host_services_refuse_a_state_dir_planted_by_someone_else(tmp_path):
+    """The state dir holds the code snapshots the watchdog and sidecar run: a world-writable one
+    (e.g. created first by another user under /tmp) is refused, not used."""
+    state = tmp_path / "host"
+    state.mkdir()
+    state.chmod(0o777)
+    service = host_services.HostService("probe", (sys.executable, "-c", "pass"), str(state / "probe.lock"))
+    with pytest.raises(PermissionError, match="writable by every user"):
+        host_services.spawn(service, str(state))
+
+
+def test_capture_spool_and_sidecar_metrics_are_private_by_default(tmp_path):
+    from monitoring.capture import Capturer
+    from serving.server import capture_env
+
+    env = capture_env(tmp_path / "spool", tmp_path / "store", 0, sidecar_log=tmp_path / "log" / "s.log")
+    assert ((tmp_path / "spool").stat().st_mode & 0o777) == 0o700
+    capturer = Capturer(str(tmp_path / "spool2"), "resnet_classifier", "1")
+    try:
+        assert ((tmp_path / "spool2").stat().st_mode & 0o777) == 0o700
+        assert ((tmp_path / "spool2" / "resnet_classifier").stat().st_mode & 0o777) == 0o700
+    finally:
+        capturer.close(timeout=5)
+    sidecar = host_services.sidecar_service(host_services.host_settings({}, env, server_pid=4242))
+    assert sidecar is not None
+    argv = list(sidecar.argv)
+    assert argv[argv.index("--metrics-addr") + 1] == "127.0.0.1"
