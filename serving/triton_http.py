@@ -4,7 +4,7 @@ Every shape of this project runs tritonserver with explicit model control (the w
 the repository API), and that API loads code: a load request may carry its own ``model.py``
 (``"file:1/model.py": <base64>``). So every tritonserver we start is given a per-server secret
 at start (:func:`new_control_key`) and the flags :func:`restricted_args`: the model-repository,
-model-config and shared-memory APIs, on HTTP and gRPC, then answer 403 ("This API is
+model-config and shared-memory APIs (and logging and trace settings), on HTTP and gRPC, answer 403 ("This API is
 restricted, expecting header 'triton-control-key'") unless the request carries
 ``triton-control-key: <secret>``. Inference, health, metadata and statistics stay open.
 
@@ -39,10 +39,11 @@ CONTROL_HEADER = "triton-control-key"
 GRPC_CONTROL_HEADER = "triton-grpc-protocol-" + CONTROL_HEADER
 #: Where our processes find the secret of the tritonserver they work with.
 CONTROL_KEY_ENV = "TRITON_CONTROL_KEY"
-#: The APIs that can change what the server runs, or read/write its memory.
-RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory")
+#: The APIs that can change what the server runs or read/write its memory, and those that
+#: change where and how much it logs and traces (verbose logs and trace files are ways out).
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
 #: URL path prefixes of those APIs on Triton's HTTP front end (config: ``/v2/models/<m>[/versions/<v>]/config``).
-_CONTROL_PREFIXES = ("/v2/repository", "/v2/systemsharedmemory", "/v2/cudasharedmemory")
+_CONTROL_PREFIXES = ("/v2/repository", "/v2/systemsharedmemory", "/v2/cudasharedmemory", "/v2/logging", "/v2/trace")
 
 
 def new_control_key() -> str:

@@ -143,7 +143,7 @@ def test_entrypoint_locks_the_control_plane_and_hands_the_key_to_the_watchdog_on
     assert "--http-restricted-api" not in " ".join(container.triton.command())  # the CMD as the image has it
     pid = container.server_pid()
     cmdline = Path(f"/proc/{pid}/cmdline")
-    flag = "--http-restricted-api=model-repository,model-config,shared-memory:triton-control-key="
+    flag = "--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:triton-control-key="
     # The supervisor overwrites the key in tritonserver's argv once Triton answers.
     args = poll(lambda: [a for a in cmdline.read_bytes().decode().split("\0") if a.startswith(flag)
                          and set(a[len(flag):]) == {"*"}], what="the key hidden in tritonserver's argv")

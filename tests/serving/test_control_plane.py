@@ -104,8 +104,9 @@ def clients(server):
 
 def test_config_and_shared_memory_need_the_key_inference_health_metadata_do_not(server, clients):
     http, grpc = clients
-    for call in (lambda: http.get_model_config(TINY), http.get_system_shared_memory_status,
-                 lambda: grpc.get_model_config(TINY), grpc.get_system_shared_memory_status):
+    for call in (lambda: http.get_model_config(TINY), http.get_system_shared_memory_status, http.get_log_settings,
+                 http.get_trace_settings, lambda: grpc.get_model_config(TINY), grpc.get_system_shared_memory_status,
+                 grpc.get_log_settings):
         with pytest.raises(InferenceServerException, match=CONTROL_HEADER):
             call()
     key = control_headers(server.control_key)
@@ -139,8 +140,8 @@ def test_the_key_is_in_no_log_and_not_on_the_command_line(server):
     assert key and len(key) >= 40
     cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes().decode().split("\0")
     flags = [a for a in cmdline if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]
-    assert flags == [f"--http-restricted-api=model-repository,model-config,shared-memory:{CONTROL_HEADER}="
-                     + "*" * len(key), f"--grpc-restricted-protocol=model-repository,model-config,shared-memory:"
+    assert flags == [f"--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:{CONTROL_HEADER}="
+                     + "*" * len(key), f"--grpc-restricted-protocol=model-repository,model-config,shared-memory,logging,trace:"
                      f"{CONTROL_HEADER}=" + "*" * len(key)]
     assert key not in server.log_path.read_text(errors="replace")
     # tritonserver's environment holds it (its models hand it to the watchdog); mode 0400 file.
@@ -151,8 +152,8 @@ def test_the_key_is_in_no_log_and_not_on_the_command_line(server):
 # -- units -------------------------------------------------------------------------------------------
 def test_restricted_args_syntax_and_bad_keys():
     assert restricted_args("abc") == [
-        f"--http-restricted-api=model-repository,model-config,shared-memory:{CONTROL_HEADER}=abc",
-        f"--grpc-restricted-protocol=model-repository,model-config,shared-memory:{CONTROL_HEADER}=abc"]
+        f"--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:{CONTROL_HEADER}=abc",
+        f"--grpc-restricted-protocol=model-repository,model-config,shared-memory,logging,trace:{CONTROL_HEADER}=abc"]
     for bad in ("", "a:b", "a=b", "a,b", "a b"):
         with pytest.raises(ValueError, match="control key must be"):
             restricted_args(bad)
@@ -161,7 +162,7 @@ def test_restricted_args_syntax_and_bad_keys():
 def test_the_key_travels_only_on_control_plane_paths():
     client = TritonHTTP(f"127.0.0.1:{free_port()}", key="k-SECRET-1")
     for path in ("/v2/repository/index", "/v2/repository/models/m/load", "/v2/models/m/config",
-                 "/v2/models/m/versions/1/config", "/v2/systemsharedmemory/status", "/v2/cudasharedmemory/status"):
+                 "/v2/models/m/versions/1/config", "/v2/systemsharedmemory/status", "/v2/cudasharedmemory/status", "/v2/logging", "/v2/trace/setting"):
         assert client.headers_for(path) == {CONTROL_HEADER: "k-SECRET-1"}, path
     for path in ("/v2/models/m/infer", "/v2/models/m/ready", "/v2/health/live", "/v2/models/stats", "/v2/models/m"):
         assert client.headers_for(path) == {}, path
