@@ -225,22 +225,22 @@ def marker_model(marker: Path) -> str:
             "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n")
 
 
-def control_plane_problems(url: str, loaded: str, marker: Path) -> list[str]:
+def control_plane_problems(url: str, loaded: str | None, marker: Path) -> list[str]:
     """What a caller without the control key gets (docs/security.md): a load carrying its own
     model.py and an unload of a served model must both be refused, naming the missing header;
-    the override's code must not run and the model must stay ready."""
+    the override's code must not run and the model (None: none loaded) must stay ready."""
     anon = TritonHTTP(url, key="")
     problems = []
     for what, path, body in (("load with a model.py override", "/v2/repository/models/control_probe/load",
                               override_load_body(marker_model(marker))),
-                             (f"unload of {loaded}", f"/v2/repository/models/{loaded}/unload", b"{}")):
+                             (f"unload of {loaded or 'a model'}", f"/v2/repository/models/{loaded or 'any'}/unload", b"{}")):
         status, _, out = anon.request("POST", path, body, timeout=60)
         if status != 403 or CONTROL_HEADER not in error_text(out):
             problems.append(f"unauthenticated {what}: HTTP {status} {error_text(out)[:200]!r} (expected 403 naming "
                             f"{CONTROL_HEADER})")
     if marker.exists():
         problems.append(f"the override's model.py ran: {marker} exists")
-    if not anon.ready(loaded):
+    if loaded and not anon.ready(loaded):
         problems.append(f"{loaded} is not ready after the unauthenticated unload")
     return problems
 
