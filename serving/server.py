@@ -25,11 +25,11 @@ from pathlib import Path
 
 from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES, host_services
-from serving.triton_http import CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction, hide_in_argv, new_control_key, \
-    restricted_args
+from serving.triton_http import (CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction,
+                                 hide_in_argv, new_control_key, restricted_args)
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / "var" / "run"
+STATE_DIR = Path(os.environ.get("SERVING_RUN_DIR") or ROOT / "var" / "run")  # pid and key files of `make serve`
 KEY_FILE = STATE_DIR / "tritonserver.key"  # `make serve`'s control key (docs/security.md)
 
 
@@ -267,7 +267,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         # The models start the sidecar themselves (serving/host_services.py), as on SageMaker.
         extra_env.update(capture_env(Path(args.spool), Path(args.store), args.sidecar_metrics_port))
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
-                           metrics_port=args.metrics_port, extra_env=extra_env)
+                           metrics_port=args.metrics_port, extra_env=extra_env, models=tuple(args.models))
     print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
     try:
         server.start(wait_s=args.wait)
@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for all models")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), help="models to load (default: all five)")
     parser.add_argument("--no-capture", action="store_true", help="serve without monitoring capture and sidecar")
     parser.add_argument("--spool", default=str(ROOT / "var" / "spool"))
     parser.add_argument("--store", default=str(ROOT / "var" / "store"))

@@ -253,3 +253,35 @@ def test_capture_spool_and_sidecar_metrics_are_private_by_default(tmp_path):
     assert sidecar is not None
     argv = list(sidecar.argv)
     assert argv[argv.index("--metrics-addr") + 1] == "127.0.0.1"
+
+
+def test_make_serve_writes_a_0600_key_and_refuses_keyless_code_loads(tmp_path):
+    """`python -m serving.server start` itself (what `make serve` runs), on a tiny repository."""
+    repo = tmp_path / "repo"
+    (repo / TINY / "1").mkdir(parents=True)
+    (repo / TINY / "1" / "model.py").write_text(TINY_CODE)
+    (repo / TINY / "config.pbtxt").write_text(
+        'backend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X" data_type: TYPE_FP32 dims: [1] }]\noutput [{ name: "Y" data_type: TYPE_FP32 dims: [1] }]\n')
+    run = tmp_path / "run"
+    env = dict(os.environ, SERVING_RUN_DIR=str(run), OMP_NUM_THREADS="1")
+    http_port = free_port()
+    cli = [sys.executable, "-m", "serving.server"]
+    ports = ["--http-port", str(http_port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+    started = subprocess.run(cli + ["start", "--no-capture", "--repo", str(repo), "--models", TINY, "--wait", "120"]
+                             + ports, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        key_file = run / "tritonserver.key"
+        key = key_file.read_text().strip()
+        assert len(key) >= 40 and (key_file.stat().st_mode & 0o777) == 0o600
+        assert key not in started.stdout + started.stderr and str(key_file) in started.stdout
+        marker = tmp_path / "ran"
+        assert control_plane_problems(f"127.0.0.1:{http_port}", TINY, marker) == []
+        assert not marker.exists()
+        assert TritonHTTP(f"127.0.0.1:{http_port}", key).state(TINY) == "READY"  # the operator's key works
+    finally:
+        stopped = subprocess.run(cli + ["stop", "--spool", str(tmp_path / "spool")], env=env, capture_output=True,
+                                 text=True, timeout=300)
+    assert "stopped tritonserver" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert not key_file.exists()
