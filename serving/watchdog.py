@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         url, client = sagemaker_url, SageMakerRoutes(sagemaker_url)
         log.info("healing through SageMaker's routes at %s (GET/DELETE/POST /models)", sagemaker_url)
     url = url or server_http_url(pid)
-    if "http-restricted-api" in (server_options(pid) or {}) and not control_key():
+    if client is None and "http-restricted-api" in (server_options(pid) or {}) and not control_key():
         # Every load/unload would be refused (403): say why now, not at the first dead stub.
         log.error("tritonserver pid %d restricts its repository API but this watchdog was given no $%s: "
                   "it cannot reload models", pid, CONTROL_KEY_ENV)
