@@ -285,3 +285,22 @@ def test_make_serve_writes_a_0600_key_and_refuses_keyless_code_loads(tmp_path):
                                  text=True, timeout=300)
     assert "stopped tritonserver" in stopped.stdout, stopped.stdout + stopped.stderr
     assert not key_file.exists()
+
+
+def test_watchdog_without_the_key_says_so_at_start(tmp_path):
+    """A watchdog started by hand against a locked server, with no $TRITON_CONTROL_KEY, names
+    the problem at once instead of failing at the first dead stub."""
+    fake = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "--http-port=1",
+                             "--http-restricted-api=model-repository:triton-control-key=****"], stdin=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != CONTROL_KEY_ENV}
+    log = tmp_path / "watchdog.log"
+    with open(log, "wb") as out:
+        watchdog = subprocess.Popen([sys.executable, "-m", "serving.watchdog", "--server-pid", str(fake.pid),
+                                     "--interval", "5"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: "restricts its repository API" in log.read_text(), 60, "the watchdog's error")
+        assert f"this watchdog was given no ${CONTROL_KEY_ENV}: it cannot reload models" in log.read_text()
+    finally:
+        watchdog.terminate()
+        watchdog.wait(30)
+        fake.communicate(b"", timeout=10)
