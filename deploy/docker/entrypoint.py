@@ -192,7 +192,10 @@ def lock_control_plane(argv: list[str], environ: dict[str, str]) -> tuple[list[s
         log.info("tritonserver command restricts its APIs itself: left as given")
         return argv, None
     key = control_key(environ) or new_control_key()
-    return argv + restricted_args(key), key
+    try:
+        return argv + restricted_args(key), key
+    except ValueError as exc:  # an operator's key that cannot go into Triton's flag
+        raise SystemExit(f"entrypoint: {CONTROL_KEY_ENV}: {exc}") from None
 
 
 def http_url(argv: list[str]) -> str | None:

@@ -158,3 +158,23 @@ def test_entrypoint_locks_the_control_plane_and_hands_the_key_to_the_watchdog_on
     assert "TRITON_CONTROL_KEY" not in Path(f"/proc/{sidecar}/environ").read_text(errors="replace")
     assert key not in container.log()  # the supervisor's "server started" line names <control key>
     assert "<control key>" in container.log()
+
+
+def test_entrypoint_lock_rules():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("entrypoint_under_test", ENTRYPOINT)
+    ep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ep)
+    argv, key = ep.lock_control_plane(["/opt/tritonserver/bin/tritonserver", "--model-repository=/models"], {})
+    assert key and argv[-2:] == [f"--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:"
+                                 f"triton-control-key={key}", f"--grpc-restricted-protocol=model-repository,"
+                                 f"model-config,shared-memory,logging,trace:triton-control-key={key}"]
+    assert ep.lock_control_plane(["tritonserver"], {"TRITON_CONTROL_KEY": "mine"})[1] == "mine"  # the operator's
+    own = ["tritonserver", "--http-restricted-api=model-repository:k=v"]
+    assert ep.lock_control_plane(own, {}) == (own, None)  # their own restriction: left as given
+    assert ep.lock_control_plane(["serve"], {}) == (["serve"], None)  # SageMaker's serve: cannot be changed
+    with pytest.raises(SystemExit, match="TRITON_CONTROL_KEY: control key must be"):
+        ep.lock_control_plane(["tritonserver"], {"TRITON_CONTROL_KEY": "a:b"})
+    assert ep.http_url(["tritonserver", "--http-port=9"]) == "127.0.0.1:9"
+    assert ep.http_url(["tritonserver", "--allow-http=false"]) is None
