@@ -4,14 +4,15 @@ Every shape of this project runs tritonserver with explicit model control (the w
 the repository API), and that API loads code: a load request may carry its own ``model.py``
 (``"file:1/model.py": <base64>``). So every tritonserver we start is given a per-server secret
 at start (:func:`new_control_key`) and the flags :func:`restricted_args`: the model-repository,
-model-config and shared-memory APIs (and logging and trace settings), on HTTP and gRPC, answer 403 ("This API is
-restricted, expecting header 'triton-control-key'") unless the request carries
-``triton-control-key: <secret>``. Inference, health, metadata and statistics stay open.
+model-config and shared-memory APIs (and the logging and trace settings) answer 403 ("This API
+is restricted, expecting header 'triton-control-key'") unless the request carries
+``triton-control-key: <secret>`` (on gRPC: ``triton-grpc-protocol-triton-control-key``).
+Inference, health, metadata and statistics stay open.
 
 The secret lives in memory and in the environment of the processes that need it, under
 :data:`CONTROL_KEY_ENV`: tritonserver's own environment (so the model processes can hand it to
-the watchdog they start, serving/host_services.py), the watchdog, the MME front and the soak.
-Never in a file of the repository, never in a log line: :class:`TritonHTTP` sends it only on
+the watchdog they start, serving/host_services.py), the watchdog, the MME front and the soak
+(and, for the operator of `make serve`, a 0600 file under var/run). Never in the repository, never in a log line: :class:`TritonHTTP` sends it only on
 control-plane paths and never puts it in an error message. Triton takes it on its command
 line only (no file or environment option in 2.51), so :func:`hide_in_argv` overwrites it there
 once Triton has parsed its options; see docs/security.md.
