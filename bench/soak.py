@@ -65,7 +65,7 @@ if str(ROOT) not in sys.path:
 from serving import MODEL_NAMES, host_services  # noqa: E402
 from serving.loadtest.payloads import PayloadFactory  # noqa: E402
 from serving.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
-from serving.watchdog import TritonHTTP, list_stubs  # noqa: E402
+from serving.watchdog import list_stubs  # noqa: E402
 
 FLUSH_S = 0.5  # CAPTURE_FLUSH_INTERVAL_S of the soak: the window of records a killed process loses
 FAULT_WINDOW_MARGIN_S = 5.0  # errors this long after recovery still count as the fault's
@@ -371,7 +371,7 @@ class Soak:
             fault.detail["capture_resumed_after_sigcont_s"] = round(fault.recovered_at - resumed, 2)
 
     def inject_model_evict(self, fault: Fault) -> None:
-        triton = TritonHTTP(self.server.http_url, timeout_s=600)
+        triton = self.server.control(timeout_s=600)  # the server's control key: its repository API is locked
         triton.unload(fault.target)
         self.poll(lambda: not triton.ready(fault.target))
         fault.detail["unloaded_after_s"] = round(time.time() - fault.injected_at, 2)

@@ -17,7 +17,8 @@ What is "stock" about it:
   container environment (CAPTURE_STORE, CAPTURE_S3_ENDPOINT_URL) as a SageMaker Model's
   `Environment` would set them.
 
-Then: traffic to every model, unload + reload of the model whose process started the sidecar
+Then: traffic to every model, a caller without the control key refused (a load that brings
+its own model.py, an unload; docs/security.md), unload + reload of the model whose process started the sidecar
 (the sidecar must survive it), a graceful stop, and the check: every successful request has
 exactly one record in the S3 store, with its embedding. Prints a summary; exit status 1 on any
 shortfall. The env tarball is cached under the work dir, keyed on the lock and the Python.
@@ -53,6 +54,7 @@ from deploy.package import package_repository
 from deploy.payload import build_request, parse_response
 from serving import MODEL_NAMES, demo_client, host_services
 from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
+from serving.triton_http import CONTROL_HEADER, TritonHTTP, error_text
 
 # What the stub (serving runtimes + capture) and the sidecar import: env/model-requirements.txt.
 ENV_DISTRIBUTIONS = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "pillow", "numpy",
@@ -206,6 +208,43 @@ def leaks(pids: list[int]) -> list[str]:
     return sorted(found)
 
 
+def override_load_body(code: str) -> bytes:
+    """A repository-API load that brings its own model.py (what an intruder would send)."""
+    import base64
+
+    config = {"backend": "python", "max_batch_size": 0,
+              "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1]}],
+              "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [1]}]}
+    return json.dumps({"parameters": {"config": json.dumps(config),
+                                      "file:1/model.py": base64.b64encode(code.encode()).decode()}}).encode()
+
+
+def marker_model(marker: Path) -> str:
+    """A model.py whose import creates `marker`: if the file exists, the code ran."""
+    return (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n\n"
+            "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n")
+
+
+def control_plane_problems(url: str, loaded: str | None, marker: Path) -> list[str]:
+    """What a caller without the control key gets (docs/security.md): a load carrying its own
+    model.py and an unload of a served model must both be refused, naming the missing header;
+    the override's code must not run and the model (None: none loaded) must stay ready."""
+    anon = TritonHTTP(url, key="")
+    problems = []
+    for what, path, body in (("load with a model.py override", "/v2/repository/models/control_probe/load",
+                              override_load_body(marker_model(marker))),
+                             (f"unload of {loaded or 'a model'}", f"/v2/repository/models/{loaded or 'any'}/unload", b"{}")):
+        status, _, out = anon.request("POST", path, body, timeout=60)
+        if status != 403 or CONTROL_HEADER not in error_text(out):
+            problems.append(f"unauthenticated {what}: HTTP {status} {error_text(out)[:200]!r} (expected 403 naming "
+                            f"{CONTROL_HEADER})")
+    if marker.exists():
+        problems.append(f"the override's model.py ran: {marker} exists")
+    if loaded and not anon.ready(loaded):
+        problems.append(f"{loaded} is not ready after the unauthenticated unload")
+    return problems
+
+
 def read_store(s3_url: str) -> dict[str, list[dict]]:
     from monitoring.store import read_records_df
 
@@ -299,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         (work_dir / "repository").mkdir(parents=True)
         server.start(wait_s=120)
         endpoint = MMEEndpoint(MMEConfig(model_data_url=str(dist), port=0, work_dir=work_dir, footprint="disk",
-                                         triton_url=server.http_url, load_timeout_s=900)).start()
+                                         triton_url=server.http_url, triton_control_key=server.control_key,
+                                         load_timeout_s=900)).start()
         runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1",
                                aws_access_key_id="x", aws_secret_access_key="x",
                                config=Config(retries={"max_attempts": 1}, read_timeout=900))
@@ -316,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"sidecar pid {sidecar_pid} started by {model}'s stub; code from "
                         f"{_environ_of(sidecar_pid).get('PYTHONPATH', '?')}, pyarrow from {_mapped(sidecar_pid, 'pyarrow')}")
         timings["cold loads"] = time.monotonic() - t0
+        problems += control_plane_problems(server.http_url, first_model, run / "control-probe-ran")
         for model in order:
             for i in range(1, args.requests):
                 tally.invoke(runtime, f"{model}.tar.gz", model, i)

@@ -122,7 +122,7 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spool", default=default_spool_dir(), help="spool directory (default: $MONITORING_SPOOL_DIR, $CAPTURE_SPOOL_DIR or var/spool)")
     add_store_args(p)
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("MONITORING_METRICS_PORT", DEFAULT_METRICS_PORT)), help=f"Prometheus port (default {DEFAULT_METRICS_PORT}; -1 disables; 0 picks a free port)")
-    p.add_argument("--metrics-addr", default="0.0.0.0", help="address for the metrics server (default 0.0.0.0)")
+    p.add_argument("--metrics-addr", default="127.0.0.1", help="address for the metrics server (default 127.0.0.1)")
     p.add_argument("--compact-every", type=float, default=300.0, metavar="S", help="seconds between compaction passes (0 disables; default 300)")
     p.add_argument("--datacapture-dir", default=None, help="also export SageMaker Data Capture JSON lines to this dir or s3:// prefix")
     p.add_argument("--datacapture-endpoint", default="local-endpoint", help="endpoint name in the Data Capture layout")

@@ -56,6 +56,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitoring.capture.private import private_dir
+from serving.triton_http import CONTROL_KEY_ENV
+
 log = logging.getLogger(__name__)
 
 SETTING_PREFIXES = ("CAPTURE_", "MONITORING_", "HOST_SERVICES_")
@@ -75,6 +78,9 @@ class HostService:
     lock: str
     env: Mapping[str, str] = field(default_factory=dict)  # added to the model process's environment
     log_path: str | None = None  # default: <state_dir>/<name>.log
+    # Hand it tritonserver's control key ($TRITON_CONTROL_KEY, serving/triton_http.py)? Only a
+    # service that loads/unloads models needs it; the others run without it in their environment.
+    control_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,10 +186,12 @@ def holder_pid(service: HostService) -> int | None:
 
 def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
     """Start ``service`` detached from this process: new session, no stdin, output to its log."""
-    os.makedirs(state_dir, exist_ok=True)
+    private_dir(state_dir)  # holds the code snapshots services run: never another user's
     os.makedirs(os.path.dirname(service.lock) or ".", exist_ok=True)
     log_path = service.log_path or os.path.join(state_dir, f"{service.name}.log")
     env = dict(os.environ)
+    if not service.control_key:
+        env.pop(CONTROL_KEY_ENV, None)
     env.update(service.env)
     with open(log_path, "ab") as out:
         return subprocess.Popen(list(service.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -298,7 +306,7 @@ def snapshot_package(package: Path, dest_root: Path) -> str:
         digest.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes() + b"\0")
     dest = dest_root / digest.hexdigest()[:16]
     if not (dest / package.name / "__init__.py").is_file():
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest_root.mkdir(parents=True, exist_ok=True) or dest_root))
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=private_dir(dest_root)))
         for f in files:
             target = tmp / package.name / f.relative_to(package)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +330,7 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
     port = settings.get("CAPTURE_SIDECAR_METRICS_PORT", DEFAULT_SIDECAR_METRICS_PORT)
     int(port)  # ValueError at model load, not in the detached process's log
     argv = [settings.python, "-m", "monitoring.sidecar", "--spool", os.path.abspath(spool), "--store", store,
-            "--metrics-port", port]
+            "--metrics-port", port, "--metrics-addr", settings.get("CAPTURE_SIDECAR_METRICS_ADDR", "127.0.0.1")]
     if settings.server_pid > 0:  # 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself
         argv += ["--exit-with-pid", str(settings.server_pid)]
     for key, flag in (("CAPTURE_S3_ENDPOINT_URL", "--s3-endpoint-url"), ("CAPTURE_DATACAPTURE_DIR", "--datacapture-dir"),
@@ -362,7 +370,7 @@ def watchdog_service(settings: HostSettings) -> HostService | None:
         root = snapshot_package(Path(root) / "serving", Path(settings.state_dir) / "code")
     if root:  # the stub runs Python isolated; the watchdog's interpreter must find our package
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return HostService(name="watchdog", argv=tuple(argv), env=env,
+    return HostService(name="watchdog", argv=tuple(argv), env=env, control_key=True,
                        lock=os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"))
 
 

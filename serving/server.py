@@ -23,10 +23,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES, host_services
+from serving.triton_http import (CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction,
+                                 hide_in_argv, new_control_key, restricted_args)
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / "var" / "run"
+STATE_DIR = Path(os.environ.get("SERVING_RUN_DIR") or ROOT / "var" / "run")  # pid and key files of `make serve`
+KEY_FILE = STATE_DIR / "tritonserver.key"  # `make serve`'s control key (docs/security.md)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -104,6 +108,10 @@ class TritonProcess:
     # stock-container rehearsal (deploy/rehearse.py) hides this venv and checkout from the stub.
     environ: dict[str, str] | None = None
     cwd: Path = ROOT
+    # The control-plane secret (serving/triton_http.py, docs/security.md): fresh per server,
+    # required on the repository, config and shared-memory APIs. None: unrestricted (only for
+    # a caller that passes its own --http-restricted-api in extra_args).
+    control_key: str | None = field(default_factory=new_control_key, repr=False)
     proc: subprocess.Popen | None = None
 
     @property
@@ -128,7 +136,22 @@ class TritonProcess:
         cmd.append("--model-control-mode=explicit")
         if not self.explicit:
             cmd += [f"--load-model={m}" for m in self.models]
+        # ... and explicit control loads code (a load may carry its own model.py): locked.
+        if self.control_key and not has_restriction(list(self.extra_args)):
+            cmd += restricted_args(self.control_key)
         return cmd + list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        """tritonserver's environment: the key goes to its model processes, which hand it to the
+        watchdog they start (serving/host_services.py), and to no one else."""
+        env = dict(self.environ) if self.environ is not None else server_env(self.extra_env)
+        if self.control_key:
+            env[CONTROL_KEY_ENV] = self.control_key
+        return env
+
+    def control(self, timeout_s: float = 600.0) -> TritonHTTP:
+        """A client of this server's HTTP API that holds its control key."""
+        return TritonHTTP(self.http_url, self.control_key or "", timeout_s)
 
     def start(self, wait_s: float = 300.0) -> "TritonProcess":
         # Readiness is probed over HTTP: another server already on our port would look ready.
@@ -140,11 +163,14 @@ class TritonProcess:
                     raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another tritonserver? `make stop`)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = self.environ if self.environ is not None else server_env(self.extra_env)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=self.cwd, start_new_session=True)
+                                     env=self.environment(), cwd=self.cwd, start_new_session=True)
         log.close()
         self.wait_ready(wait_s)
+        # Live means its options are parsed: the key can leave its (world-readable) command line.
+        if self.control_key and not hide_in_argv(self.proc.pid, self.control_key):
+            print(f"warning: could not hide the control key in tritonserver's command line (pid {self.proc.pid}): "
+                  "local users can read it with ps; see docs/security.md", file=sys.stderr)
         return self
 
     def _get(self, path: str) -> int:
@@ -175,13 +201,9 @@ class TritonProcess:
 
     def failed_models(self) -> dict[str, str]:
         """Models the repository index reports UNAVAILABLE, with Triton's reason."""
-        import json
-
-        req = urllib.request.Request(f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                index = json.loads(r.read())
-        except (urllib.error.URLError, OSError, ValueError):
+            index = self.control(timeout_s=5).index()
+        except (TritonError, ValueError):  # not answering yet: nothing failed that we know of
             return {}
         return {m["name"]: m.get("reason", "") for m in index
                 if m.get("state") == "UNAVAILABLE" and m["name"] in self.models}
@@ -203,6 +225,18 @@ class TritonProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
+
+
+def write_key_file(key: str, path: Path | None = None) -> Path:
+    """The control key for the operator of `make serve`, readable by this user only (0600 from
+    its creation: never a moment with wider rights)."""
+    path = path or KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return path
 
 
 def _pid_file(name: str = "tritonserver") -> Path:
@@ -233,7 +267,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         # The models start the sidecar themselves (serving/host_services.py), as on SageMaker.
         extra_env.update(capture_env(Path(args.spool), Path(args.store), args.sidecar_metrics_port))
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
-                           metrics_port=args.metrics_port, extra_env=extra_env)
+                           metrics_port=args.metrics_port, extra_env=extra_env, models=tuple(args.models))
     print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
     try:
         server.start(wait_s=args.wait)
@@ -242,10 +276,13 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _pid_file().write_text(str(server.proc.pid))
+    key_file = write_key_file(server.control_key or "")
     print(f"all {len(server.models)} models ready: {', '.join(server.models)}")
     print(f"  HTTP     http://127.0.0.1:{args.http_port}/v2/models/<model>/infer")
     print(f"  gRPC     127.0.0.1:{args.grpc_port}")
     print(f"  metrics  http://127.0.0.1:{args.metrics_port}/metrics (Triton)")
+    print(f"  control  model load/unload/config need header {CONTROL_HEADER}: the key is in {key_file} "
+          "(mode 0600; docs/security.md)")
     if not args.no_capture:
         print(f"  capture  spool {args.spool} -> store {args.store}; sidecar metrics "
               f"http://127.0.0.1:{args.sidecar_metrics_port}/metrics")
@@ -268,6 +305,8 @@ def _stop_pid(name: str, timeout_s: float = 120.0) -> int | None:
     except ProcessLookupError:
         pass
     _pid_file(name).unlink(missing_ok=True)
+    if name == "tritonserver":
+        KEY_FILE.unlink(missing_ok=True)
     return pid
 
 
@@ -275,7 +314,7 @@ def capture_env(spool: Path, store: Path | str, sidecar_metrics_port: int,
                 sidecar_log: Path = ROOT / "var" / "log" / "sidecar.log") -> dict[str, str]:
     """What the models need to capture into `spool` and keep a sidecar draining it into `store`."""
     spool = spool.resolve()
-    spool.mkdir(parents=True, exist_ok=True)
+    private_dir(spool)  # captured requests: this user's only (docs/security.md)
     sidecar_log.parent.mkdir(parents=True, exist_ok=True)
     return {"CAPTURE_SPOOL_DIR": str(spool),
             "CAPTURE_STORE": store if isinstance(store, str) and store.startswith("s3://") else str(Path(store).resolve()),
@@ -303,7 +342,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port)
-    os.execve(server.command()[0], server.command(), server_env())
+    write_key_file(server.control_key or "")
+    # Foreground: exec'd, so the key stays on tritonserver's command line (docs/security.md).
+    os.execve(server.command()[0], server.command(), server.environment())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for all models")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), help="models to load (default: all five)")
     parser.add_argument("--no-capture", action="store_true", help="serve without monitoring capture and sidecar")
     parser.add_argument("--spool", default=str(ROOT / "var" / "spool"))
     parser.add_argument("--store", default=str(ROOT / "var" / "store"))

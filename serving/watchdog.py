@@ -10,7 +10,8 @@ every `interval_s`:
    zombie, or that vanished while its model is still READY, has died;
 2. unloads that model at once, so `/v2/models/<m>/ready` (and the local MME's `/ping`) turn
    false while it is down, then loads it again through the repository API (explicit model
-   control, which every serving shape of this project uses: see docs/reliability.md);
+   control, which every serving shape of this project uses: see docs/reliability.md), with
+   the server's control secret from ``$TRITON_CONTROL_KEY`` (serving/triton_http.py);
 3. reports it: a WARNING log line, Prometheus counters, one JSON line per event in an events
    file, and one capture record (outcome `error`, code `UNAVAILABLE`) per request Triton failed
    because of the dead stub (counted from Triton's model statistics: Triton never tells us the
@@ -38,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import urllib.error
-import urllib.request
 from urllib.parse import quote
+
+from serving.triton_http import CONTROL_KEY_ENV, TritonError, TritonHTTP, control_key
 
 log = logging.getLogger(__name__)
 
@@ -109,53 +110,6 @@ def find_server_pid(http_port: int) -> int | None:
     return None
 
 
-class TritonError(Exception):
-    """Triton answered with an error, or did not answer."""
-
-
-class TritonHTTP:
-    """The few calls of Triton's HTTP/REST API the watchdog needs (KServe v2 + repository and
-    statistics extensions). Plain urllib: no event loop to share with the Prometheus thread."""
-
-    def __init__(self, url: str, timeout_s: float = 600.0) -> None:
-        self.base = f"http://{url}"
-        self.timeout_s = timeout_s
-
-    def _call(self, method: str, path: str, body: bytes | None = None, timeout: float | None = None) -> Any:
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"} if body is not None else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout_s) as r:
-                data = r.read()
-        except urllib.error.HTTPError as e:
-            raise TritonError(f"{method} {path}: HTTP {e.code}: {e.read()[:500].decode(errors='replace')}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise TritonError(f"{method} {path}: {e}") from None
-        return json.loads(data) if data else None
-
-    def index(self) -> list[dict]:
-        return self._call("POST", "/v2/repository/index", b"{}", timeout=10)
-
-    def statistics(self) -> dict:
-        return self._call("GET", "/v2/models/stats", timeout=10)
-
-    def config(self, model: str) -> dict:
-        return self._call("GET", f"/v2/models/{quote(model)}/config", timeout=10)
-
-    def ready(self, model: str) -> bool:
-        try:
-            self._call("GET", f"/v2/models/{quote(model)}/ready", timeout=10)
-            return True
-        except TritonError:
-            return False
-
-    def load(self, model: str) -> None:
-        self._call("POST", f"/v2/repository/models/{quote(model)}/load", b"{}")
-
-    def unload(self, model: str) -> None:
-        self._call("POST", f"/v2/repository/models/{quote(model)}/unload", b"{}", timeout=30)
-
-
 class SageMakerRoutes:
     """The same calls through the SageMaker routes of Triton's front end (``--allow-sagemaker``,
     ``:8080``), for a tritonserver run with ``--allow-http=false`` (SageMaker's stock MME container):
@@ -169,12 +123,12 @@ class SageMakerRoutes:
     are not counted in this mode (docs/reliability.md).
     """
 
-    def __init__(self, url: str, timeout_s: float = 600.0) -> None:
-        self.http = TritonHTTP(url, timeout_s)
+    def __init__(self, url: str, key: str | None = None, timeout_s: float = 600.0) -> None:
+        self.http = TritonHTTP(url, key, timeout_s)
         self.models: dict[str, tuple[str, str]] = {}  # Triton name -> (SageMaker model name, url)
 
     def index(self) -> list[dict]:
-        listed = (self.http._call("GET", "/models", timeout=10) or {}).get("models", [])
+        listed = (self.http.call("GET", "/models", timeout=10) or {}).get("models", [])
         models = {m.get("tritonName") or m["modelName"]: (m["modelName"], m["modelUrl"]) for m in listed}
         self.models.update(models)  # keep the url of a model we unload: we load it back from there
         return [{"name": name, "state": "READY", "version": "1"} for name in models]
@@ -191,7 +145,7 @@ class SageMakerRoutes:
 
     def ready(self, model: str) -> bool:
         try:
-            self.http._call("GET", f"/models/{quote(self._key(model), safe='')}", timeout=10)
+            self.http.call("GET", f"/models/{quote(self._key(model), safe='')}", timeout=10)
             return True
         except TritonError:
             return False
@@ -202,13 +156,13 @@ class SageMakerRoutes:
             raise TritonError(f"no url known for model {model!r}: cannot POST /models")
         body = json.dumps({"model_name": key, "url": url}).encode()
         try:
-            self.http._call("POST", "/models", body)
+            self.http.call("POST", "/models", body)
         except TritonError as exc:
-            if "HTTP 409" not in str(exc):  # 409: already loaded (someone else reloaded it)
+            if exc.status != 409:  # 409: already loaded (someone else reloaded it)
                 raise
 
     def unload(self, model: str) -> None:
-        self.http._call("DELETE", f"/models/{quote(self._key(model), safe='')}", timeout=60)
+        self.http.call("DELETE", f"/models/{quote(self._key(model), safe='')}", timeout=60)
 
 
 @dataclass
@@ -277,7 +231,7 @@ class Watchdog:
         self.metrics = metrics or WatchdogMetrics(0)
         self.load_timeout_s = load_timeout_s
         self.settle_s = settle_s
-        self.client = client or TritonHTTP(url, load_timeout_s)
+        self.client = client or TritonHTTP(url, timeout_s=load_timeout_s)
         self.events: list[Event] = []
         self._handled: set[int] = set()  # dead stubs already acted on (zombies stay until Triton exits)
         self._alive: dict[int, tuple[str, str]] = {}  # pid -> (model, instance) seen alive
@@ -579,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         url, client = sagemaker_url, SageMakerRoutes(sagemaker_url)
         log.info("healing through SageMaker's routes at %s (GET/DELETE/POST /models)", sagemaker_url)
     url = url or server_http_url(pid)
+    if client is None and "http-restricted-api" in (server_options(pid) or {}) and not control_key():
+        # Every load/unload would be refused (403): say why now, not at the first dead stub.
+        log.error("tritonserver pid %d restricts its repository API but this watchdog was given no $%s: "
+                  "it cannot reload models", pid, CONTROL_KEY_ENV)
     if not url:
         log.error("tritonserver pid %d has neither an HTTP endpoint (--allow-http=false) nor SageMaker routes "
                   "(--allow-sagemaker): nothing to reload models through; not watching", pid)

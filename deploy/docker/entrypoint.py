@@ -6,6 +6,12 @@
 * The server command (the image's CMD, or SageMaker's ``serve``) runs as the main child, with
   ``HOST_SERVICES_SKIP=sidecar`` so its models do not start a second sidecar (this supervisor
   runs it; other host services still start from the models, see serving/host_services.py).
+* The control plane is locked (docs/security.md): when the server command is ``tritonserver``
+  without restriction flags of its own, a fresh secret (or ``$TRITON_CONTROL_KEY``, if the
+  operator set one to call the repository API themselves) puts the model-repository,
+  model-config and shared-memory APIs behind the ``triton-control-key`` header on HTTP and gRPC.
+  The key reaches tritonserver's environment (its models hand it to the watchdog) and nothing
+  else; once Triton answers on HTTP it is overwritten in tritonserver's command line.
 * The sidecar runs when ``CAPTURE_STORE`` is set (a directory or ``s3://bucket/prefix``; spool
   ``CAPTURE_SPOOL_DIR``), with the same settings the models would give it.
 * The sidecar dying is not fatal: it is restarted with backoff (1 s doubling to 30 s) and each
@@ -27,11 +33,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo (tests) or /opt/platform (image)
 
 from serving import host_services  # noqa: E402
+from serving.triton_http import (CONTROL_KEY_ENV, control_key, has_restriction, hide_in_argv,  # noqa: E402
+                                 new_control_key, restricted_args)
 
 log = logging.getLogger("entrypoint")
 
@@ -55,7 +65,12 @@ class Supervisor:
         self.env = dict(os.environ if environ is None else environ)
         skip = [s for s in self.env.get("HOST_SERVICES_SKIP", "").split(",") if s]
         self.server_env = dict(self.env, HOST_SERVICES_SKIP=",".join(skip + ["sidecar"]))
-        self.server_argv = server_argv
+        self.server_argv, self.control_key = lock_control_plane(server_argv, self.env)
+        self.server_env.pop(CONTROL_KEY_ENV, None)
+        if self.control_key:
+            self.server_env[CONTROL_KEY_ENV] = self.control_key
+        self.env.pop(CONTROL_KEY_ENV, None)  # the sidecar's environment: it needs no key
+        self.key_hidden = not self.control_key
         settings = host_services.host_settings({}, self.env, server_pid=0)
         self.sidecar = host_services.sidecar_service(settings)
         self.server: subprocess.Popen | None = None
@@ -85,9 +100,12 @@ class Supervisor:
             log.warning("CAPTURE_STORE is not set: no sidecar, captured records stay in the (bounded) spool %s",
                         self.env.get("CAPTURE_SPOOL_DIR") or "(capture off)")
         self.server = subprocess.Popen(self.server_argv, env=self.server_env)
-        log.info("server started (pid %d): %s", self.server.pid, " ".join(self.server_argv))
+        log.info("server started (pid %d): %s", self.server.pid,
+                 " ".join(self.server_argv).replace(self.control_key or "\0", "<control key>"))
         next_restart = 0.0
         while not self.stopping:
+            if not self.key_hidden:
+                self.hide_key()
             code = self.server.poll()
             if code is not None:
                 log.error("server exited unexpectedly with %s: draining the sidecar and exiting (the container "
@@ -111,6 +129,25 @@ class Supervisor:
         code = self.stop_server()
         self.stop_sidecar()
         return _exit_status(code)
+
+    def hide_key(self) -> None:
+        """Once tritonserver answers on HTTP (its options are parsed), take the key out of its argv."""
+        assert self.server is not None and self.control_key
+        url = http_url(self.server_argv)
+        if url is None:  # HTTP off: nothing tells us when parsing is done; leave it
+            log.warning("tritonserver has HTTP off: its control key stays on its command line")
+            self.key_hidden = True
+            return
+        try:
+            with urllib.request.urlopen(f"http://{url}/v2/health/live", timeout=1) as r:
+                live = r.status == 200
+        except (urllib.error.URLError, OSError):
+            live = False
+        if live:
+            self.key_hidden = True
+            if not hide_in_argv(self.server.pid, self.control_key):
+                log.warning("could not overwrite the control key in tritonserver's command line (pid %d)",
+                            self.server.pid)
 
     def stop_server(self) -> int:
         assert self.server is not None
@@ -138,6 +175,36 @@ class Supervisor:
             log.error("sidecar still draining after %.0f s: killing it (the rest stays in the spool)", self.sidecar_stop_s)
             proc.kill()
             proc.wait()
+
+
+def lock_control_plane(argv: list[str], environ: dict[str, str]) -> tuple[list[str], str | None]:
+    """The server command with Triton's control plane behind a secret, and that secret.
+
+    Only a plain ``tritonserver`` command is changed; one that already restricts some API is
+    the operator's choice and is left alone, and any other command (e.g. SageMaker's ``serve``)
+    cannot be, which the log says.
+    """
+    if not argv or os.path.basename(argv[0]) != "tritonserver":
+        log.warning("server command %r is not tritonserver: its control plane is not locked by this entrypoint "
+                    "(docs/security.md)", argv[0] if argv else "")
+        return argv, None
+    if has_restriction(argv):
+        log.info("tritonserver command restricts its APIs itself: left as given")
+        return argv, None
+    key = control_key(environ) or new_control_key()
+    try:
+        return argv + restricted_args(key), key
+    except ValueError as exc:  # an operator's key that cannot go into Triton's flag
+        raise SystemExit(f"entrypoint: {CONTROL_KEY_ENV}: {exc}") from None
+
+
+def http_url(argv: list[str]) -> str | None:
+    """Where tritonserver answers HTTP, from its command line (None: HTTP off)."""
+    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    if opts.get("allow-http", "true").lower() in ("false", "0"):
+        return None
+    address = opts.get("http-address", "0.0.0.0")
+    return f"{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{opts.get('http-port', '8000')}"
 
 
 def main(argv: list[str] | None = None) -> int:

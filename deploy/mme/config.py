@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class MMEConfig:
     model_data_url: str | None = None  # local dir, file:// dir, or s3://bucket/prefix/
+    allowed_model_roots: tuple[str, ...] = ()  # POST /models may load from these too (besides model_data_url)
     host: str = "127.0.0.1"
     port: int = 8080  # 0: pick a free port
     work_dir: Path = ROOT / "var" / "mme"
@@ -24,6 +25,9 @@ class MMEConfig:
     s3_region: str = "us-east-1"
     endpoint_name: str | None = None  # None: accept any /endpoints/<name>/invocations
     triton_url: str | None = None  # attach to a running explicit-mode tritonserver instead of starting one
+    # That server's control key (docs/security.md); None: $TRITON_CONTROL_KEY. A server we start
+    # gets a fresh one. Never a flag: a command line is readable by every local user.
+    triton_control_key: str | None = field(default=None, repr=False)
     triton_http_port: int = 0  # 0: a free port
     triton_grpc_port: int = 0
     triton_metrics_port: int = 0
@@ -57,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--model-data-url", default=_env("MME_MODEL_DATA_URL"),
       help="where TargetModel tarballs live: a directory, file:///dir or s3://bucket/prefix/ [MME_MODEL_DATA_URL]")
+    a("--allowed-model-root", action="append", default=[p for p in _env("MME_ALLOWED_MODEL_ROOTS", "").split(os.pathsep) if p],
+      help="POST /models may also load from under this directory or s3:// prefix (repeatable) [MME_ALLOWED_MODEL_ROOTS]")
     a("--host", default=_env("MME_HOST", d.host), help="bind address [MME_HOST]")
     a("--port", type=int, default=int(_env("MME_PORT", _env("SAGEMAKER_BIND_TO_PORT", d.port))),
       help="endpoint port (0: free port) [MME_PORT, SAGEMAKER_BIND_TO_PORT]")
@@ -91,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_args(args: argparse.Namespace) -> MMEConfig:
     budget = args.memory_budget_mb
     return MMEConfig(
-        model_data_url=args.model_data_url, host=args.host, port=args.port, work_dir=Path(args.work_dir),
+        model_data_url=args.model_data_url, allowed_model_roots=tuple(args.allowed_model_root), host=args.host, port=args.port, work_dir=Path(args.work_dir),
         memory_budget_mb=float(budget) if budget not in (None, "") else None, footprint=args.footprint,
         s3_endpoint_url=args.s3_endpoint_url, s3_region=args.s3_region, endpoint_name=args.endpoint_name,
         triton_url=args.triton_url, triton_http_port=args.triton_http_port,

@@ -166,6 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": 'body must be {"model_name": "<name>", "url": "<path or s3 url>"}'})
         try:
             check_target_model(key)
+            self.endpoint.source.check_load_url(url)
             self.endpoint.cache.register(key, url)
         except MMEError as exc:  # the contract knows 409 and 507; everything else is 400
             return self._container_error(exc, exc.status if exc.status in (409, 507) else 400)
@@ -242,13 +243,14 @@ class MMEEndpoint:
             shutil.rmtree(self.work_dir / sub, ignore_errors=True)
             (self.work_dir / sub).mkdir(parents=True, exist_ok=True)
         if cfg.triton_url:
-            self.triton = TritonControl(cfg.triton_url, self.repository)
+            self.triton = TritonControl(cfg.triton_url, self.repository, key=cfg.triton_control_key)
             if not self.triton.live():
                 raise RuntimeError(f"no live tritonserver at {cfg.triton_url}")
         else:
             self._start_triton()
         self.source = ModelSource(cfg.model_data_url, self.work_dir / "downloads",
-                                  s3_endpoint_url=cfg.s3_endpoint_url, region=cfg.s3_region)
+                                  s3_endpoint_url=cfg.s3_endpoint_url, region=cfg.s3_region,
+                                  allowed_roots=tuple(cfg.allowed_model_roots))
         self.cache = ModelCache(self.triton, self.source, work_dir=self.work_dir, budget_bytes=cfg.budget_bytes,
                                 footprint=cfg.footprint, max_bytes=int(cfg.max_model_mb * 2**20),
                                 max_members=cfg.max_members, load_timeout=cfg.load_timeout_s)
@@ -285,7 +287,7 @@ class MMEEndpoint:
         # start() only polls the HTTP port: make sure it was our process that answered.
         if self.process.proc is None or self.process.proc.poll() is not None:
             raise RuntimeError(f"tritonserver exited; see {self.process.log_path}:\n{self.process.log_tail()}")
-        self.triton = TritonControl(f"127.0.0.1:{ports[0]}", self.repository)
+        self.triton = TritonControl(f"127.0.0.1:{ports[0]}", self.repository, key=self.process.control_key)
 
     def _capture_env(self) -> dict[str, str]:
         """Capture on (the models start the sidecar, as on SageMaker) when a store is configured."""

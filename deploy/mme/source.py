@@ -7,6 +7,7 @@ before it is joined to anything: no absolute paths, no `..`, no backslashes or N
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -48,10 +49,29 @@ def _split_s3(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _local(url: str) -> str:
+    return os.path.realpath(urlparse(url).path if url.startswith("file://") else url)
+
+
+def _within(url: str, root: str) -> bool:
+    """Whether `url` names something under `root` (an s3:// prefix or a local directory; local
+    paths compared after resolving symlinks and '..')."""
+    if root.startswith("s3://") or url.startswith("s3://"):
+        if not (root.startswith("s3://") and url.startswith("s3://")):
+            return False
+        parts = url[len("s3://"):].split("/")
+        return ".." not in parts and url.startswith(root.rstrip("/") + "/")
+    path, base = _local(url), _local(root)
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
 class ModelSource:
     def __init__(self, model_data_url: str | None, downloads: Path, *, s3_endpoint_url: str | None = None,
-                 region: str = "us-east-1") -> None:
+                 region: str = "us-east-1", allowed_roots: tuple[str, ...] = ()) -> None:
         self.model_data_url = model_data_url
+        # Where POST /models may load from: a model tarball brings a model.py that runs in
+        # tritonserver, so a caller of the container API must not pick any path on the host.
+        self.allowed_roots = tuple(r for r in ((model_data_url,) if model_data_url else ()) + tuple(allowed_roots) if r)
         self.downloads = Path(downloads)
         self.s3_endpoint_url = s3_endpoint_url
         self.region = region
@@ -69,6 +89,14 @@ class ModelSource:
         if base.startswith("file://"):
             base = urlparse(base).path
         return str(Path(base) / target_model)
+
+    def check_load_url(self, url: str) -> str:
+        """`url` if POST /models may load from it (under the model data URL or an allowed root), else BadRequest."""
+        if not any(_within(url, root) for root in self.allowed_roots):
+            roots = ", ".join(self.allowed_roots) or "none configured"
+            raise BadRequest(f"url {url!r} is outside the roots this endpoint loads models from ({roots}); "
+                             "set --model-data-url or add --allowed-model-root")
+        return url
 
     def fetch(self, url: str, *, what: str = "model") -> Fetched:
         """A local path for `url` (local path, file:// URL or s3:// object), downloading if needed."""

@@ -29,6 +29,7 @@ import weakref
 from typing import Any
 
 from .fields import SCHEMA_VERSION, check_model_name
+from .private import private_dir
 from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_record, write_file_atomic
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,8 @@ class Capturer:
         self.spool_dir = os.fspath(spool_dir)
         self.dir = os.path.join(self.spool_dir, model_name)
         try:
-            os.makedirs(self.dir, exist_ok=True)
+            private_dir(self.spool_dir)
+            private_dir(self.dir)
         except OSError as e:  # the writer retries (and counts) it; loading the model must not fail
             log.warning("capture %s: cannot create spool dir %s yet: %s", model_name, self.dir, e)
         self.batch_size = int(batch_size)
@@ -479,7 +481,7 @@ class Capturer:
             if used + len(data) > self.max_spool_bytes:
                 raise SpoolFull(f"spool {self.spool_dir} holds {used} B; a {len(data)} B segment would pass "
                                 f"CAPTURE_SPOOL_MAX_MB={self.max_spool_bytes / 2**20:g}")
-        os.makedirs(self.dir, exist_ok=True)  # the spool may have been cleaned under us
+        private_dir(self.dir)  # the spool may have been cleaned under us; never someone else's (0700)
         name = f"{int(time.time() * 1000):013d}-{self._pid}-{self._token}-{self._seq:08d}{SEGMENT_SUFFIX}"
         write_file_atomic(os.path.join(self.dir, name), data)
         self._seq += 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitoring.capture.fields import MODEL_NAME_RE
+from monitoring.capture.private import private_dir
 from monitoring.capture.segments import SEGMENT_SUFFIX, TMP_SUFFIX, Segment, encode_segment, read_segment, write_file_atomic
 from monitoring.store.backend import Backend, open_backend
 from monitoring.store.datacapture import export_records
@@ -88,7 +89,7 @@ class Sidecar:
         store: str | os.PathLike[str] | Backend,
         *,
         metrics_port: int | None = None,
-        metrics_addr: str = "0.0.0.0",
+        metrics_addr: str = "127.0.0.1",
         compact_every: float = 300.0,
         s3_endpoint_url: str | None = None,
         datacapture: str | None = None,
@@ -138,7 +139,7 @@ class Sidecar:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> StartupReport:
         """Take the spool lock, clean up after a crash, start the metrics server."""
-        os.makedirs(self.spool_dir, exist_ok=True)
+        private_dir(self.spool_dir)  # records of requests: this user's only (docs/security.md)
         self._take_lock()
         rep = StartupReport()
         rep.spool_tmp_files, rep.spool_tmp_bytes = self._remove_stale_spool_tmp()

@@ -47,8 +47,9 @@ class Container:
 
     def __init__(self, model_repo: Path, tmp: Path) -> None:
         self.spool, self.store = tmp / "spool", tmp / "store"
+        # control_key=None: the image's CMD has no restriction flags; the entrypoint adds them.
         self.triton = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(),
-                                    metrics_port=free_port(), models=("resnet_classifier",))
+                                    metrics_port=free_port(), models=("resnet_classifier",), control_key=None)
         env = capture_env(self.spool, self.store, 0, sidecar_log=tmp / "unused.log")
         env.update({"CAPTURE_FLUSH_INTERVAL_S": "0.2", "OMP_NUM_THREADS": "1", "HOST_SERVICES_CHECK_S": "0.5"})
         self.log_path = tmp / "container.log"
@@ -133,3 +134,47 @@ def test_killed_tritonserver_takes_the_container_down_after_draining(container):
     assert not host_services.running(container.sidecar)
     assert container.stored_ids() == sorted(ids)
     assert spooled(container.spool) == 0
+
+
+def test_entrypoint_locks_the_control_plane_and_hands_the_key_to_the_watchdog_only(container, tmp_path):
+    from deploy.rehearse import control_plane_problems
+    from serving.triton_http import TritonHTTP
+
+    assert "--http-restricted-api" not in " ".join(container.triton.command())  # the CMD as the image has it
+    pid = container.server_pid()
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    flag = "--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:triton-control-key="
+    # The supervisor overwrites the key in tritonserver's argv once Triton answers.
+    args = poll(lambda: [a for a in cmdline.read_bytes().decode().split("\0") if a.startswith(flag)
+                         and set(a[len(flag):]) == {"*"}], what="the key hidden in tritonserver's argv")
+    assert len(args[0]) - len(flag) >= 40 and "--grpc-restricted-protocol=" in cmdline.read_bytes().decode()
+    marker = tmp_path / "ran"
+    assert control_plane_problems(container.triton.http_url, "resnet_classifier", marker) == []
+    assert not marker.exists()
+    environ = dict(e.split("=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in e)
+    key = environ["TRITON_CONTROL_KEY"]
+    assert TritonHTTP(container.triton.http_url, key).state("resnet_classifier") == "READY"  # the key works
+    sidecar = host_services.holder_pid(container.sidecar)
+    assert "TRITON_CONTROL_KEY" not in Path(f"/proc/{sidecar}/environ").read_text(errors="replace")
+    assert key not in container.log()  # the supervisor's "server started" line names <control key>
+    assert "<control key>" in container.log()
+
+
+def test_entrypoint_lock_rules():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("entrypoint_under_test", ENTRYPOINT)
+    ep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ep)
+    argv, key = ep.lock_control_plane(["/opt/tritonserver/bin/tritonserver", "--model-repository=/models"], {})
+    assert key and argv[-2:] == [f"--http-restricted-api=model-repository,model-config,shared-memory,logging,trace:"
+                                 f"triton-control-key={key}", f"--grpc-restricted-protocol=model-repository,"
+                                 f"model-config,shared-memory,logging,trace:triton-control-key={key}"]
+    assert ep.lock_control_plane(["tritonserver"], {"TRITON_CONTROL_KEY": "mine"})[1] == "mine"  # the operator's
+    own = ["tritonserver", "--http-restricted-api=model-repository:k=v"]
+    assert ep.lock_control_plane(own, {}) == (own, None)  # their own restriction: left as given
+    assert ep.lock_control_plane(["serve"], {}) == (["serve"], None)  # SageMaker's serve: cannot be changed
+    with pytest.raises(SystemExit, match="TRITON_CONTROL_KEY: control key must be"):
+        ep.lock_control_plane(["tritonserver"], {"TRITON_CONTROL_KEY": "a:b"})
+    assert ep.http_url(["tritonserver", "--http-port=9"]) == "127.0.0.1:9"
+    assert ep.http_url(["tritonserver", "--allow-http=false"]) is None

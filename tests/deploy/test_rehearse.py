@@ -37,3 +37,27 @@ def test_stock_environ_hides_the_venv(tmp_path):
     env = rehearse.stock_environ(tmp_path, "http://127.0.0.1:1", {})
     assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
     assert env["CAPTURE_STORE"].startswith("s3://") and env["SAGEMAKER_MULTI_MODEL"] == "true"
+
+
+def test_stock_container_tritonserver_is_locked(tmp_path):
+    """tritonserver started exactly as the rehearsal starts it (stock environment, explicit
+    control, cwd outside the checkout): a caller without the key can neither load code nor
+    unload; with the key the repository API answers."""
+    from serving.server import TritonProcess, free_port
+
+    home = tmp_path / "container"
+    environ = rehearse.stock_environ(home, "http://127.0.0.1:1", {"HOST_SERVICES_DIR": str(home / "host-services")})
+    (tmp_path / "repository").mkdir()
+    server = TritonProcess(repo=tmp_path / "repository", http_port=free_port(), grpc_port=free_port(),
+                           metrics_port=free_port(), log_path=tmp_path / "tritonserver.log", explicit=True,
+                           environ=environ, cwd=home)
+    server.start(wait_s=120)
+    try:
+        marker = tmp_path / "ran"
+        assert rehearse.control_plane_problems(server.http_url, None, marker) == []
+        assert not marker.exists()
+        assert server.control().index() == []
+        assert "TRITON_CONTROL_KEY" not in environ  # the caller's dict is left alone; the server's has it
+        assert f"TRITON_CONTROL_KEY={server.control_key}".encode() in open(f"/proc/{server.proc.pid}/environ", "rb").read()
+    finally:
+        assert server.stop() == 0, server.log_tail()

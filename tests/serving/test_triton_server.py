@@ -189,7 +189,10 @@ def test_mixed_batch_good_and_bad_requests_together(triton_server):
 
 def test_instances_resolve_to_the_host_device(triton_server):
     import torch
-    config = httpclient.InferenceServerClient(triton_server.http_url).get_model_config("sd_img2img")
+    from serving.triton_http import control_headers
+
+    config = httpclient.InferenceServerClient(triton_server.http_url).get_model_config(
+        "sd_img2img", headers=control_headers(triton_server.control_key))  # model-config is locked
     kind = config["instance_group"][0]["kind"]
     assert kind == ("KIND_GPU" if torch.cuda.is_available() else "KIND_CPU")
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 50000

@@ -315,3 +315,46 @@ def test_documented_curl_and_boto3_examples_run_as_written(endpoint, tmp_path, l
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / "out.png").size == (64, 64)
+
+
+def test_post_models_loads_only_from_the_model_data_url(endpoint, mme_dist, tmp_path):
+    """A tarball brings a model.py that runs in tritonserver: the container API must not load
+    from wherever its caller points (docs/security.md)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.tar.gz").write_bytes((mme_dist / "resnet_classifier.tar.gz").read_bytes())
+    link = mme_dist / f"link-{uuid.uuid4().hex[:6]}.tar.gz"
+    link.symlink_to(outside / "x.tar.gz")
+    try:
+        for url in (str(outside / "x.tar.gz"), f"file://{outside}/x.tar.gz",
+                    str(mme_dist / os.path.relpath(outside / "x.tar.gz", mme_dist)), str(link), "s3://bucket/x.tar.gz"):
+            status, doc = http("POST", f"{endpoint.url}/models", {"model_name": "outsider", "url": url})
+            assert status == 400 and f"url {url!r} is outside the roots this endpoint loads models from" in doc["error"]
+            assert str(mme_dist) in doc["error"]
+            assert http("GET", f"{endpoint.url}/models/outsider")[0] == 404
+    finally:
+        link.unlink()
+
+
+def test_the_endpoints_tritonserver_refuses_callers_without_its_key(endpoint, runtime, tmp_path):
+    from deploy.rehearse import control_plane_problems
+
+    body, content_type = build_request({"image": [B64(png(32, seed=9))]})
+    invoke(runtime, "resnet_classifier.tar.gz", body, content_type)  # loaded (if it was not)
+    marker = tmp_path / "ran"
+    assert control_plane_problems(endpoint.process.http_url, "resnet_classifier", marker) == []
+    assert not marker.exists()
+    # The endpoint itself holds the key: its own unload goes through.
+    assert http("DELETE", f"{endpoint.url}/models/resnet_classifier.tar.gz")[0] == 200
+    assert endpoint.triton.state("resnet_classifier") in (None, "UNAVAILABLE")
+
+
+@pytest.mark.parametrize("url, root, inside", [
+    ("s3://b/p/m.tar.gz", "s3://b/p", True), ("s3://b/p/m.tar.gz", "s3://b/p/", True),
+    ("s3://b/px/m.tar.gz", "s3://b/p", False), ("s3://b/p/../q/m.tar.gz", "s3://b/p", False),
+    ("/d/m.tar.gz", "s3://b/p", False), ("s3://b/p/m", "/d", False), ("/d/m.tar.gz", "/d", True),
+    ("/dx/m.tar.gz", "/d", False), ("/d/../e/m.tar.gz", "/d", False), ("file:///d/m.tar.gz", "/d", True)])
+def test_load_url_roots(url, root, inside):
+    from deploy.mme.source import _within
+
+    assert _within(url, root) is inside
