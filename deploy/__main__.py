@@ -15,8 +15,8 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import autoscale, endpoint, images, manifest, package, upload
-from deploy.aws import SERVICES, AwsContext, describe_error
+from deploy import autoscale, endpoint, images, manifest, package, upload, weights
+from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
@@ -56,6 +56,11 @@ def _aws_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def _test_weights_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-test-weights", action="store_true",
+                   help=f"FOR TESTS: accept tiny random weights / weights of unknown origin ({weights.ALLOW_ENV}=1 too)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compresslevel", type=int, default=6, choices=range(1, 10), metavar="1-9")
     p.add_argument("--allow-missing-checkpoint", action="store_true",
                    help="package models without 1/checkpoint/ (tests, smoke deploys)")
+    p.add_argument("--versioned", action="store_true",
+                   help="name tarballs <model>-<content digest>.tar.gz (what `deploy update` uploads)")
 
     p = sub.add_parser("check", help="verify tarballs against dist/manifest.json, and env/models/image agree")
     p.add_argument("--dist", default="dist")
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-version", help="the image's Triton release (default: from --image-uri, else the "
                    f"manifest's, else {images.DEFAULT_TRITON_VERSION})")
     p.add_argument("tarballs", nargs="*", help="tarball names or paths (default: all in the manifest)")
+    _test_weights_flag(p)
 
     p = sub.add_parser("upload", parents=[aws], help="upload dist/*.tar.gz to s3://BUCKET/PREFIX/")
     p.add_argument("--bucket", required=True)
@@ -109,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="container environment, added to/overriding the defaults")
     p.add_argument("--skip-role-check", action="store_true", help="do not look the role up in IAM")
+    p.add_argument("--dist", default="dist", help="manifest whose weights are checked when the model data "
+                   "URL holds none (upload puts one there)")
+    _test_weights_flag(p)
     p.add_argument("--no-wait", action="store_true", help="return once creation is requested")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
     p.add_argument("--poll-interval", type=float, default=30)
@@ -178,6 +189,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         triton_version=args.triton_version,
         compresslevel=args.compresslevel,
         require_checkpoint=not args.allow_missing_checkpoint,
+        versioned=args.versioned,
     )
     for model, entry in sorted(result["models"].items()):
         print(f"{Path(args.dist) / entry['tarball']}  {entry['size']} bytes  sha256 {entry['sha256']}")
@@ -193,6 +205,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     compat = check_compatibility(loaded, image_uri=args.image_uri, triton_version=args.triton_version,
                                  env_tarball=args.env_tarball, tarballs=paths)
     results[f"image {compat.image} (Python {compat.release.python}, glibc {compat.release.glibc})"] = compat.problems
+    if loaded is not None:
+        allow = weights.allow_test_weights(args.allow_test_weights)
+        names = set(results)
+        selected = [m for m, e in loaded["models"].items() if e.get("tarball") in names]
+        for model, (origin, problems) in weights.check_manifest_weights(loaded, allow_test=allow, models=selected).items():
+            results[f"weights {model}: {origin}"] = problems
     failed = 0
     for name, problems in sorted(results.items()):
         if problems:
@@ -218,6 +236,13 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_real_weights(ctx: AwsContext, args: argparse.Namespace) -> None:
+    """Refuse test weights: the manifest `upload` put at the model data URL, else --dist's."""
+    bucket, prefix = parse_s3_url(args.model_data_url)
+    loaded = upload.read_remote_manifest(ctx.client("s3"), bucket, prefix) or manifest.load_manifest(args.dist)
+    weights.require_deployable(loaded, allow_test=weights.allow_test_weights(args.allow_test_weights))
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
     ctx = _context(args)
     region = ctx.resolved_region()
@@ -231,6 +256,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
     )
     endpoint.EndpointNames.for_name(args.name)  # fail on a bad name before any AWS call
     endpoint.check_model_data(ctx.client("s3"), args.model_data_url)
+    _require_real_weights(ctx, args)
     if not args.skip_role_check:
         endpoint.check_role_exists(ctx.client("iam"), role_arn, log=print)
     print(f"image: {image_uri}")
