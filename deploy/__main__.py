@@ -15,7 +15,7 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import autoscale, endpoint, images, manifest, package, upload, weights
+from deploy import autoscale, endpoint, images, manifest, package, upload, update, versions, weights
 from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
@@ -124,6 +124,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
     p.add_argument("--poll-interval", type=float, default=30)
 
+    p = sub.add_parser("update", parents=[aws], help="package versioned tarballs, check, upload them next to "
+                       "the old ones, switch the aliases (and, with endpoint flags, a guarded endpoint update)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True, help="the endpoint's ModelDataUrl prefix")
+    p.add_argument("--repo", default="model_repository")
+    p.add_argument("--dist", default="dist/versioned", help="where the versioned tarballs are built")
+    p.add_argument("--models", nargs="*", help="only these models (default: all)")
+    p.add_argument("--env-tarball", help="ship this execution env inside every tarball (as `package`)")
+    p.add_argument("--code-package", action="append", dest="code_packages", metavar="DIR")
+    p.add_argument("--no-code-package", action="store_true")
+    p.add_argument("--no-package", action="store_true", help="use --dist as packaged (deploy package --versioned)")
+    _test_weights_flag(p)
+
+    p = sub.add_parser("versions", parents=[aws], help="list model versions under an MME prefix (current marked)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True)
+
+    p = sub.add_parser("prune", parents=[aws], help="delete old model versions (never the current one)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--keep", type=int, default=0, help="also keep this many newest non-current versions")
+    p.add_argument("--models", nargs="*", help="only these models")
+    p.add_argument("--dry-run", action="store_true")
+
     p = sub.add_parser("autoscale", parents=[aws], help="target-tracking autoscaling on invocations")
     p.add_argument("--name", required=True)
     p.add_argument("--min", type=int, default=1, dest="min_capacity")
@@ -135,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invoke", parents=[aws], help="send one request to one model")
     p.add_argument("--name", required=True, help="endpoint name")
-    p.add_argument("--target-model", required=True, help="tarball name, e.g. sd_depth.tar.gz")
+    p.add_argument("--target-model", required=True, help="tarball name (sd_depth.tar.gz) or a model name "
+                   "(sd_depth: its current version with --model-data-url, else sd_depth.tar.gz)")
+    p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ whose aliases.json resolves a model name")
     p.add_argument("--prompt")
     p.add_argument("--negative-prompt")
     p.add_argument("--image", help="image file for the 'image' input")
@@ -266,6 +292,29 @@ def _cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    if not args.no_package:
+        package.package_repository(args.repo, args.dist, models=args.models, env_tarball=args.env_tarball,
+                                   code_packages=_code_packages(args), versioned=True)
+    update.update_models(_context(args).client("s3"), args.bucket, args.prefix, args.dist,
+                         allow_test_weights=weights.allow_test_weights(args.allow_test_weights))
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    for v in versions.list_versions(_context(args).client("s3"), args.bucket, args.prefix):
+        print(f"{'*' if v.current else ' '} {v.model:20} {v.version or '(unversioned)':14} {v.tarball}  "
+              f"{v.size} bytes  {v.last_modified:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    deleted = versions.prune(_context(args).client("s3"), args.bucket, args.prefix, keep=args.keep,
+                             models=args.models, dry_run=args.dry_run)
+    print(f"{'would delete' if args.dry_run else 'deleted'} {len(deleted)} old version(s)")
+    return 0
+
+
 def _cmd_autoscale(args: argparse.Namespace) -> int:
     ctx = _context(args)
     arn = autoscale.configure(
@@ -302,7 +351,10 @@ def _invoke_inputs(args: argparse.Namespace) -> dict[str, list[bytes | str]]:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
+    if args.model_data_url:
+        target = versions.resolve_url(_context(args).client("s3"), args.model_data_url, args.target_model)
+    else:
+        target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
     body, content_type = build_request(_invoke_inputs(args), binary=args.binary)
     if args.dump_request:
         Path(args.dump_request).write_bytes(body)
@@ -331,6 +383,9 @@ COMMANDS = {
     "check": _cmd_check,
     "upload": _cmd_upload,
     "create": _cmd_create,
+    "update": _cmd_update,
+    "versions": _cmd_versions,
+    "prune": _cmd_prune,
     "autoscale": _cmd_autoscale,
     "invoke": _cmd_invoke,
     "delete": _cmd_delete,
