@@ -15,7 +15,7 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import autoscale, endpoint, images, manifest, package, upload, update, versions, weights
+from deploy import autoscale, endpoint, images, manifest, package, retention, upload, update, versions, weights
 from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-role-check", action="store_true", help="do not look the role up in IAM")
     p.add_argument("--dist", default="dist", help="manifest whose weights are checked when the model data "
                    "URL holds none (upload puts one there)")
+    p.add_argument("--retain-days", type=int, default=retention.DEFAULT_RETAIN_DAYS,
+                   help="expire captured records after N days: an S3 lifecycle rule on the CAPTURE_STORE "
+                   "prefix's model=* partitions (default: %(default)s; 0: keep forever)")
     _test_weights_flag(p)
     p.add_argument("--no-wait", action="store_true", help="return once creation is requested")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
@@ -286,6 +289,10 @@ def _cmd_create(args: argparse.Namespace) -> int:
     if not args.skip_role_check:
         endpoint.check_role_exists(ctx.client("iam"), role_arn, log=print)
     print(f"image: {image_uri}")
+    store = environment.get("CAPTURE_STORE", "")
+    if args.retain_days and store.startswith("s3://"):
+        rule = retention.put_capture_retention(ctx.client("s3"), store, args.retain_days)
+        print(f"retention: {rule['Filter']['Prefix']}* expires after {args.retain_days} days (lifecycle rule {rule['ID']})")
     endpoint.create_stack(
         ctx.client("sagemaker"), spec, wait=not args.no_wait, timeout_s=args.timeout, poll_s=args.poll_interval,
     )
