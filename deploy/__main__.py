@@ -15,7 +15,8 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import autoscale, endpoint, images, manifest, package, retention, upload, update, versions, weights
+from deploy import (autoscale, endpoint, guardrails, images, manifest, package, retention, upload, update, versions,
+                    weights)
 from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
@@ -138,6 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-package", action="append", dest="code_packages", metavar="DIR")
     p.add_argument("--no-code-package", action="store_true")
     p.add_argument("--no-package", action="store_true", help="use --dist as packaged (deploy package --versioned)")
+    _test_weights_flag(p)
+
+    p = sub.add_parser("update-endpoint", parents=[aws], help="image/env/instance changes through UpdateEndpoint "
+                       "with deployment guardrails (blue/green canary/linear/all-at-once, rolling, alarm rollback)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_ROLE_ARN"))
+    p.add_argument("--model-data-url", required=True)
+    p.add_argument("--instance-type", default=endpoint.DEFAULT_INSTANCE_TYPE)
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--image-uri")
+    p.add_argument("--triton-version", default=images.DEFAULT_TRITON_VERSION)
+    p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE")
+    p.add_argument("--deployment", choices=guardrails.STRATEGIES, default="canary",
+                   help="traffic shifting (default: %(default)s); none: no DeploymentConfig")
+    p.add_argument("--canary-percent", type=int, default=10)
+    p.add_argument("--linear-step-percent", type=int, default=20)
+    p.add_argument("--rolling-batch-percent", type=int, default=25)
+    p.add_argument("--wait-s", type=int, default=600, help="bake time between steps, seconds")
+    p.add_argument("--rollback-alarm", action="append", default=[], metavar="ALARM",
+                   help="CloudWatch alarm that rolls the update back (repeatable): the monitoring loop's alarms")
+    p.add_argument("--ab-image-uri", help="A/B: a second production variant running this image")
+    p.add_argument("--ab-weight", type=float, default=0.1, help="share of traffic for the A/B variant")
+    p.add_argument("--dist", default="dist")
     _test_weights_flag(p)
 
     p = sub.add_parser("versions", parents=[aws], help="list model versions under an MME prefix (current marked)")
@@ -308,6 +332,26 @@ def _cmd_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_update_endpoint(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    role_arn = endpoint.validate_role_arn(args.role_arn)
+    environment = dict(endpoint.DEFAULT_ENVIRONMENT)
+    environment.update(dict(args.env))
+    spec = endpoint.EndpointSpec(
+        name=args.name, role_arn=role_arn, model_data_url=args.model_data_url,
+        image_uri=args.image_uri or images.triton_image_uri(ctx.resolved_region(), args.triton_version),
+        instance_type=args.instance_type, instance_count=args.instance_count, environment=environment)
+    rollout = guardrails.Rollout(strategy=args.deployment, canary_percent=args.canary_percent,
+                                 linear_step_percent=args.linear_step_percent,
+                                 rolling_batch_percent=args.rolling_batch_percent, wait_s=args.wait_s,
+                                 alarms=args.rollback_alarm)
+    guardrails.deployment_config(rollout, variants=2 if args.ab_image_uri else 1)  # bad flags fail before AWS calls
+    _require_real_weights(ctx, args)
+    guardrails.update_endpoint(ctx.client("sagemaker"), spec, rollout, ab_image_uri=args.ab_image_uri,
+                               ab_weight=args.ab_weight)
+    return 0
+
+
 def _cmd_versions(args: argparse.Namespace) -> int:
     for v in versions.list_versions(_context(args).client("s3"), args.bucket, args.prefix):
         print(f"{'*' if v.current else ' '} {v.model:20} {v.version or '(unversioned)':14} {v.tarball}  "
@@ -391,6 +435,7 @@ COMMANDS = {
     "upload": _cmd_upload,
     "create": _cmd_create,
     "update": _cmd_update,
+    "update-endpoint": _cmd_update_endpoint,
     "versions": _cmd_versions,
     "prune": _cmd_prune,
     "autoscale": _cmd_autoscale,
