@@ -98,3 +98,17 @@ def test_prune_keeps_the_current_and_keep_newest(tmp_path, moto_url, clients, bu
     assert [v.tarball for v in versions.list_versions(s3, bucket, "mme")] == names[1:]
     with pytest.raises(Exception, match="--keep must be 0 or more"):
         versions.prune(s3, bucket, "mme", keep=-1)
+
+
+def test_load_tester_resolves_the_alias(tmp_path, moto_url, clients, bucket):
+    from serving.loadtest.cli import build_parser, make_transport
+
+    repo = make_repo(tmp_path / "repo", models=("sd_depth",))
+    assert _update(moto_url, bucket, repo, tmp_path / "d") == 0
+    current = versions.read_aliases(clients["s3"], bucket, "mme")["models"]["sd_depth"]["current"]
+    args = build_parser().parse_args(["sd_depth", "--protocol", "sagemaker", "--endpoint-name", "ep",
+                                      "--endpoint-url", "http://127.0.0.1:9", "--model-data-url", f"s3://{bucket}/mme/",
+                                      "--s3-endpoint-url", moto_url])
+    assert make_transport(args).target_model == current
+    args.target_model = "sd_depth.tar.gz"  # an explicit TargetModel wins
+    assert make_transport(args).target_model == "sd_depth.tar.gz"
