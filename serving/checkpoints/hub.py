@@ -22,16 +22,16 @@ HUB_IDS = {
     "resnet_classifier": "microsoft/resnet-50",
 }
 # The revision fetched per model (docs/deploy.md#real-weights). A commit sha pins the bytes;
-# "main" is resolved at fetch time and the resolved commit is what provenance.json records
-# (and what to paste here). Override with `--revision MODEL=REV` / `make weights-real
-# REVISIONS="MODEL=REV ..."`. The resnet sha is the one a public test suite pins; the
-# stabilityai ones could not be looked up from an offline machine, so they start at "main".
+# "main" is resolved at fetch time and the resolved commit is what provenance.json records and
+# `fetch` prints (paste it here to pin). Override with `--revision MODEL=REV` / `make
+# weights-real REVISIONS="MODEL=REV ..."`. No commit could be verified (safetensors present)
+# from the offline machine this table was written on, so every entry starts at "main".
 REVISIONS = {
     "sd_img2img": "main",
     "sd_depth": "main",
     "sd_inpaint": "main",
     "sd_upscale": "main",
-    "resnet_classifier": "34c2154c194f829b11125337b98c8f5f9965ff19",
+    "resnet_classifier": "main",
 }
 SD_PIPELINES = {
     "sd_img2img": "StableDiffusionImg2ImgPipeline",
