@@ -95,6 +95,21 @@ def _ensure_model(sm: Any, name: str, spec: EndpointSpec, image: str, log: Calla
     log(f"created model {name}")
 
 
+def _running(sm: Any, config_name: str | None, spec: EndpointSpec) -> list[tuple] | None:
+    """(image, instance type, count) per variant of the running config, when its models match
+    `spec` in everything else (data URL, environment, role); None when anything else differs."""
+    config = _describe(sm.describe_endpoint_config, EndpointConfigName=config_name) if config_name else None
+    out = []
+    for variant in (config or {}).get("ProductionVariants", []):
+        model = _describe(sm.describe_model, ModelName=variant["ModelName"]) or {}
+        container = model.get("PrimaryContainer", {})
+        if (container.get("ModelDataUrl"), container.get("Environment") or {}, model.get("ExecutionRoleArn")) != \
+                (spec.model_data_url, spec.environment, spec.role_arn):
+            return None
+        out.append((container.get("Image"), variant.get("InstanceType"), variant.get("InitialInstanceCount")))
+    return out or None
+
+
 def plan_variants(spec: EndpointSpec, model: str, *, ab_model: str | None = None, ab_weight: float = 0.0) -> list[dict]:
     """Production variants: the primary keeps its name (guardrails need it); an A/B adds a weighted candidate."""
     primary = {"VariantName": VARIANT, "ModelName": model, "InstanceType": spec.instance_type,
@@ -122,6 +137,11 @@ def update_endpoint(sm: Any, spec: EndpointSpec, rollout: Rollout, *, ab_image_u
         raise DeployError(f"endpoint {names.endpoint} does not exist; run `python -m deploy create` first")
     if current.get("EndpointStatus") not in ("InService", "Failed"):
         raise DeployError(f"endpoint {names.endpoint} is {current.get('EndpointStatus')}; wait until it is InService")
+    wanted = [(image, spec.instance_type, spec.instance_count) for image in
+              ([spec.image_uri] + ([ab_image_uri] if ab_image_uri else []))]
+    if _running(sm, current.get("EndpointConfigName"), spec) == wanted:
+        raise DeployError(f"endpoint {names.endpoint} already runs image, environment and instances as asked: "
+                          "nothing to update")
     settings = (spec.image_uri, spec.model_data_url, spec.environment, spec.role_arn)
     model = _name(spec.name, "model", _digest(*settings))
     _ensure_model(sm, model, spec, spec.image_uri, log)

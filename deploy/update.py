@@ -37,6 +37,8 @@ def update_models(s3: Any, bucket: str, prefix: str, dist: str | Path, *, allow_
     manifest = manifest_mod.load_manifest(dist)
     check_versioned(manifest)
     weights.require_deployable(manifest, allow_test=allow_test_weights)
+    for model, (origin, _) in weights.check_manifest_weights(manifest, allow_test=True).items():
+        log(f"weights {model}: {origin}")
     broken = {name: p for name, p in manifest_mod.check_dist(dist).items() if p}
     if broken:
         raise DeployError("tarballs do not match the manifest: " + "; ".join(

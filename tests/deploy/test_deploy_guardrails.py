@@ -145,6 +145,12 @@ def test_update_of_a_missing_endpoint_and_delete_cleans_updated_resources(stack,
     assert request["EndpointConfigName"] not in configs and "gr-ep-config" not in configs
 
 
+def test_an_update_that_changes_nothing_is_refused(stack, clients):
+    with pytest.raises(DeployError, match="already runs image, environment and instances as asked: nothing to update"):
+        guardrails.update_endpoint(clients["sagemaker"], stack, guardrails.Rollout(), log=lambda _: None)
+    assert not [m for m in clients["sagemaker"].list_models()["Models"] if m["ModelName"].startswith("gr-ep-model-")]
+
+
 def test_cli_refuses_bad_flags_before_any_call(moto_url, role_arn, capsys):
     rc = main(["update-endpoint", "--name", "x", "--role-arn", role_arn, "--model-data-url", "s3://b/p/",
                "--deployment", "rolling", "--ab-image-uri", NEW_IMAGE, "--endpoint-url", moto_url])
