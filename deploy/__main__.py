@@ -128,6 +128,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
     p.add_argument("--poll-interval", type=float, default=30)
 
+    p = sub.add_parser("autoscale", parents=[aws], help="target-tracking autoscaling on invocations")
+    p.add_argument("--name", required=True)
+    p.add_argument("--min", type=int, default=1, dest="min_capacity")
+    p.add_argument("--max", type=int, default=4, dest="max_capacity")
+    p.add_argument("--target-invocations", type=float, default=70.0,
+                   help="invocations per instance per minute (default: %(default)s)")
+    p.add_argument("--scale-in-cooldown", type=int, default=autoscale.DEFAULT_SCALE_IN_COOLDOWN)
+    p.add_argument("--scale-out-cooldown", type=int, default=autoscale.DEFAULT_SCALE_OUT_COOLDOWN)
+
+    p = sub.add_parser("invoke", parents=[aws], help="send one request to one model")
+    p.add_argument("--name", required=True, help="endpoint name")
+    p.add_argument("--target-model", required=True, help="tarball name (sd_depth.tar.gz) or a model name "
+                   "(sd_depth: its current version with --model-data-url, else sd_depth.tar.gz)")
+    p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ whose aliases.json resolves a model name")
+    p.add_argument("--prompt")
+    p.add_argument("--negative-prompt")
+    p.add_argument("--image", help="image file for the 'image' input")
+    p.add_argument("--mask-image", help="image file for the 'mask_image' input")
+    p.add_argument("--gen-args", help="JSON text for the 'gen_args' input")
+    p.add_argument("--input", action="append", type=_key_value, default=[], metavar="NAME=TEXT",
+                   help="any other text input")
+    p.add_argument("--input-file", action="append", type=_key_value, default=[], metavar="NAME=PATH",
+                   help="any other input from a file (raw with --binary, base64 text in JSON)")
+    p.add_argument("--binary", action="store_true", help="binary+json body instead of JSON")
+    p.add_argument("--inference-id")
+    p.add_argument("--output-dir", help="write BYTES outputs here (images decoded)")
+    p.add_argument("--dump-request", help="also write the request body to this file")
+
     p = sub.add_parser("update", parents=[aws], help="package versioned tarballs, check, upload them next to "
                        "the old ones, switch the aliases (and, with endpoint flags, a guarded endpoint update)")
     p.add_argument("--bucket", required=True)
@@ -174,34 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=0, help="also keep this many newest non-current versions")
     p.add_argument("--models", nargs="*", help="only these models")
     p.add_argument("--dry-run", action="store_true")
-
-    p = sub.add_parser("autoscale", parents=[aws], help="target-tracking autoscaling on invocations")
-    p.add_argument("--name", required=True)
-    p.add_argument("--min", type=int, default=1, dest="min_capacity")
-    p.add_argument("--max", type=int, default=4, dest="max_capacity")
-    p.add_argument("--target-invocations", type=float, default=70.0,
-                   help="invocations per instance per minute (default: %(default)s)")
-    p.add_argument("--scale-in-cooldown", type=int, default=autoscale.DEFAULT_SCALE_IN_COOLDOWN)
-    p.add_argument("--scale-out-cooldown", type=int, default=autoscale.DEFAULT_SCALE_OUT_COOLDOWN)
-
-    p = sub.add_parser("invoke", parents=[aws], help="send one request to one model")
-    p.add_argument("--name", required=True, help="endpoint name")
-    p.add_argument("--target-model", required=True, help="tarball name (sd_depth.tar.gz) or a model name "
-                   "(sd_depth: its current version with --model-data-url, else sd_depth.tar.gz)")
-    p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ whose aliases.json resolves a model name")
-    p.add_argument("--prompt")
-    p.add_argument("--negative-prompt")
-    p.add_argument("--image", help="image file for the 'image' input")
-    p.add_argument("--mask-image", help="image file for the 'mask_image' input")
-    p.add_argument("--gen-args", help="JSON text for the 'gen_args' input")
-    p.add_argument("--input", action="append", type=_key_value, default=[], metavar="NAME=TEXT",
-                   help="any other text input")
-    p.add_argument("--input-file", action="append", type=_key_value, default=[], metavar="NAME=PATH",
-                   help="any other input from a file (raw with --binary, base64 text in JSON)")
-    p.add_argument("--binary", action="store_true", help="binary+json body instead of JSON")
-    p.add_argument("--inference-id")
-    p.add_argument("--output-dir", help="write BYTES outputs here (images decoded)")
-    p.add_argument("--dump-request", help="also write the request body to this file")
 
     p = sub.add_parser("delete", parents=[aws], help="delete everything create/autoscale made")
     p.add_argument("--name", required=True)
@@ -323,49 +323,6 @@ def _cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_update(args: argparse.Namespace) -> int:
-    if not args.no_package:
-        package.package_repository(args.repo, args.dist, models=args.models, env_tarball=args.env_tarball,
-                                   code_packages=_code_packages(args), versioned=True)
-    update.update_models(_context(args).client("s3"), args.bucket, args.prefix, args.dist,
-                         allow_test_weights=weights.allow_test_weights(args.allow_test_weights))
-    return 0
-
-
-def _cmd_update_endpoint(args: argparse.Namespace) -> int:
-    ctx = _context(args)
-    role_arn = endpoint.validate_role_arn(args.role_arn)
-    environment = dict(endpoint.DEFAULT_ENVIRONMENT)
-    environment.update(dict(args.env))
-    spec = endpoint.EndpointSpec(
-        name=args.name, role_arn=role_arn, model_data_url=args.model_data_url,
-        image_uri=args.image_uri or images.triton_image_uri(ctx.resolved_region(), args.triton_version),
-        instance_type=args.instance_type, instance_count=args.instance_count, environment=environment)
-    rollout = guardrails.Rollout(strategy=args.deployment, canary_percent=args.canary_percent,
-                                 linear_step_percent=args.linear_step_percent,
-                                 rolling_batch_percent=args.rolling_batch_percent, wait_s=args.wait_s,
-                                 alarms=args.rollback_alarm)
-    guardrails.deployment_config(rollout, variants=2 if args.ab_image_uri else 1)  # bad flags fail before AWS calls
-    _require_real_weights(ctx, args)
-    guardrails.update_endpoint(ctx.client("sagemaker"), spec, rollout, ab_image_uri=args.ab_image_uri,
-                               ab_weight=args.ab_weight)
-    return 0
-
-
-def _cmd_versions(args: argparse.Namespace) -> int:
-    for v in versions.list_versions(_context(args).client("s3"), args.bucket, args.prefix):
-        print(f"{'*' if v.current else ' '} {v.model:20} {v.version or '(unversioned)':14} {v.tarball}  "
-              f"{v.size} bytes  {v.last_modified:%Y-%m-%d %H:%M:%S}")
-    return 0
-
-
-def _cmd_prune(args: argparse.Namespace) -> int:
-    deleted = versions.prune(_context(args).client("s3"), args.bucket, args.prefix, keep=args.keep,
-                             models=args.models, dry_run=args.dry_run)
-    print(f"{'would delete' if args.dry_run else 'deleted'} {len(deleted)} old version(s)")
-    return 0
-
-
 def _cmd_autoscale(args: argparse.Namespace) -> int:
     ctx = _context(args)
     arn = autoscale.configure(
@@ -416,6 +373,49 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     if args.output_dir:
         for path in save_outputs(outputs, args.output_dir):
             print(f"wrote {path}")
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    if not args.no_package:
+        package.package_repository(args.repo, args.dist, models=args.models, env_tarball=args.env_tarball,
+                                   code_packages=_code_packages(args), versioned=True)
+    update.update_models(_context(args).client("s3"), args.bucket, args.prefix, args.dist,
+                         allow_test_weights=weights.allow_test_weights(args.allow_test_weights))
+    return 0
+
+
+def _cmd_update_endpoint(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    role_arn = endpoint.validate_role_arn(args.role_arn)
+    environment = dict(endpoint.DEFAULT_ENVIRONMENT)
+    environment.update(dict(args.env))
+    spec = endpoint.EndpointSpec(
+        name=args.name, role_arn=role_arn, model_data_url=args.model_data_url,
+        image_uri=args.image_uri or images.triton_image_uri(ctx.resolved_region(), args.triton_version),
+        instance_type=args.instance_type, instance_count=args.instance_count, environment=environment)
+    rollout = guardrails.Rollout(strategy=args.deployment, canary_percent=args.canary_percent,
+                                 linear_step_percent=args.linear_step_percent,
+                                 rolling_batch_percent=args.rolling_batch_percent, wait_s=args.wait_s,
+                                 alarms=args.rollback_alarm)
+    guardrails.deployment_config(rollout, variants=2 if args.ab_image_uri else 1)  # bad flags fail before AWS calls
+    _require_real_weights(ctx, args)
+    guardrails.update_endpoint(ctx.client("sagemaker"), spec, rollout, ab_image_uri=args.ab_image_uri,
+                               ab_weight=args.ab_weight)
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    for v in versions.list_versions(_context(args).client("s3"), args.bucket, args.prefix):
+        print(f"{'*' if v.current else ' '} {v.model:20} {v.version or '(unversioned)':14} {v.tarball}  "
+              f"{v.size} bytes  {v.last_modified:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    deleted = versions.prune(_context(args).client("s3"), args.bucket, args.prefix, keep=args.keep,
+                             models=args.models, dry_run=args.dry_run)
+    print(f"{'would delete' if args.dry_run else 'deleted'} {len(deleted)} old version(s)")
     return 0
 
 
