@@ -155,3 +155,33 @@ def test_cli_refuses_bad_flags_before_any_call(moto_url, role_arn, capsys):
     rc = main(["update-endpoint", "--name", "x", "--role-arn", role_arn, "--model-data-url", "s3://b/p/",
                "--deployment", "rolling", "--ab-image-uri", NEW_IMAGE, "--endpoint-url", moto_url])
     assert rc == 1 and "rolling deployments exclude multi-variant endpoints" in capsys.readouterr().err
+
+
+def test_cli_update_endpoint_checks_weights_then_sends_the_guarded_update(stack, clients, stubbed, moto_url, bucket,
+                                                                          repo, tmp_path, monkeypatch, capsys):
+    from deploy.aws import AwsContext
+
+    client, stub = stubbed
+    aws = ["--endpoint-url", moto_url]
+    assert main(["package", "--repo", str(repo), "--dist", str(tmp_path / "dist"), "--no-code-package"]) == 0
+    assert main(["upload", "--bucket", bucket, "--prefix", "mme", "--dist", str(tmp_path / "dist"), *aws]) == 0
+    make_client = AwsContext.client
+    # moto has no UpdateEndpoint: the CLI's SageMaker client sends that one call to the Stubber.
+    monkeypatch.setattr(AwsContext, "client", lambda self, short, **kw: MotoWithStubbedUpdate(
+        make_client(self, short, **kw), client) if short == "sagemaker" else make_client(self, short, **kw))
+    args = ["update-endpoint", "--name", "gr-ep", "--role-arn", stack.role_arn, "--model-data-url",
+            stack.model_data_url, "--image-uri", NEW_IMAGE, "--instance-type", "ml.g4dn.xlarge", "--instance-count", "2",
+            "--deployment", "linear", "--linear-step-percent", "25", "--wait-s", "60", "--rollback-alarm", "gr-ep-5xx", *aws]
+    monkeypatch.delenv("DEPLOY_ALLOW_TEST_WEIGHTS")
+    capsys.readouterr()
+    assert main(args) == 1  # the uploaded manifest says: tiny random weights
+    assert "model sd_depth: its weights are tiny random weights" in capsys.readouterr().err
+    monkeypatch.setenv("DEPLOY_ALLOW_TEST_WEIGHTS", "1")
+    stub.add_response("update_endpoint", {"EndpointArn": ARN}, {
+        "EndpointName": "gr-ep", "EndpointConfigName": ANY, "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+                "Type": "LINEAR", "WaitIntervalInSeconds": 60, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}},
+                "TerminationWaitInSeconds": 300},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "gr-ep-5xx"}]}}})
+    assert main(args) == 0
+    assert "update requested: gr-ep-config -> gr-ep-config-" in capsys.readouterr().out
