@@ -60,12 +60,23 @@ def source_kind(source: str | None) -> str:
     return "hub"
 
 
-def _resolve_hub(repo_id: str, revision: str) -> tuple[str, str]:
-    """(local snapshot folder, resolved commit sha) of `repo_id` at `revision`; weights as safetensors only."""
-    from huggingface_hub import snapshot_download
+def variant_ignores(files: list[str], fp16: bool) -> list[str]:
+    """Weight files of the other precision, so a fetch downloads one copy of each weight:
+    with fp16, the fp32 file that has an `.fp16.` sibling; without, every `.fp16.` file."""
+    present = set(files)
+    weights = [f for f in files if f.endswith(".safetensors")]
+    if fp16:
+        return [f for f in weights if ".fp16." not in f and f[: -len(".safetensors")] + ".fp16.safetensors" in present]
+    return [f for f in weights if ".fp16." in f]
 
-    local = snapshot_download(repo_id, revision=revision,
-                              ignore_patterns=[f"*{s}" for s in PICKLE_SUFFIXES] + ["*.msgpack", "*.h5", "*.onnx"])
+
+def _resolve_hub(repo_id: str, revision: str, fp16: bool) -> tuple[str, str]:
+    """(local snapshot folder, resolved commit sha) of `repo_id` at `revision`; weights as safetensors only."""
+    from huggingface_hub import list_repo_files, snapshot_download
+
+    ignore = [f"*{s}" for s in PICKLE_SUFFIXES] + ["*.msgpack", "*.h5", "*.onnx"]
+    ignore += variant_ignores(list_repo_files(repo_id, revision=revision), fp16)
+    local = snapshot_download(repo_id, revision=revision, ignore_patterns=ignore)
     return local, Path(local).name  # the hub cache names each snapshot after its commit
 
 
@@ -110,7 +121,7 @@ def fetch(model: str, out: Path, source: str | None = None, fp16: bool = False,
     load_from = source or HUB_IDS[model]
     if kind == "hub":
         wanted = revision or (REVISIONS[model] if source is None else "main")
-        load_from, resolved = _resolve_hub(load_from, wanted)
+        load_from, resolved = _resolve_hub(load_from, wanted, fp16)
         record.update(source=source or HUB_IDS[model], revision=resolved, requested_revision=wanted)
     elif kind == "local-folder":
         record["source"] = str(Path(source).resolve())

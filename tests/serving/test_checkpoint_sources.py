@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from serving.checkpoints.__main__ import main
-from serving.checkpoints.hub import source_kind
+from serving.checkpoints.hub import source_kind, variant_ignores
 from serving.checkpoints.provenance import sha256_path
 from serving.checkpoints.tiny import BUILDERS
 from serving.errors import CheckpointError
@@ -139,3 +139,12 @@ def test_pickle_and_unknown_sources_are_refused(tmp_path):
         source_kind(str(tmp_path / "missing.safetensors"))
     assert source_kind("stabilityai/stable-diffusion-2-depth") == "hub" and source_kind(None) == "hub"
     assert source_kind(str(tmp_path)) == "local-folder"
+
+
+def test_hub_fetch_downloads_one_precision():
+    files = ["model_index.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+             "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.fp16.safetensors", "text_encoder/model.safetensors",
+             "feature_extractor/preprocessor_config.json", "depth_estimator/model.safetensors"]
+    assert variant_ignores(files, fp16=True) == ["unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"]
+    assert variant_ignores(files, fp16=False) == ["unet/diffusion_pytorch_model.fp16.safetensors",
+                                                  "text_encoder/model.fp16.safetensors"]
