@@ -18,7 +18,7 @@ help:
 	@echo "make demo       the drift demo end to end: train, serve, replay 3 weeks, score, report"
 	@echo "make demo-gen   the generative demo: sd_img2img prompt / settings / output drift per embedding space"
 	@echo "make test       the test suite (sets up first if needed)"
-	@echo "make weights-real  fetch real checkpoints from the hub (networked GPU hosts)"
+	@echo "make weights-real  real checkpoints at pinned revisions, or SOURCE=folder|file.safetensors (networked GPU hosts)"
 	@echo "make package    SageMaker MME tarballs in dist/ (+ manifest, checked)"
 	@echo "make mme        local SageMaker-compatible MME endpoint on :8080 over dist/"
 	@echo "make env        execution-environment tarball dist/python_env.tar.gz for the newest SageMaker image (TRITON_VERSION=, ENV_ARGS=)"
@@ -48,8 +48,12 @@ $(STAMP): env/requirements.lock pyproject.toml
 weights: $(STAMP)
 	$(PY) -m serving.checkpoints tiny --repo $(REPO)
 
+# Real weights at the revisions pinned in serving/checkpoints/hub.py (docs/deploy.md#real-weights):
+# FP16=1, REVISIONS="sd_depth=<sha> ...", or one model from a folder / single .safetensors file:
+# MODEL=sd_img2img SOURCE=ckpt.safetensors CONFIG=<diffusers folder or hub id>.
 weights-real: $(STAMP)
-	$(PY) -m serving.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,)
+	$(PY) -m serving.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,) \
+	  $(foreach r,$(REVISIONS),--revision $(r)) $(if $(SOURCE),--models $(MODEL) --source $(SOURCE),) $(if $(CONFIG),--config $(CONFIG),)
 
 serve: setup
 	$(PY) -m serving.server start
@@ -86,7 +90,8 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # SageMaker MME tarballs: dist/<model>.tar.gz + dist/manifest.json (ENV_TARBALL=dist/python_env.tar.gz
-# ships the execution environment inside each tarball).
+# ships the execution environment inside each tarball). The check fails on the tiny test weights
+# (run `make weights-real`); DEPLOY_ALLOW_TEST_WEIGHTS=1 accepts them (local MME, tests).
 package: weights
 	$(PY) -m deploy package $(if $(ENV_TARBALL),--env-tarball $(ENV_TARBALL),)
 	$(PY) -m deploy check
@@ -127,7 +132,7 @@ bench: setup
 # them, capture store on a moto S3; exits non-zero on any shortfall. The env tarball is cached
 # in build/rehearse/ (keyed on the lock): CI should cache that directory.
 rehearse: weights
-	$(PY) -m deploy.rehearse
+	DEPLOY_ALLOW_TEST_WEIGHTS=1 $(PY) -m deploy.rehearse
 
 # Reliability soak (a benchmark): MINUTES=10 by default; the 1-minute version runs in `make test`.
 MINUTES ?= 10

@@ -15,8 +15,9 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import autoscale, endpoint, images, manifest, package, upload
-from deploy.aws import SERVICES, AwsContext, describe_error
+from deploy import (autoscale, endpoint, guardrails, images, manifest, package, retention, upload, update, versions,
+                    weights)
+from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
@@ -56,6 +57,11 @@ def _aws_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def _test_weights_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-test-weights", action="store_true",
+                   help=f"FOR TESTS: accept tiny random weights / weights of unknown origin ({weights.ALLOW_ENV}=1 too)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compresslevel", type=int, default=6, choices=range(1, 10), metavar="1-9")
     p.add_argument("--allow-missing-checkpoint", action="store_true",
                    help="package models without 1/checkpoint/ (tests, smoke deploys)")
+    p.add_argument("--versioned", action="store_true",
+                   help="name tarballs <model>-<content digest>.tar.gz (what `deploy update` uploads)")
 
     p = sub.add_parser("check", help="verify tarballs against dist/manifest.json, and env/models/image agree")
     p.add_argument("--dist", default="dist")
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-version", help="the image's Triton release (default: from --image-uri, else the "
                    f"manifest's, else {images.DEFAULT_TRITON_VERSION})")
     p.add_argument("tarballs", nargs="*", help="tarball names or paths (default: all in the manifest)")
+    _test_weights_flag(p)
 
     p = sub.add_parser("upload", parents=[aws], help="upload dist/*.tar.gz to s3://BUCKET/PREFIX/")
     p.add_argument("--bucket", required=True)
@@ -109,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="container environment, added to/overriding the defaults")
     p.add_argument("--skip-role-check", action="store_true", help="do not look the role up in IAM")
+    p.add_argument("--dist", default="dist", help="manifest whose weights are checked when the model data "
+                   "URL holds none (upload puts one there)")
+    p.add_argument("--retain-days", type=int, default=retention.DEFAULT_RETAIN_DAYS,
+                   help="expire captured records after N days: an S3 lifecycle rule on the CAPTURE_STORE "
+                   "prefix's model=* partitions (default: %(default)s; 0: keep forever)")
+    _test_weights_flag(p)
     p.add_argument("--no-wait", action="store_true", help="return once creation is requested")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
     p.add_argument("--poll-interval", type=float, default=30)
@@ -124,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invoke", parents=[aws], help="send one request to one model")
     p.add_argument("--name", required=True, help="endpoint name")
-    p.add_argument("--target-model", required=True, help="tarball name, e.g. sd_depth.tar.gz")
+    p.add_argument("--target-model", required=True, help="tarball name (sd_depth.tar.gz) or a model name "
+                   "(sd_depth: its current version with --model-data-url, else sd_depth.tar.gz)")
+    p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ whose aliases.json resolves a model name")
     p.add_argument("--prompt")
     p.add_argument("--negative-prompt")
     p.add_argument("--image", help="image file for the 'image' input")
@@ -138,6 +155,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference-id")
     p.add_argument("--output-dir", help="write BYTES outputs here (images decoded)")
     p.add_argument("--dump-request", help="also write the request body to this file")
+
+    p = sub.add_parser("update", parents=[aws], help="package versioned tarballs, check, upload them next to "
+                       "the old ones, switch the aliases (and, with endpoint flags, a guarded endpoint update)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True, help="the endpoint's ModelDataUrl prefix")
+    p.add_argument("--repo", default="model_repository")
+    p.add_argument("--dist", default="dist/versioned", help="where the versioned tarballs are built")
+    p.add_argument("--models", nargs="*", help="only these models (default: all)")
+    p.add_argument("--env-tarball", help="ship this execution env inside every tarball (as `package`)")
+    p.add_argument("--code-package", action="append", dest="code_packages", metavar="DIR")
+    p.add_argument("--no-code-package", action="store_true")
+    p.add_argument("--no-package", action="store_true", help="use --dist as packaged (deploy package --versioned)")
+    _test_weights_flag(p)
+
+    p = sub.add_parser("update-endpoint", parents=[aws], help="image/env/instance changes through UpdateEndpoint "
+                       "with deployment guardrails (blue/green canary/linear/all-at-once, rolling, alarm rollback)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_ROLE_ARN"))
+    p.add_argument("--model-data-url", required=True)
+    p.add_argument("--instance-type", default=endpoint.DEFAULT_INSTANCE_TYPE)
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--image-uri")
+    p.add_argument("--triton-version", default=images.DEFAULT_TRITON_VERSION)
+    p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE")
+    p.add_argument("--deployment", choices=guardrails.STRATEGIES, default="canary",
+                   help="traffic shifting (default: %(default)s); none: no DeploymentConfig")
+    p.add_argument("--canary-percent", type=int, default=10)
+    p.add_argument("--linear-step-percent", type=int, default=20)
+    p.add_argument("--rolling-batch-percent", type=int, default=25)
+    p.add_argument("--wait-s", type=int, default=600, help="bake time between steps, seconds")
+    p.add_argument("--rollback-alarm", action="append", default=[], metavar="ALARM",
+                   help="CloudWatch alarm that rolls the update back (repeatable): the monitoring loop's alarms")
+    p.add_argument("--ab-image-uri", help="A/B: a second production variant running this image")
+    p.add_argument("--ab-weight", type=float, default=0.1, help="share of traffic for the A/B variant")
+    p.add_argument("--dist", default="dist")
+    _test_weights_flag(p)
+
+    p = sub.add_parser("versions", parents=[aws], help="list model versions under an MME prefix (current marked)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True)
+
+    p = sub.add_parser("prune", parents=[aws], help="delete old model versions (never the current one)")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--keep", type=int, default=0, help="also keep this many newest non-current versions")
+    p.add_argument("--models", nargs="*", help="only these models")
+    p.add_argument("--dry-run", action="store_true")
 
     p = sub.add_parser("delete", parents=[aws], help="delete everything create/autoscale made")
     p.add_argument("--name", required=True)
@@ -178,6 +242,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         triton_version=args.triton_version,
         compresslevel=args.compresslevel,
         require_checkpoint=not args.allow_missing_checkpoint,
+        versioned=args.versioned,
     )
     for model, entry in sorted(result["models"].items()):
         print(f"{Path(args.dist) / entry['tarball']}  {entry['size']} bytes  sha256 {entry['sha256']}")
@@ -193,6 +258,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     compat = check_compatibility(loaded, image_uri=args.image_uri, triton_version=args.triton_version,
                                  env_tarball=args.env_tarball, tarballs=paths)
     results[f"image {compat.image} (Python {compat.release.python}, glibc {compat.release.glibc})"] = compat.problems
+    if loaded is not None:
+        allow = weights.allow_test_weights(args.allow_test_weights)
+        names = set(results)
+        selected = [m for m, e in loaded["models"].items() if e.get("tarball") in names]
+        for model, (origin, problems) in weights.check_manifest_weights(loaded, allow_test=allow, models=selected).items():
+            results[f"weights {model}: {origin}"] = problems
     failed = 0
     for name, problems in sorted(results.items()):
         if problems:
@@ -218,6 +289,13 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_real_weights(ctx: AwsContext, args: argparse.Namespace) -> None:
+    """Refuse test weights: the manifest `upload` put at the model data URL, else --dist's."""
+    bucket, prefix = parse_s3_url(args.model_data_url)
+    loaded = upload.read_remote_manifest(ctx.client("s3"), bucket, prefix) or manifest.load_manifest(args.dist)
+    weights.require_deployable(loaded, allow_test=weights.allow_test_weights(args.allow_test_weights))
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
     ctx = _context(args)
     region = ctx.resolved_region()
@@ -231,9 +309,14 @@ def _cmd_create(args: argparse.Namespace) -> int:
     )
     endpoint.EndpointNames.for_name(args.name)  # fail on a bad name before any AWS call
     endpoint.check_model_data(ctx.client("s3"), args.model_data_url)
+    _require_real_weights(ctx, args)
     if not args.skip_role_check:
         endpoint.check_role_exists(ctx.client("iam"), role_arn, log=print)
     print(f"image: {image_uri}")
+    store = environment.get("CAPTURE_STORE", "")
+    if args.retain_days and store.startswith("s3://"):
+        rule = retention.put_capture_retention(ctx.client("s3"), store, args.retain_days)
+        print(f"retention: {rule['Filter']['Prefix']}* expires after {args.retain_days} days (lifecycle rule {rule['ID']})")
     endpoint.create_stack(
         ctx.client("sagemaker"), spec, wait=not args.no_wait, timeout_s=args.timeout, poll_s=args.poll_interval,
     )
@@ -276,7 +359,10 @@ def _invoke_inputs(args: argparse.Namespace) -> dict[str, list[bytes | str]]:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
+    if args.model_data_url:
+        target = versions.resolve_url(_context(args).client("s3"), args.model_data_url, args.target_model)
+    else:
+        target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
     body, content_type = build_request(_invoke_inputs(args), binary=args.binary)
     if args.dump_request:
         Path(args.dump_request).write_bytes(body)
@@ -287,6 +373,49 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     if args.output_dir:
         for path in save_outputs(outputs, args.output_dir):
             print(f"wrote {path}")
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    if not args.no_package:
+        package.package_repository(args.repo, args.dist, models=args.models, env_tarball=args.env_tarball,
+                                   code_packages=_code_packages(args), versioned=True)
+    update.update_models(_context(args).client("s3"), args.bucket, args.prefix, args.dist,
+                         allow_test_weights=weights.allow_test_weights(args.allow_test_weights))
+    return 0
+
+
+def _cmd_update_endpoint(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    role_arn = endpoint.validate_role_arn(args.role_arn)
+    environment = dict(endpoint.DEFAULT_ENVIRONMENT)
+    environment.update(dict(args.env))
+    spec = endpoint.EndpointSpec(
+        name=args.name, role_arn=role_arn, model_data_url=args.model_data_url,
+        image_uri=args.image_uri or images.triton_image_uri(ctx.resolved_region(), args.triton_version),
+        instance_type=args.instance_type, instance_count=args.instance_count, environment=environment)
+    rollout = guardrails.Rollout(strategy=args.deployment, canary_percent=args.canary_percent,
+                                 linear_step_percent=args.linear_step_percent,
+                                 rolling_batch_percent=args.rolling_batch_percent, wait_s=args.wait_s,
+                                 alarms=args.rollback_alarm)
+    guardrails.deployment_config(rollout, variants=2 if args.ab_image_uri else 1)  # bad flags fail before AWS calls
+    _require_real_weights(ctx, args)
+    guardrails.update_endpoint(ctx.client("sagemaker"), spec, rollout, ab_image_uri=args.ab_image_uri,
+                               ab_weight=args.ab_weight)
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    for v in versions.list_versions(_context(args).client("s3"), args.bucket, args.prefix):
+        print(f"{'*' if v.current else ' '} {v.model:20} {v.version or '(unversioned)':14} {v.tarball}  "
+              f"{v.size} bytes  {v.last_modified:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    deleted = versions.prune(_context(args).client("s3"), args.bucket, args.prefix, keep=args.keep,
+                             models=args.models, dry_run=args.dry_run)
+    print(f"{'would delete' if args.dry_run else 'deleted'} {len(deleted)} old version(s)")
     return 0
 
 
@@ -305,6 +434,10 @@ COMMANDS = {
     "check": _cmd_check,
     "upload": _cmd_upload,
     "create": _cmd_create,
+    "update": _cmd_update,
+    "update-endpoint": _cmd_update_endpoint,
+    "versions": _cmd_versions,
+    "prune": _cmd_prune,
     "autoscale": _cmd_autoscale,
     "invoke": _cmd_invoke,
     "delete": _cmd_delete,

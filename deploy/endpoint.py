@@ -296,11 +296,20 @@ def delete_stack(
 ) -> dict[str, str]:
     """Delete endpoint, endpoint config and model; missing ones count as done. {resource: deleted|absent}."""
     names = EndpointNames.for_name(name)
+    # After `deploy update-endpoint` the endpoint runs another config (and models): delete those too.
+    running = _describe(sm.describe_endpoint, EndpointName=names.endpoint) or {}
+    extra_config = running.get("EndpointConfigName") if running.get("EndpointConfigName") != names.endpoint_config else None
+    extra_models = [v["ModelName"] for v in (_describe(sm.describe_endpoint_config, EndpointConfigName=extra_config)
+                                               or {}).get("ProductionVariants", [])] if extra_config else []
     actions = {"endpoint": _delete(sm.delete_endpoint, EndpointName=names.endpoint)}
     if wait and actions["endpoint"] == "deleted":
         wait_deleted(sm, names.endpoint, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
     actions["endpoint_config"] = _delete(sm.delete_endpoint_config, EndpointConfigName=names.endpoint_config)
     actions["model"] = _delete(sm.delete_model, ModelName=names.model)
+    if extra_config:
+        actions[f"endpoint_config {extra_config}"] = _delete(sm.delete_endpoint_config, EndpointConfigName=extra_config)
+    for model in dict.fromkeys(m for m in extra_models if m != names.model):
+        actions[f"model {model}"] = _delete(sm.delete_model, ModelName=model)
     for resource, action in actions.items():
         log(f"{resource}: {action}")
     return actions

@@ -73,12 +73,13 @@ def check_tarball(path: str | os.PathLike[str], manifest: dict) -> list[str]:
         contents = _tar_contents(tar_path)
     except TarballError as exc:
         return problems + [str(exc)]
-    outside = sorted(p for p in contents if not p.startswith(f"{model}/"))
+    top = entry.get("triton_name") or model  # versioned tarballs: <model>-<version>/
+    outside = sorted(p for p in contents if not p.startswith(f"{top}/"))
     if outside:
-        problems.append(f"members outside the top folder {model}/: {', '.join(outside)}")
+        problems.append(f"members outside the top folder {top}/: {', '.join(outside)}")
     for required in REQUIRED_FILES:
-        if f"{model}/{required}" not in contents:
-            problems.append(f"required file {model}/{required} is missing")
+        if f"{top}/{required}" not in contents:
+            problems.append(f"required file {top}/{required} is missing")
     expected = {f["path"]: (f["size"], f["sha256"]) for f in entry.get("files", [])}
     extra = sorted(set(contents) - set(expected))
     absent = sorted(set(expected) - set(contents))

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import BinaryIO, Iterable
 from deploy import images
 from deploy.errors import DeployError
 from deploy.pbtxt import get_execution_env_path, set_execution_env_path
+from serving.checkpoints import provenance
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -199,8 +201,13 @@ def build_model_tarball(
     mtime: int = 0,
     compresslevel: int = 6,
     require_checkpoint: bool = True,
+    triton_name: str | None = None,
 ) -> dict:
     """Write `<model>.tar.gz` for one model directory; return its manifest entry.
+
+    `triton_name` (versioned packages): the tarball's top folder and the config's `name:`
+    become this instead of the model directory's name, so two versions of one model can be
+    loaded side by side (Triton needs folder == config name; the runtime is chosen by model.py).
 
     `env_tarball` is shipped as `<model>/env/python_env.tar.gz` and the packaged config's
     EXECUTION_ENV_PATH is pointed at it; `execution_env_path` instead sets that parameter to
@@ -228,11 +235,18 @@ def build_model_tarball(
     original = (model_path / "config.pbtxt").read_text(encoding="utf-8")
     wanted = ENV_PARAM_VALUE if env_path is not None else execution_env_path
     config_text = set_execution_env_path(original, wanted) if wanted is not None else None
+    top = triton_name or model
+    if top != model:
+        config_text = set_config_name(config_text if config_text is not None else original, top)
+    try:
+        weights = provenance.read(model_path / CHECKPOINT_DIR)
+    except ValueError as exc:
+        raise DeployError(f"model {model!r}: {exc}") from None
 
     packages = [Path(p) for p in code_packages]
     model_files = collect_model_files(model_path)
     files = model_files + _code_files(model, model_files, packages)
-    entries = _entries(model, files, config_text, env_path)
+    entries = _entries(top, files, config_text, env_path)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = _write_tarball(entries, out, mtime, compresslevel)
@@ -243,7 +257,19 @@ def build_model_tarball(
         "execution_env_path": get_execution_env_path(config_text if config_text is not None else original),
         "code_packages": [p.name for p in packages],
         "files": written,
+        "triton_name": top,
+        "weights": weights,  # provenance.json, or None: `deploy check` refuses unknown origin
     }
+
+
+_CONFIG_NAME = re.compile(r'^(name\s*:\s*)"[^"]*"', re.MULTILINE)  # top level: not indented
+
+
+def set_config_name(config_text: str, name: str) -> str:
+    """config.pbtxt with its top-level `name:` set to `name` (added when absent)."""
+    if _CONFIG_NAME.search(config_text):
+        return _CONFIG_NAME.sub(lambda m: f'{m.group(1)}"{name}"', config_text, count=1)
+    return f'name: "{name}"\n{config_text}'
 
 
 def env_version_from_tarball(path: str | os.PathLike[str]) -> str:
@@ -268,8 +294,14 @@ def package_repository(
     mtime: int | None = None,
     compresslevel: int = 6,
     require_checkpoint: bool = True,
+    versioned: bool = False,
 ) -> dict:
-    """Package every (or the named) model of `repo` into `dist/`; write and return the manifest."""
+    """Package every (or the named) model of `repo` into `dist/`; write and return the manifest.
+
+    versioned: name each tarball `<model>-<version>.tar.gz` (top folder and Triton name
+    `<model>-<version>`), version = the first 12 hex digits of a digest over everything the
+    tarball ships; a changed model is then a new TargetModel (AWS: never overwrite one in place).
+    """
     release = images.release(triton_version)
     available = discover_models(repo)
     selected = sorted(set(models)) if models else available
@@ -296,16 +328,20 @@ def package_repository(
     dist_path.mkdir(parents=True, exist_ok=True)
     entries = {}
     for model in selected:
+        version = content_version(Path(repo) / model, code_packages, env_tarball, execution_env_path) if versioned else None
+        name = f"{model}-{version}" if version else model
         entry = build_model_tarball(
             Path(repo) / model,
-            dist_path / f"{model}.tar.gz",
+            dist_path / f"{name}.tar.gz",
             env_tarball=env_tarball,
             execution_env_path=execution_env_path,
             code_packages=code_packages,
             mtime=mtime,
             compresslevel=compresslevel,
             require_checkpoint=require_checkpoint,
+            triton_name=name,
         )
+        entry["version"] = version
         entry["env_version"] = env_info["version"] if env_info else None
         entry["triton"] = triton
         entries[model] = entry
@@ -318,6 +354,29 @@ def package_repository(
     }
     write_manifest(dist_path / MANIFEST_NAME, manifest)
     return manifest
+
+
+VERSION_DIGITS = 12
+
+
+def content_version(model_dir: Path, code_packages: Iterable[str | os.PathLike[str]] = (),
+                    env_tarball: str | os.PathLike[str] | None = None,
+                    execution_env_path: str | None = None) -> str:
+    """A version label from the content a model's tarball ships (files, code packages, env).
+
+    Independent of the tarball's own name and bytes (which contain the version), so the same
+    inputs give the same version on any machine.
+    """
+    digest = hashlib.sha256()
+    files = collect_model_files(model_dir)
+    files += _code_files(model_dir.name, files, [Path(p) for p in code_packages])
+    for rel, path in files:
+        digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
+    if env_tarball is not None:
+        digest.update(f"env\0{sha256_file(env_tarball)}\n".encode())
+    if execution_env_path is not None:
+        digest.update(f"execution_env_path\0{execution_env_path}\n".encode())
+    return digest.hexdigest()[:VERSION_DIGITS]
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

@@ -50,7 +50,9 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from deploy.mme import MMEConfig, MMEEndpoint
+from deploy.errors import DeployError
 from deploy.package import package_repository
+from deploy.weights import allow_test_weights, check_manifest_weights, require_deployable
 from deploy.payload import build_request, parse_response
 from serving import MODEL_NAMES, demo_client, host_services
 from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
@@ -307,10 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(tempfile.mkdtemp(prefix="rehearse-"))  # outside the checkout: the stub's cwd is on its sys.path
     dist = run / "dist"
     t0 = time.monotonic()
-    package_repository(ROOT / "model_repository", dist, env_tarball=env_tar,
-                       code_packages=[ROOT / "serving", ROOT / "monitoring"], compresslevel=1)
+    manifest = package_repository(ROOT / "model_repository", dist, env_tarball=env_tar,
+                                  code_packages=[ROOT / "serving", ROOT / "monitoring"], compresslevel=1)
     timings["packaging"] = time.monotonic() - t0
     log(f"packaged {len(MODEL_NAMES)} model tarballs in {timings['packaging']:.0f} s")
+    # The rehearsal runs the tiny test weights: it opts in (DEPLOY_ALLOW_TEST_WEIGHTS=1, set by
+    # `make rehearse`) like any test; without it, the same refusal as `deploy check`.
+    require_deployable(manifest, allow_test=allow_test_weights())
+    for model, (origin, _) in check_manifest_weights(manifest, allow_test=True).items():
+        log(f"weights {model}: {origin}")
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
@@ -449,4 +456,8 @@ def endpoint_request(method: str, url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DeployError as exc:  # e.g. test weights without DEPLOY_ALLOW_TEST_WEIGHTS=1
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -6,6 +6,7 @@ hash for multipart uploads, so the metadata is what makes "unchanged" decidable.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from botocore.exceptions import ClientError
 from deploy.aws import error_code, error_message
 from deploy.errors import DeployError
 from deploy.manifest import load_manifest
-from deploy.package import sha256_file
+from deploy.package import MANIFEST_NAME, sha256_file
 
 SHA_METADATA_KEY = "sha256"
 # S3 needs parts of at least 5 MiB (except the last); 64 MiB parts keep a 5 GB checkpoint
@@ -105,4 +106,27 @@ def upload_dist(
         )
         log(f"upload s3://{bucket}/{key} ({size} bytes, sha256 {digest[:12]})")
         results.append(UploadResult(path.name, key, "uploaded", digest, size))
+    # Last, so a manifest in S3 always describes tarballs that are there: `create` and `update`
+    # read the weights' provenance from it.
+    key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
+    s3.put_object(Bucket=bucket, Key=key, Body=(Path(dist) / MANIFEST_NAME).read_bytes(), ContentType="application/json")
     return results
+
+
+def read_remote_manifest(s3: Any, bucket: str, prefix: str) -> dict | None:
+    """The manifest `upload` put next to the tarballs, or None when there is none."""
+    prefix = prefix.strip("/")
+    key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    try:
+        manifest = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise DeployError(f"s3://{bucket}/{key} has no 'models' table; upload again")
+    return manifest

@@ -116,6 +116,16 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
 
 
 # -- sidecar -----------------------------------------------------------------------------------
+def _retain_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not days > 0:
+        raise argparse.ArgumentTypeError(f"retain days (--retain-days / CAPTURE_RETAIN_DAYS) must be a number > 0, got {text!r}")
+    return days
+
+
 def _sidecar_args(p: argparse.ArgumentParser) -> None:
     from monitoring.sidecar.service import DEFAULT_METRICS_PORT
 
@@ -124,6 +134,8 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("MONITORING_METRICS_PORT", DEFAULT_METRICS_PORT)), help=f"Prometheus port (default {DEFAULT_METRICS_PORT}; -1 disables; 0 picks a free port)")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for the metrics server (default 127.0.0.1)")
     p.add_argument("--compact-every", type=float, default=300.0, metavar="S", help="seconds between compaction passes (0 disables; default 300)")
+    p.add_argument("--retain-days", type=_retain_days, default=os.environ.get("CAPTURE_RETAIN_DAYS") or None, metavar="D",
+                   help="drop capture partitions older than D days in the compaction pass (default: $CAPTURE_RETAIN_DAYS, else keep all)")
     p.add_argument("--datacapture-dir", default=None, help="also export SageMaker Data Capture JSON lines to this dir or s3:// prefix")
     p.add_argument("--datacapture-endpoint", default="local-endpoint", help="endpoint name in the Data Capture layout")
     p.add_argument("--datacapture-variant", default="AllTraffic", help="variant name in the Data Capture layout")
@@ -144,6 +156,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         metrics_addr=args.metrics_addr,
         compact_every=args.compact_every,
+        retain_days=args.retain_days,
         s3_endpoint_url=args.s3_endpoint_url,
         datacapture=args.datacapture_dir,
         datacapture_endpoint=args.datacapture_endpoint,

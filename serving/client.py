@@ -39,8 +39,11 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
 
 
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
-          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "") -> dict[str, np.ndarray]:
-    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`)."""
+          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "",
+          served_name: str | None = None) -> dict[str, np.ndarray]:
+    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`).
+
+    served_name: the Triton model name when it is not `model` (a versioned `sd_depth-<v>`)."""
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
@@ -56,7 +59,7 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
     try:
         # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
         # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
-        result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
+        result = client.infer(served_name or model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
                               request_id=request_id, parameters=RAW_IMAGES)
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
@@ -74,7 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="where to write the generated image")
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
     p.add_argument("--url", default=None, help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument("--served-name", help="Triton model name when it differs from MODEL (a versioned <model>-<v>)")
+    p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ of an MME: serve MODEL's current version "
+                   "(deploy update's aliases.json) under its versioned name")
+    p.add_argument("--s3-endpoint-url", help="S3 endpoint for --model-data-url (moto, tests)")
     a = p.parse_args(argv)
+    if a.model_data_url and not a.served_name:
+        from deploy.aws import AwsContext
+        from deploy.versions import resolve_url
+
+        s3 = AwsContext(service_endpoints={"s3": a.s3_endpoint_url} if a.s3_endpoint_url else {}).client("s3")
+        a.served_name = resolve_url(s3, a.model_data_url, a.model).removesuffix(".tar.gz")
     url = a.url or ("127.0.0.1:8001" if a.protocol == "grpc" else "127.0.0.1:8000")
     inputs = build_inputs(
         a.model, prompt=a.prompt, negative_prompt=a.negative_prompt,
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from tritonclient.utils import InferenceServerException
 
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, served_name=a.served_name)
     except InferenceServerException as exc:
         print(f"error: {exc.message()}", file=sys.stderr)
         return 2

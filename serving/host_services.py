@@ -335,7 +335,7 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
         argv += ["--exit-with-pid", str(settings.server_pid)]
     for key, flag in (("CAPTURE_S3_ENDPOINT_URL", "--s3-endpoint-url"), ("CAPTURE_DATACAPTURE_DIR", "--datacapture-dir"),
                       ("CAPTURE_DRAIN_TIMEOUT_S", "--drain-timeout"), ("CAPTURE_COMPACT_EVERY_S", "--compact-every"),
-                      ("CAPTURE_SIDECAR_RETRY_MAX_S", "--retry-max")):
+                      ("CAPTURE_SIDECAR_RETRY_MAX_S", "--retry-max"), ("CAPTURE_RETAIN_DAYS", "--retain-days")):
         if settings.get(key):
             argv += [flag, settings.get(key)]
     env = {}

@@ -25,7 +25,7 @@ from monitoring.capture.segments import SEGMENT_SUFFIX, TMP_SUFFIX, Segment, enc
 from monitoring.store.backend import Backend, open_backend
 from monitoring.store.datacapture import export_records
 from monitoring.store.schema import split_valid
-from monitoring.store.writer import StoreWriter
+from monitoring.store.writer import StoreWriter, drop_expired
 
 from .metrics import SidecarMetrics
 
@@ -81,6 +81,9 @@ class Sidecar:
         drain_timeout: on stop, keep ingesting the spool at most this long.
         exit_with_pid: stop (and drain) once this process is gone: the tritonserver whose
             models started this sidecar (serving/host_services.py), so it never outlives it.
+        retain_days: with a compaction pass (at most hourly), delete capture partitions older
+            than this (None keeps everything; on S3, `deploy create --retain-days` sets a
+            lifecycle rule instead).
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Sidecar:
         max_segments_per_pass: int = 200,
         metrics: SidecarMetrics | None = None,
         exit_with_pid: int | None = None,
+        retain_days: float | None = None,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
@@ -135,6 +139,8 @@ class Sidecar:
         self.startup: StartupReport | None = None
         self._recovered = False
         self.exit_with_pid = exit_with_pid
+        self.retain_days = retain_days
+        self._next_retention = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> StartupReport:
@@ -422,6 +428,15 @@ class Sidecar:
             self.metrics.compactions.inc(rep.partitions)
             self.metrics.compaction_files_removed.inc(rep.files_before - rep.files_after)
             log.info("compacted %d partitions: %d files -> %d, %d rows (%d duplicates removed)", rep.partitions, rep.files_before, rep.files_after, rep.rows, rep.duplicates_removed)
+        if self.retain_days and time.monotonic() >= self._next_retention:
+            self._next_retention = time.monotonic() + 3600  # one full listing an hour, not per pass
+            try:
+                dropped = drop_expired(self.backend, self.retain_days)
+            except Exception as e:  # retried next hour; ingest must not stop for it
+                log.warning("retention pass failed: %s: %s", type(e).__name__, e)
+                dropped = None
+            if dropped is not None and dropped.files:
+                log.info("retention (%g days): dropped %d partitions, %d files", self.retain_days, dropped.partitions, dropped.files)
         self._remove_stale_spool_tmp()
 
     def _remove_stale_spool_tmp(self) -> tuple[list[str], int]:

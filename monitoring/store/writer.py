@@ -238,6 +238,37 @@ class StoreWriter:
         return rep
 
 
+@dataclass
+class RetentionReport:
+    partitions: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+def drop_expired(backend: Backend, retain_days: float, now_ms: int | None = None) -> RetentionReport:
+    """Delete capture partitions whose hour ended more than ``retain_days`` ago.
+
+    Only ``model=/date=/hour=/`` keys are touched: baselines, actuals and score runs live
+    outside those and are never listed here as deletable.
+    """
+    if retain_days <= 0:
+        raise ValueError(f"retain_days must be > 0, got {retain_days}")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    cutoff = now_ms - int(retain_days * 24 * MS_PER_HOUR)
+    rep = RetentionReport()
+    expired_dirs = set()
+    for e in backend.list(""):
+        start = partition_start_ms(e.key) if is_partition_key(e.key) else None
+        if start is None or start + MS_PER_HOUR > cutoff:
+            continue
+        backend.delete(e.key)
+        expired_dirs.add(e.key.rsplit("/", 1)[0])
+        rep.files += 1
+        rep.bytes += e.size
+    rep.partitions = len(expired_dirs)
+    return rep
+
+
 def _group_by_dir(entries: list[Any]) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = {}
     for e in entries:

@@ -10,10 +10,25 @@ import time
 from pathlib import Path
 
 from serving import MODEL_NAMES
+from serving.checkpoints import provenance
 
 
 def checkpoint_dir(repo: Path, model: str) -> Path:
     return repo / model / "1" / "checkpoint"
+
+
+def _revisions(parser: argparse.ArgumentParser, values: list[str], models: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        model, sep, rev = value.rpartition("=")
+        if not sep:
+            if len(models) != 1:
+                parser.error(f"--revision {value}: say which model (MODEL=REV) when fetching several")
+            model = models[0]
+        if model not in MODEL_NAMES or not rev:
+            parser.error(f"--revision {value}: expected MODEL=REV with MODEL one of {', '.join(MODEL_NAMES)}")
+        out[model] = rev
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--force", action="store_true", help="rebuild even if a checkpoint exists")
     parser.add_argument("--fp16", action="store_true", help="fetch: the fp16 variant (GPU hosts)")
-    parser.add_argument("--source", help="fetch: a hub id or local dir instead of the default (one model)")
+    parser.add_argument("--source", help="fetch: a hub id, a local diffusers/transformers folder or a single "
+                        ".safetensors checkpoint instead of the default (one model)")
+    parser.add_argument("--revision", action="append", default=[], metavar="[MODEL=]REV",
+                        help="fetch: hub revision (commit sha, tag, branch) instead of the pinned one "
+                        "(repeatable; MODEL= may be left out with one --models entry)")
+    parser.add_argument("--config", help="fetch --source FILE.safetensors: diffusers folder or hub id with "
+                        "the component configs (from_single_file's config=)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.source and len(args.models) != 1:
         parser.error("--source needs exactly one --models entry")
+    revisions = _revisions(parser, args.revision, args.models)
 
     for model in args.models:
         out = checkpoint_dir(args.repo, model)
@@ -40,17 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         start = time.perf_counter()
         if args.action == "tiny":
-            from serving.checkpoints.tiny import BUILDERS
+            from serving.checkpoints.tiny import BUILDERS, SEED
 
             BUILDERS[model](tmp)
+            prov = provenance.record(tmp, "tiny-random", builder="serving.checkpoints.tiny", seed=SEED)
         else:
             from serving.checkpoints.hub import fetch
 
-            fetch(model, tmp, source=args.source, fp16=args.fp16)
+            prov = fetch(model, tmp, source=args.source, fp16=args.fp16,
+                         revision=revisions.get(model), config=args.config)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)  # a half-written checkpoint is never mistaken for a complete one
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        print(f"{model}: wrote {out} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f}s")
+        print(f"{model}: wrote {out} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f}s; "
+              f"weights: {provenance.describe(prov)}")
     return 0
 
 

@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--endpoint-url", help="sagemaker-runtime URL, e.g. http://127.0.0.1:8080 for the local "
                                           "MME endpoint (default: the real AWS endpoint of --region)")
     g.add_argument("--region", help="AWS region (default from the environment; us-east-1 for a local endpoint)")
-    g.add_argument("--target-model", help="MME TargetModel (default <model>.tar.gz)")
+    g.add_argument("--target-model", help="MME TargetModel (default: the current version in --model-data-url's "
+                                          "aliases.json, else <model>.tar.gz)")
+    g.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ of the endpoint: resolve <model> to its current "
+                                            "version there (deploy update writes aliases.json)")
+    g.add_argument("--s3-endpoint-url", help="S3 endpoint for --model-data-url (moto, tests)")
     g.add_argument("--json-body", action="store_true",
                    help="SageMaker: send JSON bodies with base64 images instead of binary+json")
     g.add_argument("--stats-url", help="Triton HTTP host:port for server-side statistics "
@@ -106,8 +110,16 @@ def make_transport(args: argparse.Namespace):
         if not args.endpoint_name:
             raise SystemExit("error: --protocol sagemaker needs --endpoint-name")
         workers = max(args.concurrency or [1]) if args.concurrency else args.max_workers
+        target = args.target_model
+        if target is None and args.model_data_url:
+            from deploy.aws import AwsContext
+            from deploy.versions import resolve_url
+
+            s3 = AwsContext(region=args.region, service_endpoints={"s3": args.s3_endpoint_url} if args.s3_endpoint_url
+                            else {}).client("s3")
+            target = resolve_url(s3, args.model_data_url, args.model)
         return SageMakerTransport(args.model, args.endpoint_name, endpoint_url=args.endpoint_url,
-                                  region=args.region, target_model=args.target_model, binary=not args.json_body,
+                                  region=args.region, target_model=target, binary=not args.json_body,
                                   timeout_s=args.timeout, max_connections=min(max(workers, 10), 512))
     return TritonTransport(args.model, args.url, args.protocol, timeout_s=args.timeout)
 

@@ -23,6 +23,15 @@ for _path in (Path(__file__).resolve().parents[2], Path(__file__).resolve().pare
 from deploy_testlib import REGION, make_repo  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def allow_test_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake repositories here hold test weights: opt in, as CI and `make rehearse` do.
+
+    Tests of the refusal itself delete the variable (monkeypatch.delenv).
+    """
+    monkeypatch.setenv("DEPLOY_ALLOW_TEST_WEIGHTS", "1")
+
+
 @pytest.fixture(scope="session")
 def aws_env(tmp_path_factory: pytest.TempPathFactory):
     """Fake credentials and config so nothing from the developer's AWS setup leaks in."""

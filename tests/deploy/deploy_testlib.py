@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from serving.checkpoints import provenance
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 MODELS = ("resnet_classifier", "sd_depth")
@@ -22,8 +24,13 @@ instance_group [ {{ kind: KIND_GPU }} ]
 """
 
 
-def make_repo(root: Path, models=MODELS, checkpoint_bytes: dict[str, bytes] | None = None) -> Path:
-    """A small model repository with the project's layout (config.pbtxt, 1/model.py, 1/checkpoint/)."""
+def make_repo(root: Path, models=MODELS, checkpoint_bytes: dict[str, bytes] | None = None,
+              provenance_kind: str | None = "tiny-random") -> Path:
+    """A small model repository with the project's layout (config.pbtxt, 1/model.py, 1/checkpoint/).
+
+    provenance_kind: what provenance.json says the weights are ("hub" stands in for real
+    weights at a pinned revision; None writes none, as checkpoints built before it was kept).
+    """
     for name in models:
         model = root / name
         (model / "1" / "checkpoint").mkdir(parents=True)
@@ -33,6 +40,10 @@ def make_repo(root: Path, models=MODELS, checkpoint_bytes: dict[str, bytes] | No
         data = (checkpoint_bytes or {}).get(name, f"weights of {name}".encode() * 100)
         (model / "1" / "checkpoint" / "model.safetensors").write_bytes(data)
         (model / "1" / "checkpoint" / ".done").write_text("")  # the Makefile's stamp: not shipped
+        if provenance_kind:
+            provenance.record(model / "1" / "checkpoint", provenance_kind, **(
+                {"builder": "tests/deploy/deploy_testlib.py"} if provenance_kind == "tiny-random" else
+                {"source": f"example/{name}", "revision": "0" * 40}))
         (model / "1" / "__pycache__").mkdir()
         (model / "1" / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\x00junk")
     return root

@@ -74,7 +74,7 @@ def test_full_flow(cli, clients, bucket: str, role_arn: str, dist: Path, moto_ur
     assert rc == 0
     assert f"model data url: s3://{bucket}/mme/" in out
     keys = sorted(o["Key"] for o in clients["s3"].list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["mme/resnet_classifier.tar.gz", "mme/sd_depth.tar.gz"]
+    assert keys == ["mme/manifest.json", "mme/resnet_classifier.tar.gz", "mme/sd_depth.tar.gz"]
 
     rc, out, err = cli(*create_args("sd-mme", role_arn, bucket))
     assert (rc, err) == (0, "")

@@ -42,6 +42,7 @@ def test_layout_and_normalized_metadata(repo: Path, tmp_path: Path) -> None:
         "sd_depth/1/checkpoint",
         "sd_depth/1/checkpoint/config.json",
         "sd_depth/1/checkpoint/model.safetensors",
+        "sd_depth/1/checkpoint/provenance.json",
         "sd_depth/1/model.py",
         "sd_depth/config.pbtxt",
     ]
@@ -248,7 +249,11 @@ def test_cli_package_and_check(repo: Path, tmp_path: Path, capsys: pytest.Captur
     assert load_manifest(dist_dir)["models"]["sd_depth"]["env_version"] == "e1"
     assert main(["check", "--dist", str(dist_dir)]) == 0
     assert capsys.readouterr().out == ("OK   image sagemaker-tritonserver:26.05-py3 (Python 3.12, glibc 2.39)\n"
-                                       "OK   resnet_classifier.tar.gz\nOK   sd_depth.tar.gz\n")
+                                       "OK   resnet_classifier.tar.gz\nOK   sd_depth.tar.gz\n"
+                                       "OK   weights resnet_classifier: tiny random weights, for tests (outputs are noise); "
+                                       "1 weight file(s) with sha256\n"
+                                       "OK   weights sd_depth: tiny random weights, for tests (outputs are noise); "
+                                       "1 weight file(s) with sha256\n")
     with open(dist_dir / "sd_depth.tar.gz", "ab") as fh:
         fh.write(b"\0")  # one appended byte: the sha and size no longer match
     assert main(["check", "--dist", str(dist_dir), "sd_depth.tar.gz"]) == 1
