@@ -23,7 +23,7 @@ def chromium_driver(width: int = 1400, height: int = 1000, loopback: bool = Fals
     """A headless Chromium WebDriver with browser console logging and a fresh profile.
 
     Every host name resolves to nothing, so a page can reach no network; ``loopback=True`` still
-    lets it reach 127.0.0.1 (a local server under test). ``perf_log=True`` records the DevTools
+    lets it reach 127.0.0.1 and localhost (a local server under test). ``perf_log=True`` records the DevTools
     network events (``driver.get_log("performance")``), to read the page's own responses.
     """
     import atexit
@@ -36,7 +36,7 @@ def chromium_driver(width: int = 1400, height: int = 1000, loopback: bool = Fals
     atexit.register(profile.cleanup)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    rules = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else "")
+    rules = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1, EXCLUDE localhost" if loopback else "")
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={width},{height}",
               f"--host-resolver-rules={rules}", "--no-first-run", "--disable-extensions", "--disable-quic",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -83,11 +83,22 @@ def graphql_responses(driver) -> list[tuple[str, dict]]:
             m = re.search(r"(?:query|mutation)\s+(\w+)", body)
             pending[params["requestId"]] = m.group(1) if m else "?"
         elif msg["method"] == "Network.loadingFinished" and params["requestId"] in pending:
-            body = driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": params["requestId"]})["body"]
-            out.append((pending.pop(params["requestId"]), json.loads(body)))
+            from selenium.common.exceptions import WebDriverException
+
+            op = pending.pop(params["requestId"])
+            try:
+                body = driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": params["requestId"]})["body"]
+            except WebDriverException as e:  # the page that asked has been navigated away: its bodies are gone
+                out.append((op, {"unavailable": str(e).splitlines()[0]}))
+                continue
+            out.append((op, json.loads(body)))
         elif msg["method"] == "Network.loadingFailed" and params["requestId"] in pending:
+            if params.get("canceled"):  # the app dropped it (navigation), nobody waits for its answer
+                pending.pop(params["requestId"])
+                continue
             out.append((pending.pop(params["requestId"]), {"errors": [{"message": params.get("errorText", "loading failed")}]}))
     return out
+
 
 #: The most isolated window point (on screen) that has a thumbnail: hovering it hits that point only.
 PICK_POINT = r"""

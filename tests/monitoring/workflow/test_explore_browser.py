@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def _loaded(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def explorer(store_template, tmp_path_factory):
-    """Port of a running `monitoring explore` on the blurred day (200 rows) against the baseline."""
+    """(URL it printed, its log) of a running `monitoring explore` on the blurred day (200 rows) against the baseline."""
     import csv
     import shutil
 
@@ -75,12 +76,17 @@ def explorer(store_template, tmp_path_factory):
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
-        while not _loaded(port):
+        url = None
+        while url is None or not _loaded(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 raise AssertionError(f"Phoenix did not come up:\n{log.read()[-3000:]}")
             time.sleep(0.5)
-        yield port, root / "explore.log"
+            # the address the command prints is the one a user opens
+            m = re.search(r"^phoenix: (http://\S+)", (root / "explore.log").read_text(), re.M)
+            url = m and m.group(1)
+        assert url.rstrip("/").endswith(f":{port}"), url
+        yield url, root / "explore.log"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -111,7 +117,7 @@ def _response(driver, seen: list, operation: str, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         seen.extend(graphql_responses(driver))
-        hits = [r for op, r in seen if op == operation]
+        hits = [r for op, r in seen if op == operation and "unavailable" not in r]
         if hits:
             return hits[-1]
         text = driver.execute_script("return document.body && document.body.innerText") or ""
@@ -121,18 +127,21 @@ def _response(driver, seen: list, operation: str, timeout_s: float) -> dict:
         time.sleep(0.2)
 
 
-def _open_model_page(driver, port: int, seen: list) -> None:
-    driver.get(f"http://127.0.0.1:{port}/model")
+def _open_model_page(driver, url: str, seen: list) -> None:
+    """Open the printed address: Phoenix's home sends a session with inferences to its model page."""
+    graphql_responses(driver)  # what an earlier page got is not this test's
+    driver.get(url)
     _response(driver, seen, "ModelInferencesPageQuery", 60)
+    wait_for(driver, "location.pathname === '/model'", 30)
     wait_for(driver, "document.body.innerText.includes('Model Schema') && "
                      "Array.from(document.querySelectorAll('a')).some(a => a.textContent === 'image_embedding')", 60)
     _no_error_page(driver, seen)
 
 
 def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_path):
-    port, log = explorer
+    url, log = explorer
     seen: list[tuple[str, dict]] = []
-    _open_model_page(driver, port, seen)
+    _open_model_page(driver, url, seen)
     schema = _response(driver, seen, "ModelInferencesPageQuery", 1)["data"]["model"]
     names = {e["dimension"]["name"] for e in schema["dimensions"]["edges"]}
     assert {"brightness", "contrast", "sharpness"} <= names
@@ -158,9 +167,9 @@ def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_p
 
 
 def test_metadata_dimension_drift_view_loads(explorer, driver):
-    port, log = explorer
+    url, log = explorer
     seen: list[tuple[str, dict]] = []
-    _open_model_page(driver, port, seen)
+    _open_model_page(driver, url, seen)
     driver.find_element("link text", "brightness").click()
     wait_for(driver, "location.pathname.startsWith('/model/dimensions/')", 30)
     drift = _response(driver, seen, "DimensionDriftTimeSeriesQuery", 60)["data"]["embedding"]["driftTimeSeries"]["data"]
