@@ -127,14 +127,40 @@ def _response(driver, seen: list, operation: str, timeout_s: float) -> dict:
         time.sleep(0.2)
 
 
+def _wait(driver, script: str, timeout_s: float):
+    """wait_for, failing at once with the page's text where Phoenix shows its error page instead."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = driver.execute_script("return document.body && document.body.innerText") or ""
+        assert ERROR_PAGE not in text, text[:2000]
+        try:
+            return wait_for(driver, script, min(1.0, max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def _point_pixels(png: bytes) -> tuple[int, int]:
+    """(cyan, purple) pixel counts of a screenshot: Phoenix's primary and reference point colours."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    return int(((g > 150) & (b > 150) & (r < 120)).sum()), int(((r > 150) & (b > 180) & (g < 170)).sum())
+
+
 def _open_model_page(driver, url: str, seen: list) -> None:
     """Open the printed address: Phoenix's home sends a session with inferences to its model page."""
     graphql_responses(driver)  # what an earlier page got is not this test's
     driver.get(url)
     _response(driver, seen, "ModelInferencesPageQuery", 60)
-    wait_for(driver, "location.pathname === '/model'", 30)
-    wait_for(driver, "document.body.innerText.includes('Model Schema') && "
-                     "Array.from(document.querySelectorAll('a')).some(a => a.textContent === 'image_embedding')", 60)
+    _no_error_page(driver, seen)
+    _wait(driver, "location.pathname === '/model'", 30)
+    _wait(driver, "document.body.innerText.includes('Model Schema') && "
+                  "Array.from(document.querySelectorAll('a')).some(a => a.textContent === 'image_embedding')", 60)
     _no_error_page(driver, seen)
 
 
@@ -147,7 +173,7 @@ def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_p
     assert {"brightness", "contrast", "sharpness"} <= names
     # the user clicks the embedding: the UMAP view
     driver.find_element("link text", "image_embedding").click()
-    wait_for(driver, "location.pathname.startsWith('/model/embeddings/')", 30)
+    _wait(driver, "location.pathname.startsWith('/model/embeddings/')", 30)
     umap = _response(driver, seen, "EmbeddingPageUMAPQuery", UMAP_WAIT_S)["data"]["embedding"]["UMAPPoints"]
     window = [p for p in umap["data"] if p["eventId"].endswith("PRIMARY")]
     baseline = [p for p in umap["referenceData"] if p["eventId"].endswith("REFERENCE")]
@@ -157,11 +183,20 @@ def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_p
     assert window[0]["embeddingMetadata"]["linkToData"].startswith("data:image/jpeg;base64,")
     assert {p["eventMetadata"]["actualLabel"] for p in window} - {None}  # posted actuals reached Phoenix
     # ...and the page drew them: the WebGL canvas of the point cloud, the legend of both sets
-    wait_for(driver, "Array.from(document.querySelectorAll('canvas')).some(c => c.width > 200 && c.height > 200)", 60)
-    wait_for(driver, "document.body.innerText.includes('primary') && document.body.innerText.includes('reference')", 30)
+    _wait(driver, "Array.from(document.querySelectorAll('canvas')).some(c => c.width > 200 && c.height > 200)", 60)
+    _wait(driver, "document.body.innerText.includes('primary') && document.body.innerText.includes('reference')", 30)
     seen.extend(graphql_responses(driver))
     _no_error_page(driver, seen)
-    assert int(driver.execute_script("return document.querySelectorAll('canvas').length")) >= 1
+    # the pixels: Phoenix colours primary points cyan and reference points purple (its legend);
+    # the canvas shows both (polls: the first frames may still be drawing)
+    canvas = max(driver.find_elements("css selector", "canvas"), key=lambda c: c.size["width"] * c.size["height"])
+    deadline = time.monotonic() + 30
+    while True:
+        cyan, purple = _point_pixels(canvas.screenshot_as_png)
+        if (cyan > 20 and purple > 20) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert cyan > 20 and purple > 20, (cyan, purple)
     driver.save_screenshot(str(tmp_path / "phoenix-embedding.png"))
     assert "Traceback" not in log.read_text()
 
@@ -171,14 +206,14 @@ def test_metadata_dimension_drift_view_loads(explorer, driver):
     seen: list[tuple[str, dict]] = []
     _open_model_page(driver, url, seen)
     driver.find_element("link text", "brightness").click()
-    wait_for(driver, "location.pathname.startsWith('/model/dimensions/')", 30)
+    _wait(driver, "location.pathname.startsWith('/model/dimensions/')", 30)
     drift = _response(driver, seen, "DimensionDriftTimeSeriesQuery", 60)["data"]["embedding"]["driftTimeSeries"]["data"]
     assert [p for p in drift if p["value"] is not None], drift  # PSI of the window's days against the baseline
     bars = _response(driver, seen, "DimensionDriftBreakdownSegmentBarChartQuery", 60)["data"]["dimension"]
     counts = [s["counts"] for s in bars["segmentsComparison"]["segments"]]
     assert sum(c["primaryValue"] or 0 for c in counts) == 200
     assert sum(c["referenceValue"] or 0 for c in counts) == 1000
-    wait_for(driver, "document.body.innerText.includes('brightness') && document.querySelectorAll('svg .recharts-surface, svg.recharts-surface').length > 0", 60)
+    _wait(driver, "document.body.innerText.includes('brightness') && document.querySelectorAll('svg .recharts-surface, svg.recharts-surface').length > 0", 60)
     seen.extend(graphql_responses(driver))
     _no_error_page(driver, seen)
     assert "Traceback" not in log.read_text()
