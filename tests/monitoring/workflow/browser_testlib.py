@@ -19,17 +19,37 @@ CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shut
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 
 
-def chromium_driver(width: int = 1400, height: int = 1000):
-    """A headless Chromium WebDriver with browser console logging, no network beyond file://."""
+def chromium_driver(width: int = 1400, height: int = 1000, loopback: bool = False, perf_log: bool = False):
+    """A headless Chromium WebDriver with browser console logging and a fresh profile.
+
+    Every host name resolves to nothing, so a page can reach no network; ``loopback=True`` still
+    lets it reach 127.0.0.1 and localhost (a local server under test). ``perf_log=True`` records the DevTools
+    network events (``driver.get_log("performance")``), to read the page's own responses.
+    """
+    import atexit
+    import tempfile
+
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+    atexit.register(profile.cleanup)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    rules = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1, EXCLUDE localhost" if loopback else "")
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={width},{height}",
-              "--host-resolver-rules=MAP * ~NOTFOUND", "--no-first-run", "--disable-extensions"):
+              f"--host-resolver-rules={rules}", "--no-first-run", "--disable-extensions", "--disable-quic",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={profile.name}"):
         opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if loopback:
+        # Phoenix draws its point cloud with WebGL; without a GPU that is SwiftShader, which Chromium
+        # now enables only on request. The page is our own local server, the content trusted.
+        opts.add_argument("--enable-unsafe-swiftshader")
+    prefs = {"browser": "ALL"}
+    if perf_log:
+        prefs["performance"] = "ALL"
+    opts.set_capability("goog:loggingPrefs", prefs)
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
 
 
@@ -43,6 +63,41 @@ def wait_for(driver, script: str, timeout_s: float = 60.0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for: {script}")
         time.sleep(0.1)
+
+
+
+def graphql_responses(driver) -> list[tuple[str, dict]]:
+    """(operation, response JSON) for every /graphql POST the page completed since the last call,
+    read from the DevTools performance log (a driver made with ``perf_log=True``): the page's own
+    responses, as its components received them."""
+    import json
+    import re
+
+    # a request's start and its end may come in different calls: the open ones live on the driver
+    pending, out = driver.__dict__.setdefault("_graphql_pending", {}), []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        params = msg.get("params", {})
+        if msg["method"] == "Network.requestWillBeSent" and params["request"]["url"].split("?")[0].endswith("/graphql"):
+            body = params["request"].get("postData") or ""
+            m = re.search(r"(?:query|mutation)\s+(\w+)", body)
+            pending[params["requestId"]] = m.group(1) if m else "?"
+        elif msg["method"] == "Network.loadingFinished" and params["requestId"] in pending:
+            from selenium.common.exceptions import WebDriverException
+
+            op = pending.pop(params["requestId"])
+            try:
+                body = driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": params["requestId"]})["body"]
+            except WebDriverException as e:  # the page that asked has been navigated away: its bodies are gone
+                out.append((op, {"unavailable": str(e).splitlines()[0]}))
+                continue
+            out.append((op, json.loads(body)))
+        elif msg["method"] == "Network.loadingFailed" and params["requestId"] in pending:
+            if params.get("canceled"):  # the app dropped it (navigation), nobody waits for its answer
+                pending.pop(params["requestId"])
+                continue
+            out.append((pending.pop(params["requestId"]), {"errors": [{"message": params.get("errorText", "loading failed")}]}))
+    return out
 
 
 #: The most isolated window point (on screen) that has a thumbnail: hovering it hits that point only.
