@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {}
 
 #: Modules that register more commands; imported by :func:`build_parser`.
 COMMAND_MODULES: list[str] = ["monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli",
-                              "monitoring.export.cli", "monitoring.explore.cli"]
+                              "monitoring.export.cli", "monitoring.explore.cli", "monitoring.watch.cli"]
 
 
 def register(name: str, run: Run, *, help: str, configure: Configure | None = None) -> Command:
