@@ -56,7 +56,7 @@ from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
 
 # What the stub (serving runtimes + capture) and the sidecar import: env/model-requirements.txt.
 ENV_DISTRIBUTIONS = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "pillow", "numpy",
-                     "pyarrow", "boto3", "prometheus_client")
+                     "pyarrow", "boto3", "prometheus_client", "pandas", "scipy", "scikit-learn")
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUCKET, STORE_PREFIX = "rehearsal-capture", "capture"
 
