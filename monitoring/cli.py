@@ -138,7 +138,7 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-every", default=os.environ.get("MONITORING_WATCH_EVERY", "1h"), metavar="PERIOD", help="window length (default: $MONITORING_WATCH_EVERY or 1h)")
     p.add_argument("--watch-interval", type=float, default=float(os.environ["MONITORING_WATCH_INTERVAL_S"]) if os.environ.get("MONITORING_WATCH_INTERVAL_S") else None,
                    metavar="S", help="seconds between watch passes (default: $MONITORING_WATCH_INTERVAL_S or a quarter window)")
-    from monitoring.watch.cli import add_publish_args
+    from monitoring.watch.cloudwatch import add_publish_args
 
     add_publish_args(p)
 

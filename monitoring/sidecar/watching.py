@@ -76,7 +76,7 @@ def start_watch_thread(backend: Any, registry: Any, cfg: SidecarWatch, stop: thr
         log.warning("watch loop off: this environment lacks %s (windows are not scored here; run "
                     "`python -m monitoring watch` elsewhere or ship them in the execution env)", ", ".join(missing))
         return None
-    from monitoring.watch.cli import publishers_from
+    from monitoring.watch.cloudwatch import publishers_from
     from monitoring.watch.loop import WatchSettings, Watcher
 
     settings = WatchSettings(every=cfg.every, interval_s=cfg.interval_s, min_window=cfg.min_window)

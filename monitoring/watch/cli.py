@@ -11,15 +11,7 @@ import sys
 import threading
 
 from monitoring.cli import add_store_args, command
-
-
-def add_publish_args(p: argparse.ArgumentParser) -> None:
-    """``--cloudwatch NAMESPACE`` and ``--cloudwatch-mode`` (also used by the sidecar)."""
-    p.add_argument("--cloudwatch", default=os.environ.get("MONITORING_CLOUDWATCH_NAMESPACE") or None, metavar="NAMESPACE",
-                   help="also publish to CloudWatch under this namespace (default: $MONITORING_CLOUDWATCH_NAMESPACE)")
-    p.add_argument("--cloudwatch-mode", choices=("api", "emf"), default=os.environ.get("MONITORING_CLOUDWATCH_MODE", "api"),
-                   help="api: PutMetricData (needs network + cloudwatch:PutMetricData); emf: Embedded Metric Format "
-                        "JSON lines on stdout (default: $MONITORING_CLOUDWATCH_MODE or api)")
+from monitoring.watch.cloudwatch import add_publish_args, publishers_from
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -34,14 +26,6 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true", help="one pass and exit (cron, CI, tests); exit 1 on errors")
     p.add_argument("--json", action="store_true", help="print each pass as one JSON line")
     add_publish_args(p)
-
-
-def publishers_from(namespace: str | None, mode: str) -> list:
-    if not namespace:
-        return []
-    from monitoring.watch.cloudwatch import CloudWatchPublisher
-
-    return [CloudWatchPublisher(namespace, mode=mode).publish]
 
 
 @command("watch", help="score every window as it closes (remembering what was scored) and publish the results", configure=_args)

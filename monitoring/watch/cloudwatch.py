@@ -13,8 +13,10 @@ docs/watch.md says why ``api`` is the default.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import sys
 from typing import IO, Any, Callable, Sequence
 
@@ -81,3 +83,16 @@ def _datum(p: Point) -> dict[str, Any]:
 
 
 Publisher = Callable[[Batch], int]
+
+
+def add_publish_args(p: argparse.ArgumentParser) -> None:
+    """``--cloudwatch NAMESPACE`` and ``--cloudwatch-mode`` (``watch`` and ``sidecar``)."""
+    p.add_argument("--cloudwatch", default=os.environ.get("MONITORING_CLOUDWATCH_NAMESPACE") or None, metavar="NAMESPACE",
+                   help="also publish to CloudWatch under this namespace (default: $MONITORING_CLOUDWATCH_NAMESPACE)")
+    p.add_argument("--cloudwatch-mode", choices=MODES, default=os.environ.get("MONITORING_CLOUDWATCH_MODE", "api"),
+                   help="api: PutMetricData (needs network + cloudwatch:PutMetricData); emf: Embedded Metric Format "
+                        "JSON lines on stdout (default: $MONITORING_CLOUDWATCH_MODE or api)")
+
+
+def publishers_from(namespace: str | None, mode: str) -> list[Callable[[Batch], int]]:
+    return [CloudWatchPublisher(namespace, mode=mode).publish] if namespace else []
