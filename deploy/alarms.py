@@ -170,3 +170,23 @@ def evaluate(alarm: dict[str, Any], datapoints: Iterable[tuple[int, float]], sta
         else:
             states[a] = "INSUFFICIENT_DATA"
     return states
+
+
+def evaluate_created(cw: Any, endpoint: str, start_ms: int, end_ms: int) -> dict[str, dict[int, str]]:
+    """Every alarm :func:`create` made for ``endpoint``, evaluated by :func:`evaluate` on the data
+    points CloudWatch (or moto) returns for its own metric, dimensions, statistic and period:
+    ``{suffix: {period start ms: state}}``."""
+    import datetime as dt
+
+    out = {}
+    for d in cw.describe_alarms(AlarmNames=[f"{endpoint}-{s}" for s in ALARM_SUFFIXES])["MetricAlarms"]:
+        r = cw.get_metric_data(
+            MetricDataQueries=[{"Id": "m", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": d["Namespace"], "MetricName": d["MetricName"], "Dimensions": d["Dimensions"]},
+                "Period": d["Period"], "Stat": d["Statistic"]}}],
+            StartTime=dt.datetime.fromtimestamp(start_ms / 1000, dt.timezone.utc),
+            EndTime=dt.datetime.fromtimestamp(end_ms / 1000, dt.timezone.utc))
+        res = r["MetricDataResults"][0]
+        points = [(int(t.timestamp() * 1000), v) for t, v in zip(res["Timestamps"], res["Values"])]
+        out[d["AlarmName"][len(endpoint) + 1:]] = evaluate(d, points, start_ms, end_ms)
+    return out

@@ -20,7 +20,8 @@ from monitoring.alerts.levels import ALERT_LEVELS, LEVEL_RANK, level_of
 DRIFT_STATISTIC = "DriftStatistic"
 DRIFT_P_VALUE = "DriftPValue"
 DRIFT_IS_DRIFT = "DriftIsDrift"
-DRIFT_ALERT_LEVEL = "DriftAlertLevel"     # 0 ok, 1 warning, 2 critical
+DRIFT_ALERT_LEVEL = "DriftAlertLevel"     # the window's level (alerts.yml's rule): 0 ok, 1 warning, 2 critical
+METHOD_ALERT_LEVEL = "DriftMethodAlertLevel"  # one method's level, from its p-value alone
 WINDOW_SIZE = "WindowSize"
 ACCURACY = "Accuracy"
 ACCURACY_LABELED = "AccuracyLabeled"
@@ -109,7 +110,7 @@ def _method_points(b: Batch, model: str, space: str, method: str, r: dict[str, A
     if r.get("p_value") is not None:
         b.add(DRIFT_P_VALUE, r["p_value"], ts, d)
     b.add(DRIFT_IS_DRIFT, 1.0 if r.get("is_drift") else 0.0, ts, d)
-    b.add(DRIFT_ALERT_LEVEL, LEVEL_RANK[level_of(r)], ts, d)
+    b.add(METHOD_ALERT_LEVEL, LEVEL_RANK[level_of(r)], ts, d)
 
 
 def run_points(run: dict[str, Any]) -> Batch:

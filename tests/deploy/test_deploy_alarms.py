@@ -108,16 +108,7 @@ def test_created_drift_alarm_fires_on_the_darkened_window_not_the_clean_one(moto
     alarms.create(cw, "eval-test", ns, 3600, "us-east-1", log=lambda _m: None)
     defs = cw.describe_alarms(AlarmNamePrefix="eval-test-")["MetricAlarms"]
     assert len(defs) == 4
-    start, end = clean, hours_ago(-1)
-    states = {}
-    for d in defs:
-        r = cw.get_metric_data(MetricDataQueries=[{"Id": "m", "ReturnData": True, "MetricStat": {
-            "Metric": {"Namespace": d["Namespace"], "MetricName": d["MetricName"], "Dimensions": d["Dimensions"]},
-            "Period": d["Period"], "Stat": d["Statistic"]}}],
-            StartTime=dt.datetime.fromtimestamp(start / 1000, dt.timezone.utc), EndTime=dt.datetime.fromtimestamp(end / 1000, dt.timezone.utc))
-        res = r["MetricDataResults"][0]
-        points = [(int(t.timestamp() * 1000), v) for t, v in zip(res["Timestamps"], res["Values"])]
-        states[d["AlarmName"].removeprefix("eval-test-")] = alarms.evaluate(d, points, start, end)
+    states = alarms.evaluate_created(cw, "eval-test", clean, hours_ago(-1))
     assert states["drift-critical"][clean] == "OK" and states["drift-critical"][dark] == "ALARM"
     assert set(states["accuracy-low"].values()) == {"OK"}  # no actuals: never alarms on missing accuracy
     assert states["scores-stale"][hours_ago(0)] == "OK"  # the pass's heartbeat

@@ -37,3 +37,19 @@ def test_stock_environ_hides_the_venv(tmp_path):
     env = rehearse.stock_environ(tmp_path, "http://127.0.0.1:1", {})
     assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
     assert env["CAPTURE_STORE"].startswith("s3://") and env["SAGEMAKER_MULTI_MODEL"] == "true"
+
+
+def test_watch_phases_settings_and_darkened_traffic():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    env = rehearse.watch_environ("http://127.0.0.1:1", 120)
+    assert env["MONITORING_WATCH_EVERY"] == "120s" and env["AWS_ENDPOINT_URL_CLOUDWATCH"] == "http://127.0.0.1:1"
+    from deploy.monitoring_env import every_seconds
+
+    assert every_seconds(env) == 120  # the same setting deploy create validates
+    clean = np.asarray(Image.open(io.BytesIO(rehearse._png(32, 1))), np.float32)
+    dark = np.asarray(Image.open(io.BytesIO(rehearse.darken(rehearse._png(32, 1)))), np.float32)
+    assert dark.mean() < 0.35 * clean.mean()
