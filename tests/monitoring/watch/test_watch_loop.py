@@ -158,3 +158,17 @@ def test_window_alert_level_is_the_prometheus_rule():
     assert window_alert_level({"methods": {"mmd": p(0.005), "centroid": p(0.004)}}) == 1
     assert window_alert_level({"methods": {"mmd": p(0.005), "domain_classifier": p(1e-5)}}) == 2
     assert window_alert_level({"methods": {"metadata": p(1e-4)}}) == 2
+
+
+def test_service_specific_endpoint_setting_wins(moto_aws, monkeypatch):
+    """AWS_ENDPOINT_URL_CLOUDWATCH (botocore's per-service setting) is honoured by the pinned boto3."""
+    from monitoring.watch.metrics import Batch
+
+    url, client = moto_aws
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: only the specific one can work
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", url)
+    b = Batch()
+    b.add("WatchPasses", 1, hours_ago(0))
+    assert CloudWatchPublisher("Test/Endpoint").publish(b) == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    assert [m["MetricName"] for m in client("cloudwatch").list_metrics(Namespace="Test/Endpoint")["Metrics"]] == ["WatchPasses"]
