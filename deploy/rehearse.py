@@ -329,9 +329,12 @@ def watch_phases(tally: Tally, runtime, s3_url: str, window_s: int, n: int) -> t
         problems.append(f"watch: drift alarm on the clean window: {drift.get(clean)} (want OK)")
     if drift.get(dark) != "ALARM":
         problems.append(f"watch: drift alarm on the darkened window: {drift.get(dark)} (want ALARM)")
-    summary = [f"watch: windows of {window_s} s scored by the sidecar; alarm {name}: "
-               + ", ".join(f"{'clean' if t == clean else 'darkened'} {st}" for t, st in sorted(per.items()) if t in (clean, dark))
-               for name, per in sorted(states.items())]
+    summary = [f"watch: clean and darkened windows of {window_s} s scored by the sidecar by itself; alarms evaluated on moto's data:"]
+    for name, per in sorted(states.items()):
+        if clean in per and dark in per:
+            summary.append(f"  {name}: clean window {per[clean]}, darkened window {per[dark]}")
+        else:  # another period (capture-dropping: 5 min)
+            summary.append(f"  {name}: {', '.join(sorted(set(per.values()))) or 'no periods'} over the phases")
     return problems, summary
 
 
