@@ -136,7 +136,7 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-watch", action="store_true", default=os.environ.get("MONITORING_WATCH", "1").strip().lower() in ("0", "false", "off", "no"),
                    help="do not score closed windows here (default: on; $MONITORING_WATCH=0 turns it off)")
     p.add_argument("--watch-every", default=os.environ.get("MONITORING_WATCH_EVERY", "1h"), metavar="PERIOD", help="window length (default: $MONITORING_WATCH_EVERY or 1h)")
-    p.add_argument("--watch-interval", type=float, default=float(os.environ["MONITORING_WATCH_INTERVAL_S"]) if os.environ.get("MONITORING_WATCH_INTERVAL_S") else None,
+    p.add_argument("--watch-interval", type=float, default=os.environ.get("MONITORING_WATCH_INTERVAL_S") or None,
                    metavar="S", help="seconds between watch passes (default: $MONITORING_WATCH_INTERVAL_S or a quarter window)")
     from monitoring.watch.cloudwatch import add_publish_args
 

@@ -79,8 +79,12 @@ def start_watch_thread(backend: Any, registry: Any, cfg: SidecarWatch, stop: thr
     from monitoring.watch.cloudwatch import publishers_from
     from monitoring.watch.loop import WatchSettings, Watcher
 
-    settings = WatchSettings(every=cfg.every, interval_s=cfg.interval_s, min_window=cfg.min_window)
-    pubs = publishers_from(cfg.cloudwatch_namespace, cfg.cloudwatch_mode)
+    try:
+        settings = WatchSettings(every=cfg.every, interval_s=cfg.interval_s, min_window=cfg.min_window)
+        pubs = publishers_from(cfg.cloudwatch_namespace, cfg.cloudwatch_mode)
+    except ValueError as e:  # a bad watch setting must not take capture down with it
+        log.error("watch loop off: %s", e)
+        return None
     watcher = Watcher(backend, settings, pubs, extra_points=CaptureHealth(registry) if pubs else None)
 
     def loop() -> None:

@@ -56,3 +56,16 @@ def test_sidecar_scores_closed_windows_once_a_baseline_exists(tmp_path, moto_aws
                                        StartTime=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1),
                                        EndTime=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), Period=3600, Statistics=["Sum"])
     assert sum(p["Sum"] for p in written["Datapoints"]) == 7.0
+
+
+def test_a_bad_watch_setting_leaves_capture_running(tmp_path, caplog):
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    sc = Sidecar(spool, store, compact_every=0, watch=SidecarWatch(every="1 fortnight"))
+    t = _serve(sc)
+    try:
+        assert sc._watch_thread is None
+        assert any("watch loop off: --every '1 fortnight'" in r.getMessage() for r in caplog.records)
+        produce(spool, 3, model="m1")
+        wait_for(lambda: len(LocalBackend(store).list("model=m1/")) > 0, 30)
+    finally:
+        _stop(sc, t)
