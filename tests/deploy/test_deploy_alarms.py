@@ -112,3 +112,4 @@ def test_created_drift_alarm_fires_on_the_darkened_window_not_the_clean_one(moto
     assert states["drift-critical"][clean] == "OK" and states["drift-critical"][dark] == "ALARM"
     assert set(states["accuracy-low"].values()) == {"OK"}  # no actuals: never alarms on missing accuracy
     assert states["scores-stale"][hours_ago(0)] == "OK"  # the pass's heartbeat
+    alarms.delete(cw, "eval-test", log=lambda _m: None)
