@@ -127,7 +127,12 @@ class Watcher:
                 self._model_pass(model, now, rep)
             except Exception as e:  # noqa: BLE001 - one model's failure must not stop the others
                 rep.errors.append(f"{model}: {type(e).__name__}: {e}")
-                log.error("watch: scoring %s failed: %s", model, e, exc_info=log.isEnabledFor(logging.DEBUG))
+                # A part merged away by compaction between listing and reading (seen in `make
+                # rehearse`): nothing was recorded, the window is scored on the next pass.
+                moved = isinstance(e, FileNotFoundError) or "NoSuchKey" in str(e)
+                log.log(logging.WARNING if moved else logging.ERROR, "watch: scoring %s failed%s: %s", model,
+                        " (a store file moved while it was read; retried next pass)" if moved else "", e,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         extra = Batch()
         if rep.models:
             extra.points += heartbeat(now, rep.models).points
