@@ -8,7 +8,7 @@ REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
 
-.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse soak clean help browser export-venvs explore-venv
+.PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse soak clean help browser export-venvs explore-venv prometheus
 
 help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
@@ -67,8 +67,8 @@ client-demo: $(STAMP)
 # The report test drives a real headless Chromium, the export tests validate with the Arize and
 # Fiddler SDKs, the explore test runs Phoenix, each in its own venv: `make test` installs them
 # first (about 8 min the first time, nothing after) and then requires them.
-test: setup browser export-venvs explore-venv
-	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 $(PY) -m pytest $(PYTEST_ARGS)
+test: setup browser export-venvs explore-venv prometheus
+	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 REQUIRE_PROMETHEUS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # Arize / Fiddler SDKs and Arize Phoenix pin what our lock cannot share: one venv each under
 # build/venvs/<name> (pins in env/venv-<name>.lock), used offline by the export and explore tests.
@@ -88,6 +88,12 @@ browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: $$(command -v chromium)"; \
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
+
+# Debian's prometheus (prometheus + promtool) for the alert-rule tests (tests/deploy/test_prometheus_rules.py).
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then echo "prometheus: $$(command -v prometheus)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; fi
 
 # SageMaker MME tarballs: dist/<model>.tar.gz + dist/manifest.json (ENV_TARBALL=dist/python_env.tar.gz
 # ships the execution environment inside each tarball). The check fails on the tiny test weights

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from deploy import (autoscale, endpoint, guardrails, images, manifest, package, retention, upload, update, versions,
-                    weights)
+from deploy import (alarms, autoscale, endpoint, guardrails, images, manifest, monitoring_env, package, retention, upload,
+                    update, versions, weights)
 from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="return once creation is requested")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for InService")
     p.add_argument("--poll-interval", type=float, default=30)
+    monitoring_env.add_create_args(p)
 
     p = sub.add_parser("autoscale", parents=[aws], help="target-tracking autoscaling on invocations")
     p.add_argument("--name", required=True)
@@ -302,6 +303,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
     role_arn = endpoint.validate_role_arn(args.role_arn)
     image_uri = args.image_uri or images.triton_image_uri(region, args.triton_version)
     environment = dict(endpoint.DEFAULT_ENVIRONMENT)
+    environment.update(monitoring_env.environment(args))  # capture + watch loop, on by default
     environment.update(dict(args.env))
     spec = endpoint.EndpointSpec(
         name=args.name, role_arn=role_arn, model_data_url=args.model_data_url, image_uri=image_uri,
@@ -320,6 +322,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
     endpoint.create_stack(
         ctx.client("sagemaker"), spec, wait=not args.no_wait, timeout_s=args.timeout, poll_s=args.poll_interval,
     )
+    if monitoring_env.wants_alarms(args, environment):
+        alarms.create(ctx.client("cloudwatch"), args.name, environment[monitoring_env.NAMESPACE_VAR],
+                      monitoring_env.every_seconds(environment), region, args.alarm_topic_arn)
     return 0
 
 
@@ -424,6 +429,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     endpoint.EndpointNames.for_name(args.name)
     # Deregister scaling first: a scalable target left behind keeps trying to act on the endpoint.
     autoscale.remove(ctx.client("autoscaling"), args.name)
+    alarms.delete(ctx.client("cloudwatch"), args.name)
     endpoint.delete_stack(ctx.client("sagemaker"), args.name, wait=not args.no_wait,
                           timeout_s=args.timeout, poll_s=args.poll_interval)
     return 0

@@ -4,7 +4,7 @@ Endpoint precedence for each service (so tests and the local endpoint need no co
 their own): `--<service>-endpoint-url` flag > `--endpoint-url` flag > botocore's own
 environment variables (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SAGEMAKER,
 AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING, AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME,
-AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL) > the real AWS endpoint.
+AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL) > the real AWS endpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SERVICES = {
     "autoscaling": "application-autoscaling",
     "runtime": "sagemaker-runtime",
     "iam": "iam",
+    "cloudwatch": "cloudwatch",
 }
 
 

@@ -19,8 +19,15 @@ What is "stock" about it:
 
 Then: traffic to every model, a caller without the control key refused (a load that brings
 its own model.py, an unload; docs/security.md), unload + reload of the model whose process started the sidecar
-(the sidecar must survive it), a graceful stop, and the check: every successful request has
-exactly one record in the S3 store, with its embedding. Prints a summary; exit status 1 on any
+(the sidecar must survive it), the watch phases (below), a graceful stop, and the check: every
+successful request has exactly one record in the S3 store, with its embedding.
+
+Watch phases (docs/watch.md; ``--watch-window 0`` skips them): a baseline of resnet_classifier
+built from its records in the S3 store, then a clean phase and a darkened phase, each inside one
+window (``MONITORING_WATCH_EVERY``, shortened to ``--watch-window`` seconds). Nobody runs a
+command: the sidecar's watch loop scores both windows and publishes to CloudWatch (moto). The
+alarms `deploy create` would make are evaluated on the data points moto returns (moto never
+moves an alarm): the drift alarm must stay quiet on the clean window and fire on the darkened one. Prints a summary; exit status 1 on any
 shortfall. The env tarball is cached under the work dir, keyed on the lock and the Python.
 """
 
@@ -60,9 +67,10 @@ from serving.triton_http import CONTROL_HEADER, TritonHTTP, error_text
 
 # What the stub (serving runtimes + capture) and the sidecar import: env/model-requirements.txt.
 ENV_DISTRIBUTIONS = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "pillow", "numpy",
-                     "pyarrow", "boto3", "prometheus_client")
+                     "pyarrow", "boto3", "prometheus_client", "pandas", "scipy", "scikit-learn")
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUCKET, STORE_PREFIX = "rehearsal-capture", "capture"
+WATCH_MODEL, WATCH_NAMESPACE, WATCH_ENDPOINT = "resnet_classifier", "ModelMonitoring/rehearsal", "rehearsal"
 
 
 def log(msg: str) -> None:
@@ -127,11 +135,19 @@ def _png(size: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def payload(model: str, i: int) -> tuple[bytes, str]:
+def darken(png: bytes, factor: float = 0.3) -> bytes:
+    """The image at ``factor`` of its brightness: the shift the watch phases must catch."""
+    px = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) * factor
+    buf = io.BytesIO()
+    Image.fromarray(px.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def payload(model: str, i: int, dark: bool = False) -> tuple[bytes, str]:
     """One small, valid request for `model` (SageMaker binary+json body)."""
     gen = json.dumps({"num_inference_steps": 2, "seed": i}).encode()
     if model == "resnet_classifier":
-        return build_request({"image": [_png(32, i)]}, binary=True)
+        return build_request({"image": [darken(_png(32, i)) if dark else _png(32, i)]}, binary=True)
     inputs = {"prompt": [f"a house, take {i}".encode()], "image": [_png(48 if model == "sd_upscale" else 64, i)],
               "gen_args": [gen]}
     if model == "sd_inpaint":
@@ -144,8 +160,8 @@ class Tally:
     ok: dict[str, list[str]] = field(default_factory=dict)  # triton model name -> request ids
     failed: list[str] = field(default_factory=list)
 
-    def invoke(self, runtime, target: str, model: str, i: int) -> None:
-        body, ctype = payload(model, i)
+    def invoke(self, runtime, target: str, model: str, i: int, dark: bool = False) -> None:
+        body, ctype = payload(model, i, dark)
         try:
             r = runtime.invoke_endpoint(EndpointName="rehearsal", TargetModel=target, ContentType=ctype, Body=body)
             out = parse_response(r["Body"].read(), r["ContentType"])
@@ -283,6 +299,86 @@ def check(tally: Tally, stored: dict[str, list[dict]]) -> list[str]:
     return problems
 
 
+def watch_environ(s3_url: str, window_s: int) -> dict[str, str]:
+    """The container settings `deploy create` gives the watch loop, with a short window."""
+    return {"MONITORING_WATCH_EVERY": f"{window_s}s", "MONITORING_WATCH_INTERVAL_S": "2",
+            "MONITORING_CLOUDWATCH_NAMESPACE": WATCH_NAMESPACE, "AWS_ENDPOINT_URL_CLOUDWATCH": s3_url}
+
+
+def _wait(pred, timeout_s: float, every_s: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every_s)
+    return bool(pred())
+
+
+def _count(s3_url: str, model: str) -> int:
+    from monitoring.store import read_records
+
+    try:
+        return read_records(f"s3://{BUCKET}/{STORE_PREFIX}", model, columns=["request_id"], s3_endpoint_url=s3_url).num_rows
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _window_phase(tally: Tally, runtime, window_ms: int, n: int, first: int, dark: bool) -> tuple[int, list[str]]:
+    """Wait for the next window boundary, send ``n`` requests inside that window; (start ms, problems)."""
+    now = int(time.time() * 1000)
+    start = (now // window_ms + 1) * window_ms
+    time.sleep((start - now) / 1000 + 0.5)
+    for i in range(first, first + n):
+        tally.invoke(runtime, f"{WATCH_MODEL}.tar.gz", WATCH_MODEL, i, dark=dark)
+    if int(time.time() * 1000) >= start + window_ms:
+        return start, [f"watch: the {'darkened' if dark else 'clean'} phase overran its {window_ms // 1000} s window"]
+    return start, []
+
+
+def watch_phases(tally: Tally, runtime, s3_url: str, window_s: int, n: int) -> tuple[list[str], list[str]]:
+    """Baseline, clean window, darkened window; the sidecar scores both by itself. (problems, summary lines)."""
+    from deploy import alarms
+    from monitoring.cli import main as monitoring_main
+    from monitoring.store.backend import open_backend
+    from monitoring.watch import ledger
+
+    store = f"s3://{BUCKET}/{STORE_PREFIX}"
+    window_ms = window_s * 1000
+    before = _count(s3_url, WATCH_MODEL)
+    since = int(time.time() * 1000)
+    for i in range(n * 2):  # the baseline traffic
+        tally.invoke(runtime, f"{WATCH_MODEL}.tar.gz", WATCH_MODEL, 10_000 + i)
+    if not _wait(lambda: _count(s3_url, WATCH_MODEL) >= before + 2 * n, 120):
+        return [f"watch: baseline records of {WATCH_MODEL} did not reach the store within 120 s"], []
+    rc = monitoring_main(["baseline", "build", "--model", WATCH_MODEL, "--from", "records", "--store", store,
+                          "--s3-endpoint-url", s3_url, "--since", str(since)])
+    if rc != 0:
+        return [f"watch: building the baseline failed (exit {rc})"], []
+    clean, problems = _window_phase(tally, runtime, window_ms, n, 20_000, dark=False)
+    dark, more = _window_phase(tally, runtime, window_ms, n, 30_000, dark=True)
+    problems += more
+    backend = open_backend(store, s3_url)
+    scored = lambda: {s.start_ms for s in ledger.scored_states(backend, WATCH_MODEL)}  # noqa: E731
+    if not _wait(lambda: {clean, dark} <= scored(), window_s + 180, 2.0):
+        return problems + [f"watch: the sidecar did not score both windows within {window_s + 180} s of the last one "
+                           f"closing (scored: {sorted(scored())})"], []
+    cw = boto3.client("cloudwatch", endpoint_url=s3_url, region_name="us-east-1")
+    alarms.create(cw, WATCH_ENDPOINT, WATCH_NAMESPACE, window_s, "us-east-1", log=lambda _m: None)
+    states = alarms.evaluate_created(cw, WATCH_ENDPOINT, clean, dark + window_ms)
+    drift = states.get("drift-critical", {})
+    if drift.get(clean) != "OK":
+        problems.append(f"watch: drift alarm on the clean window: {drift.get(clean)} (want OK)")
+    if drift.get(dark) != "ALARM":
+        problems.append(f"watch: drift alarm on the darkened window: {drift.get(dark)} (want ALARM)")
+    summary = [f"watch: clean and darkened windows of {window_s} s scored by the sidecar by itself; alarms evaluated on moto's data:"]
+    for name, per in sorted(states.items()):
+        if clean in per and dark in per:
+            summary.append(f"  {name}: clean window {per[clean]}, darkened window {per[dark]}")
+        else:  # another period (capture-dropping: 5 min)
+            summary.append(f"  {name}: {', '.join(sorted(set(per.values()))) or 'no periods'} over the phases")
+    return problems, summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.rehearse", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rebuild-env", action="store_true", help="rebuild the cached env tarball")
     p.add_argument("--requests", type=int, default=3, help="requests per model per round (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs, repository) afterwards")
+    p.add_argument("--watch-window", type=int, default=120, metavar="S",
+                   help="window of the watch phases in seconds (MONITORING_WATCH_EVERY; 0 skips them; default 120)")
+    p.add_argument("--watch-requests", type=int, default=60, metavar="N", help="requests per watch phase (baseline: 2N)")
     args = p.parse_args(argv)
     # This process reads the store back from moto: fake credentials, nothing from ~/.aws.
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -326,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     tally = Tally()
     stats: dict = {"loads": {}}
+    watch_summary: list[str] = []
     stored: dict[str, list[dict]] = {}
     server = endpoint = None
     env_dirs: set[Path] = set()
@@ -337,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         environ = stock_environ(home, s3_url, {"HOST_SERVICES_CHECK_S": "1",
                                                "HOST_SERVICES_DIR": str(home / "host-services"),
                                                "CAPTURE_SPOOL_DIR": str(home / "spool"),
-                                               "CAPTURE_SIDECAR_METRICS_PORT": str(free_port())})
+                                               "CAPTURE_SIDECAR_METRICS_PORT": str(free_port()),
+                                               **(watch_environ(s3_url, args.watch_window) if args.watch_window else
+                                                  {"MONITORING_WATCH": "0"})})
         work_dir = run / "mme"
         server = TritonProcess(repo=work_dir / "repository", http_port=free_port(), grpc_port=free_port(),
                                metrics_port=free_port(), log_path=run / "tritonserver.log", explicit=True,
@@ -382,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
             tally.invoke(runtime, f"{first_model}.tar.gz", first_model, i)
         timings["unload + reload"] = time.monotonic() - t0
         stats = json.loads(urllib.request.urlopen(f"{endpoint.url}/mme/stats", timeout=30).read())
+        if args.watch_window:
+            t0 = time.monotonic()
+            more, watch_summary = watch_phases(tally, runtime, s3_url, args.watch_window, args.watch_requests)
+            problems += more
+            timings["watch phases"] = time.monotonic() - t0
     except Exception as exc:  # noqa: BLE001 - still stop everything, check what arrived, report
         problems.append(f"rehearsal aborted: {type(exc).__name__}: {exc}")
     finally:
@@ -415,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {model:18s} requests ok {len(tally.ok.get(model, [])):3d}   records in s3 {len(stored.get(model, [])):3d}"
               f"   loads {stats['loads'].get(f'{model}.tar.gz', 0)}")
     print(f"  total: {sent} successful requests, {kept} records in s3://{BUCKET}/{STORE_PREFIX}")
+    for line in watch_summary:
+        print(f"  {line}")
     print("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     if problems:
         print(f"FAILED ({len(problems)} problems); logs in {run}:")

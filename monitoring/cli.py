@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {}
 
 #: Modules that register more commands; imported by :func:`build_parser`.
 COMMAND_MODULES: list[str] = ["monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli",
-                              "monitoring.export.cli", "monitoring.explore.cli"]
+                              "monitoring.export.cli", "monitoring.explore.cli", "monitoring.watch.cli"]
 
 
 def register(name: str, run: Run, *, help: str, configure: Configure | None = None) -> Command:
@@ -144,11 +144,21 @@ def _sidecar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S", help="on SIGTERM, keep ingesting the spool at most this long")
     p.add_argument("--once", action="store_true", help="ingest what is in the spool, compact, and exit")
     p.add_argument("--exit-with-pid", type=int, default=None, metavar="PID", help="drain and exit once process PID is gone (the tritonserver that started it)")
+    # The watch loop (docs/watch.md): on by default, it scores only once the store has a baseline.
+    p.add_argument("--no-watch", action="store_true", default=os.environ.get("MONITORING_WATCH", "1").strip().lower() in ("0", "false", "off", "no"),
+                   help="do not score closed windows here (default: on; $MONITORING_WATCH=0 turns it off)")
+    p.add_argument("--watch-every", default=os.environ.get("MONITORING_WATCH_EVERY", "1h"), metavar="PERIOD", help="window length (default: $MONITORING_WATCH_EVERY or 1h)")
+    p.add_argument("--watch-interval", type=float, default=os.environ.get("MONITORING_WATCH_INTERVAL_S") or None,
+                   metavar="S", help="seconds between watch passes (default: $MONITORING_WATCH_INTERVAL_S or a quarter window)")
+    from monitoring.watch.cloudwatch import add_publish_args
+
+    add_publish_args(p)
 
 
 @command("sidecar", help="run the capture sidecar: spool segments -> Parquet store (+ Prometheus metrics)", configure=_sidecar_args)
 def cmd_sidecar(args: argparse.Namespace) -> int:
     from monitoring.sidecar.service import Sidecar, SidecarBusy
+    from monitoring.sidecar.watching import SidecarWatch
 
     sc = Sidecar(
         args.spool,
@@ -165,6 +175,8 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         retry_max_s=args.retry_max,
         drain_timeout=args.drain_timeout,
         exit_with_pid=args.exit_with_pid,
+        watch=None if args.no_watch else SidecarWatch(every=args.watch_every, interval_s=args.watch_interval,
+                                                      cloudwatch_namespace=args.cloudwatch, cloudwatch_mode=args.cloudwatch_mode),
     )
     log = logging.getLogger("monitoring.sidecar")
 

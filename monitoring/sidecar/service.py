@@ -28,6 +28,7 @@ from monitoring.store.schema import split_valid
 from monitoring.store.writer import StoreWriter, drop_expired
 
 from .metrics import SidecarMetrics
+from .watching import SidecarWatch, start_watch_thread
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Sidecar:
         metrics: SidecarMetrics | None = None,
         exit_with_pid: int | None = None,
         retain_days: float | None = None,
+        watch: "SidecarWatch | None" = None,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
@@ -141,6 +143,10 @@ class Sidecar:
         self.exit_with_pid = exit_with_pid
         self.retain_days = retain_days
         self._next_retention = 0.0
+        # The watch loop (monitoring/sidecar/watching.py): scores closed windows once a baseline exists.
+        self.watch = watch
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> StartupReport:
@@ -180,6 +186,8 @@ class Sidecar:
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]
             log.info("metrics on http://%s:%d/metrics", self.metrics_addr, self.metrics_port)
+        if self.watch is not None:
+            self._watch_thread = start_watch_thread(self.backend, self.metrics.registry, self.watch, self._watch_stop)
         log.info("sidecar started: spool %s -> store %s%s", self.spool_dir, self.backend.url(), f", datacapture {self.dc_backend.url()}" if self.dc_backend else "")
         self.startup = rep
         return rep
@@ -205,6 +213,10 @@ class Sidecar:
         return True
 
     def close(self) -> None:
+        self._watch_stop.set()
+        if self._watch_thread is not None:
+            self._watch_thread.join(timeout=30)  # a pass in flight finishes (its ledger entry is written)
+            self._watch_thread = None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

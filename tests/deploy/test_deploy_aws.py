@@ -85,7 +85,10 @@ def test_full_flow(cli, clients, bucket: str, role_arn: str, dist: Path, moto_ur
     assert container["Mode"] == "MultiModel"
     assert container["Image"] == IMAGE
     assert container["ModelDataUrl"] == f"s3://{bucket}/mme/"
-    assert container["Environment"] == DEFAULT_ENVIRONMENT
+    # capture and the watch loop are on by default (deploy/monitoring_env.py)
+    assert container["Environment"] == DEFAULT_ENVIRONMENT | {
+        "CAPTURE_STORE": f"s3://{bucket}/monitoring/sd-mme/store", "MONITORING_WATCH_EVERY": "1h",
+        "MONITORING_CLOUDWATCH_NAMESPACE": "ModelMonitoring/sd-mme"}
     variant = sm.describe_endpoint_config(EndpointConfigName="sd-mme-config")["ProductionVariants"][0]
     assert (variant["ModelName"], variant["InstanceType"], variant["InitialInstanceCount"]) == (
         "sd-mme-model", INSTANCE, 1)
@@ -127,7 +130,7 @@ def test_full_flow(cli, clients, bucket: str, role_arn: str, dist: Path, moto_ur
 
     rc, out, _ = cli("delete", "--name", "sd-mme")
     assert rc == 0
-    assert out.splitlines() == ["scaling_policy: deleted", "scalable_target: deleted", "endpoint: deleted",
+    assert out.splitlines() == ["scaling_policy: deleted", "scalable_target: deleted", "alarms: deleted", "dashboard: deleted", "endpoint: deleted",
                                 "endpoint_config: deleted", "model: deleted"]
     assert_not_found(sm.describe_endpoint, EndpointName="sd-mme")
     assert_not_found(sm.describe_endpoint_config, EndpointConfigName="sd-mme-config")
@@ -137,7 +140,7 @@ def test_full_flow(cli, clients, bucket: str, role_arn: str, dist: Path, moto_ur
 
     rc, out, _ = cli("delete", "--name", "sd-mme")  # idempotent
     assert rc == 0
-    assert out.splitlines() == ["scaling_policy: absent", "scalable_target: absent", "endpoint: absent",
+    assert out.splitlines() == ["scaling_policy: absent", "scalable_target: absent", "alarms: absent", "dashboard: absent", "endpoint: absent",
                                 "endpoint_config: absent", "model: absent"]
 
 
@@ -349,7 +352,7 @@ def test_cli_subprocess_smoke(moto_url: str) -> None:
         capture_output=True, text=True, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["scaling_policy: absent", "scalable_target: absent", "endpoint: absent",
+    assert proc.stdout.splitlines() == ["scaling_policy: absent", "scalable_target: absent", "alarms: absent", "dashboard: absent", "endpoint: absent",
                                         "endpoint_config: absent", "model: absent"]
     help_proc = subprocess.run([sys.executable, "-m", "deploy", "--help"], capture_output=True, text=True,
                                env=env, check=False)

@@ -61,3 +61,19 @@ def test_stock_container_tritonserver_is_locked(tmp_path):
         assert f"TRITON_CONTROL_KEY={server.control_key}".encode() in open(f"/proc/{server.proc.pid}/environ", "rb").read()
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+def test_watch_phases_settings_and_darkened_traffic():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    env = rehearse.watch_environ("http://127.0.0.1:1", 120)
+    assert env["MONITORING_WATCH_EVERY"] == "120s" and env["AWS_ENDPOINT_URL_CLOUDWATCH"] == "http://127.0.0.1:1"
+    from deploy.monitoring_env import every_seconds
+
+    assert every_seconds(env) == 120  # the same setting deploy create validates
+    clean = np.asarray(Image.open(io.BytesIO(rehearse._png(32, 1))), np.float32)
+    dark = np.asarray(Image.open(io.BytesIO(rehearse.darken(rehearse._png(32, 1)))), np.float32)
+    assert dark.mean() < 0.35 * clean.mean()

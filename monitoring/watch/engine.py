@@ -1,0 +1,20 @@
+"""The one place the watch loop calls the scoring engine.
+
+Everything else in :mod:`monitoring.watch` goes through :func:`score_windows`, so when the
+engine changes (one typed engine, states made at ingest) only this function is re-pointed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from monitoring.scoring.windows import Window
+
+
+def score_windows(backend: Any, model: str, windows: Sequence[Window], *, min_window: int) -> tuple[dict[str, Any], str]:
+    """Score ``windows`` of ``model`` against its latest baseline and save the run like
+    ``monitoring score`` does; returns ``(run, saved key)``."""
+    from monitoring.scoring.runner import save_scores, score_model
+
+    run = score_model(backend, model, windows=list(windows), min_window=min_window)
+    return run, save_scores(backend, run)
