@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 
 import boto3
+from deploy import alarms
 from deploy.__main__ import main
 from deploy_testlib import REGION
 from serving.checkpoints import provenance
@@ -40,8 +41,10 @@ def _build_env_main():
     return module.main
 
 
-def _run_block(repo, moto_url, tmp_path, capsys, *, real_weights: bool) -> list[tuple[str, int, str, str]]:
-    """Run the block line by line; stop at the first failing command. [(command, rc, out, err)]."""
+def _run_block(repo, moto_url, tmp_path, capsys, *, real_weights: bool,
+               before_delete=None) -> list[tuple[str, int, str, str]]:
+    """Run the block line by line; stop at the first failing command. [(command, rc, out, err)].
+    `before_delete(name)` sees the state the block leaves before it cleans up."""
     ran = []
     for line in readme_commands():
         argv = shlex.split(line, comments=True)
@@ -72,6 +75,8 @@ def _run_block(repo, moto_url, tmp_path, capsys, *, real_weights: bool) -> list[
                 args += ["--poll-interval", "0.1"]
             if args[0] == "update":  # packages the (test) repository; the code is in this checkout
                 args += ["--repo", str(repo), "--no-code-package"]
+            if args[0] == "delete" and before_delete is not None:
+                before_delete(args[args.index("--name") + 1])
             results = [(args[0], main(args))]
         out, err = capsys.readouterr()
         for name, rc in results:
@@ -103,7 +108,17 @@ def test_readme_deploy_block_runs_against_moto(repo, moto_url, tmp_path, monkeyp
         {"name": "generated_image", "shape": [1, 1], "datatype": "BYTES",
          "data": [base64.b64encode(image).decode()]}]}), "application/json")
 
-    ran = _run_block(repo, moto_url, tmp_path, capsys, real_weights=True)
+    sm = boto3.client("sagemaker", region_name=REGION, endpoint_url=moto_url)
+    cw = boto3.client("cloudwatch", region_name=REGION, endpoint_url=moto_url)
+    seen = {}
+
+    def before_delete(name: str) -> None:
+        env = sm.describe_model(ModelName=f"{name}-model")["PrimaryContainer"]["Environment"]
+        seen.update(name=name, store=env.get("CAPTURE_STORE"),
+                    alarms=sorted(a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]),
+                    dashboards=[d["DashboardName"] for d in cw.list_dashboards(DashboardNamePrefix=name)["DashboardEntries"]])
+
+    ran = _run_block(repo, moto_url, tmp_path, capsys, real_weights=True, before_delete=before_delete)
     failed = [(name, out, err) for name, rc, out, err in ran if rc != 0]
     assert not failed, failed
     assert [name for name, *_ in ran] == ["make weights-real", "make env", "make package", "make package: deploy check",
@@ -112,10 +127,18 @@ def test_readme_deploy_block_runs_against_moto(repo, moto_url, tmp_path, monkeyp
     assert "OK   image sagemaker-tritonserver:26.05-py3 (Python 3.12, glibc 2.39)" in outputs["check"]
     assert f"OK   weights sd_depth: hub stabilityai/sd_depth@{'a' * 40}, float16" in outputs["check"]
     assert "image: 763104351884.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tritonserver:26.05-py3" in outputs["create"]
-    assert "retention: capture/model=* expires after 30 days" in outputs["create"]
+    # Monitoring is on by default (#21): capture under the endpoint's own prefix, alarms and a
+    # dashboard while it runs, none of them after `delete`.
+    name = seen["name"]
+    assert seen["store"] == f"s3://my-bucket/monitoring/{name}/store"
+    assert seen["alarms"] == sorted(f"{name}-{s}" for s in alarms.ALARM_SUFFIXES)
+    assert seen["dashboards"] == [f"{name}-monitoring"]
+    assert cw.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"] == []
+    assert cw.list_dashboards(DashboardNamePrefix=name)["DashboardEntries"] == []
+    assert f"retention: monitoring/{name}/store/model=* expires after 30 days" in outputs["create"]
     rules = boto3.client("s3", region_name=REGION, endpoint_url=moto_url).get_bucket_lifecycle_configuration(
         Bucket="my-bucket")["Rules"]
-    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules] == [("capture/model=", 30)]
+    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules] == [(f"monitoring/{name}/store/model=", 30)]
     version = json.loads((tmp_path / "dist/versioned/manifest.json").read_text())["models"]["sd_depth"]["tarball"]
     assert version.startswith("sd_depth-") and f"alias sd_depth -> {version} (new)" in outputs["update"]
     assert json.loads(outputs["invoke"].split("\nwrote ")[0])["target_model"] == version  # resolved via the alias
