@@ -17,6 +17,9 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     drift_space_threshold / drift_space_p_value / drift_space_is_drift{model, space, method}
     drift_space_any{model, space}, drift_space_window_size{model, space}
     generative_output_share{model, check}   share of failed / blank / nonfinite outputs
+    model_estimated_accuracy{model, bound}  label-free accuracy of the latest window (issue 23):
+                                            bound="estimate", "low", "high" (95 % band), "reference"
+                                            (the baseline's accuracy it is compared with)
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -121,6 +124,25 @@ class DriftScoresCollector:
         yield from fams.values()
         yield from (level, size, end, anyd, acc, nlab, run_ts)
         yield from space_families(runs)
+        yield estimated_accuracy_family(runs)
+
+
+def estimated_accuracy_family(runs: list[dict[str, Any]]) -> Any:
+    """``model_estimated_accuracy{model, bound}`` of each model's latest scored window with an estimate."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    fam = GaugeMetricFamily("model_estimated_accuracy", "Label-free accuracy estimate of the latest window (bound: estimate, "
+                            "low, high = 95 % band, reference = baseline accuracy).", labels=["model", "bound"])
+    for run in runs:
+        est = [w["accuracy_estimate"] for w in run.get("windows", [])
+               if (w.get("accuracy_estimate") or {}).get("estimated_accuracy") is not None]
+        if not est:
+            continue
+        e = est[-1]
+        for bound, key in (("estimate", "estimated_accuracy"), ("low", "low"), ("high", "high"), ("reference", "reference_accuracy")):
+            if e.get(key) is not None:
+                fam.add_metric([str(run.get("model")), bound], float(e[key]))
+    return fam
 
 
 def space_families(runs: list[dict[str, Any]]) -> list[Any]:

@@ -34,6 +34,14 @@ def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _estimate(w: dict) -> str:
+    """``0.93 [0.90,0.95]`` (``!`` when it dropped), or ``-`` without a calibrated estimate."""
+    e = w.get("accuracy_estimate")
+    if not e or e.get("estimated_accuracy") is None:
+        return "-"
+    return f"{e['estimated_accuracy']:.2f} [{e['low']:.2f},{e['high']:.2f}]" + ("!" if e.get("is_drop") else " ")
+
+
 def format_table(run: dict) -> str:
     """A human table: one line per window."""
     b = run["baseline"]
@@ -43,14 +51,14 @@ def format_table(run: dict) -> str:
                  + ", ".join(f"{k} n={v['n']} dim={v['dim']}" for k, v in spaces.items()) + ")"]
     else:
         lines = [f"model {run['model']}  baseline v{b['version']} (n={b['n']}, dim={b['dim']})"]
-    head = f"{'window':<34} {'n':>6} {'acc':>5}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
+    head = f"{'window':<34} {'n':>6} {'acc':>5} {'est acc [95% band]':>18}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
     lines.append(head)
     lines.append("-" * len(head))
     for w in run["windows"]:
         label = w["label"] if len(w["label"]) <= 34 else w["label"][:33] + "~"
         m = w.get("methods", {})
         if not w.get("scored"):
-            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  (not scored: {w.get('skipped_reason')})")
+            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  (not scored: {w.get('skipped_reason')})")
             continue
 
         def stat(k: str, spec: str = ".3f") -> str:
@@ -66,20 +74,21 @@ def format_table(run: dict) -> str:
         spaces = w.get("spaces", {})
         if len(spaces) > 1:
             label = f"{label[:26]} [{w.get('primary_space', 'image')}]"
-        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  {stat('cluster_jsd'):>11} "
+        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  {stat('cluster_jsd'):>11} "
                      f"{stat('centroid'):>11} {_fmt(mmd_p, '.3f'):>7} {stat('domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
         for name, sp in spaces.items():  # the other embedding spaces, one line each
             if name == w.get("primary_space") or len(spaces) < 2:
                 continue
             if not sp.get("scored"):
-                lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6}        (not scored: {sp.get('skipped_reason')})")
+                lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>24}  (not scored: {sp.get('skipped_reason')})")
                 continue
             m = sp["methods"]
-            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
+            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5} {'':>18}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
                          f"{_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} {stat('domain_classifier'):>11} {'':>18}  "
                          + (("DRIFT: " + ",".join(sp["drifted"])) if sp["any_drift"] else "ok"))
     lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
-                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most")
+                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
+                 "without labels from calibrated confidences (! = band below the baseline's accuracy by more than its margin)")
     for w in run["windows"]:
         if w.get("scored") and w["any_drift"]:
             lines.append(f"  {w['label']}: {w['explanation'].get('summary', '')}")

@@ -88,10 +88,14 @@ class ModelFits:
     metadata: Any = None
     settings: Any = None
     outputs: Any = None
+    accuracy: Any = None  # AccuracyEstimator calibrated on the baseline's labels (issue 23), or None
 
     @classmethod
     def fit(cls, b: Baseline) -> "ModelFits":
-        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs())
+        from monitoring.drift.accuracy import fit_from_baseline
+
+        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs(),
+                   fit_from_baseline(b.metadata))
 
 
 def _result_dict(r: Any, space: str) -> dict[str, Any]:
@@ -153,6 +157,10 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     else:
         acc, n_lab = None, 0
     out["accuracy"], out["n_labeled"] = acc, n_lab
+    estimate = estimate_window_accuracy(fits, ok)
+    if estimate is not None:
+        out["estimated_accuracy"] = estimate["estimated_accuracy"]
+        out["accuracy_estimate"] = estimate
     spaces: dict[str, Any] = {}
     all_results: dict[str, Any] = {}
     for name in fits.spaces:
@@ -188,6 +196,8 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     out["scored"] = True
     drifted = [qualified(name, m) for name in scored for m in spaces[name]["drifted"]]
     drifted += [k for k, r in model_level.items() if r.is_drift]
+    if estimate is not None and estimate["is_drop"]:
+        drifted.append("estimated_accuracy")
     out["drifted"] = drifted
     out["any_drift"] = bool(drifted)
     meta = model_level.get("metadata")
@@ -212,6 +222,14 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     return out
 
 
+def estimate_window_accuracy(fits: ModelFits, ok: pd.DataFrame) -> dict[str, Any] | None:
+    """Label-free accuracy of a window's successful predictions (None: no calibration or no predictions)."""
+    if fits.accuracy is None or "pred_top_prob" not in ok.columns:
+        return None
+    conf = pd.to_numeric(ok["pred_top_prob"], errors="coerce").dropna()
+    return to_jsonable(fits.accuracy.estimate(conf.to_numpy())) if len(conf) else None
+
+
 def summarize_window(w: dict[str, Any], primary_summary: str) -> str:
     """One line over every space: which spaces drifted (and how prompts moved), settings, outputs."""
     parts = []
@@ -230,6 +248,10 @@ def summarize_window(w: dict[str, Any], primary_summary: str) -> str:
         parts.append("settings: " + "; ".join(describe_moves(w["settings"])))
     if w.get("outputs", {}).get("drifted_checks"):
         parts.append("outputs: " + ", ".join(w["outputs"]["drifted_checks"]))
+    est = w.get("accuracy_estimate")
+    if est and est.get("is_drop"):
+        parts.append(f"estimated accuracy {est['estimated_accuracy']:.2f} [{est['low']:.2f}, {est['high']:.2f}] "
+                     f"below baseline {est['reference_accuracy']:.2f} - {est['max_drop']:.2f} (no labels needed)")
     return "; ".join(parts)
 
 
