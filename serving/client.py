@@ -39,8 +39,12 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
 
 
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
-          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "") -> dict[str, np.ndarray]:
-    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`)."""
+          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "",
+          segments: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`).
+    ``segments``: segment attributes ({"tenant": "acme"}), sent as request parameters ``segment.<name>``."""
+    from monitoring.capture.attributes import as_parameters
+
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
@@ -57,7 +61,7 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
         # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
         # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
         result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
-                              request_id=request_id, parameters=RAW_IMAGES)
+                              request_id=request_id, parameters={**RAW_IMAGES, **as_parameters(segments)})
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}
@@ -74,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="where to write the generated image")
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
     p.add_argument("--url", default=None, help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument("--segment", action="append", default=[], metavar="NAME=VALUE",
+                   help="segment attribute for monitoring, e.g. tenant=acme (repeatable; sent as parameter segment.NAME)")
     a = p.parse_args(argv)
+    segments = {}
+    for spec in a.segment:
+        name, sep, value = spec.partition("=")
+        if not sep:
+            p.error(f"--segment {spec!r}: expected NAME=VALUE")
+        segments[name] = value
     url = a.url or ("127.0.0.1:8001" if a.protocol == "grpc" else "127.0.0.1:8000")
     inputs = build_inputs(
         a.model, prompt=a.prompt, negative_prompt=a.negative_prompt,
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from tritonclient.utils import InferenceServerException
 
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, segments=segments)
     except InferenceServerException as exc:
         print(f"error: {exc.message()}", file=sys.stderr)
         return 2

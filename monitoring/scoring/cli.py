@@ -28,6 +28,10 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook", default=None, metavar="URL", help="POST a JSON summary here when a window alarms")
     p.add_argument("--json", action="store_true", help="one JSON object: model, baseline, windows[{start, end, n, accuracy, methods{...}, ...}]")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when any window alarms (for CI/cron)")
+    p.add_argument("--by", default=None, metavar="FIELD",
+                   help="also score every segment (request parameter segment.FIELD), Bonferroni-corrected across segments")
+    p.add_argument("--max-segments", type=int, default=None, metavar="N",
+                   help="with --by: score the N-1 largest segments per window, pool the rest as (other) (default 10)")
 
 
 def _fmt(x, spec: str) -> str:
@@ -86,6 +90,21 @@ def format_table(run: dict) -> str:
             lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5} {'':>18}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
                          f"{_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} {stat('domain_classifier'):>11} {'':>18}  "
                          + (("DRIFT: " + ",".join(sp["drifted"])) if sp["any_drift"] else "ok"))
+        seg = w.get("segments")
+        if seg:  # --by: one line per segment
+            c = seg["correction"]
+            for sv in seg["segments"]:
+                name = f"  {seg['by']}={sv['value']}"
+                name = name if len(name) <= 34 else name[:33] + "~"
+                if not sv.get("scored"):
+                    lines.append(f"{name:<34} {sv['n_records']:>6} {'':>24}  (not scored: {sv.get('skipped_reason')})")
+                    continue
+                m = sv.get("methods", {})
+                lines.append(f"{name:<34} {sv['n']:>6} {'':>5} {_fmt(sv.get('estimated_accuracy'), '.2f'):>18}  "
+                             f"{stat('cluster_jsd'):>11} {stat('centroid'):>11} {_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} "
+                             f"{stat('domain_classifier'):>11} {'':>18}  "
+                             + (("DRIFT: " + ",".join(sv["drifted"])) if sv.get("any_drift") else "ok")
+                             + f"  [bonferroni m={c['m']}, alpha {c['alpha_per_segment']:.3g}]")
     lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
                  f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
                  "without labels from calibrated confidences (! = band below the baseline's accuracy by more than its margin)")
@@ -104,7 +123,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         windows = [parse_window_spec(s) for s in args.window] if args.window else None
         run = score_model(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
                           every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
-                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url)
+                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url,
+                          by=args.by, max_segments=args.max_segments)
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ from .windows import Window, count_windows, iso, parse_every, time_windows
 DEFAULT_MIN_WINDOW = 30
 RESULT_FIELDS = ("statistic", "threshold", "p_value", "is_drift", "window_size")
 RECORD_COLUMNS = list(dict.fromkeys(["request_id", "ts_ms", "outcome", *VECTOR_COLUMNS, *SOURCE_COLUMNS, "pred_label", "pred_top_prob",
-                                     "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text"]))
+                                     "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text",
+                                     "segment_attrs"]))
 
 
 def _ids(positions: Sequence[int], request_ids: Sequence[str]) -> list[str]:
@@ -285,11 +286,14 @@ def score_model(
     use_actuals: bool = True,
     s3_endpoint_url: str | None = None,
     keep_results: bool = False,
+    by: str | None = None,
+    max_segments: int | None = None,
 ) -> dict[str, Any]:
     """Score ``model``'s records window by window; returns the run as a JSON-able dict.
 
     Windows: ``windows`` (explicit), else ``every_n`` records, else ``every`` ("1h", "1d", "1w"),
     else one window over [since, until). Accuracy per window comes from posted actuals.
+    ``by``: also score every segment of each window (monitoring/scoring/segments.py).
     """
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.store.reader import read_records_df, to_epoch_ms
@@ -321,6 +325,15 @@ def score_model(
     wins, windowing = make_windows(ts, every=every, every_n=every_n, windows=windows, since_ms=since_ms, until_ms=until_ms)
     out_windows = []
     first_acc = None
+    seg_fits = None
+    if by is not None:
+        from .segments import DEFAULT_MAX_SEGMENTS, SegmentFits, cap_segments, describe_segments, score_segments
+
+        from monitoring.capture.attributes import NAME_RE
+        if not NAME_RE.match(by):
+            raise ValueError(f"--by {by!r}: a segment attribute name matches [a-z][a-z0-9_]{{0,31}}")
+        cap_segments(pd.Series([], dtype=object), max_segments or DEFAULT_MAX_SEGMENTS)  # check the cap early
+        seg_fits = SegmentFits(b)
     for w in wins:
         if w.positions is not None:
             sub = df.iloc[w.positions[0]:w.positions[1]]
@@ -329,6 +342,12 @@ def score_model(
         res = score_window(fits, sub, min_window=min_window, truth=truth, reference_accuracy=first_acc)
         entry = {"label": w.label, "start": iso(w.start_ms), "end": iso(w.end_ms), "start_ms": int(w.start_ms), "end_ms": int(w.end_ms)}
         entry.update(res)
+        if seg_fits is not None:
+            entry["segments"] = score_segments(seg_fits, sub, by, min_window=min_window,
+                                               max_segments=max_segments or DEFAULT_MAX_SEGMENTS)
+            moved = describe_segments(entry["segments"])
+            if moved and entry.get("explanation") is not None:
+                entry["explanation"]["summary"] = (entry["explanation"].get("summary", "") + "; " + moved).lstrip("; ")
         if first_acc is None and res.get("accuracy") is not None:
             first_acc = res["accuracy"]
         if not keep_results:
