@@ -20,6 +20,8 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     model_estimated_accuracy{model, bound}  label-free accuracy of the latest window (issue 23):
                                             bound="estimate", "low", "high" (95 % band), "reference"
                                             (the baseline's accuracy it is compared with)
+    drift_segment_any{model, by, segment}   with `score --by`: 1 if the segment alarmed (Bonferroni-corrected)
+    drift_segment_window_size{model, by, segment}  records of the segment in the latest window
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -125,6 +127,27 @@ class DriftScoresCollector:
         yield from (level, size, end, anyd, acc, nlab, run_ts)
         yield from space_families(runs)
         yield estimated_accuracy_family(runs)
+        yield from segment_families(runs)
+
+
+def segment_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """Per-segment verdicts of the latest scored window of a ``score --by`` run (issue 23)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    anyd = GaugeMetricFamily("drift_segment_any", "1 if the segment alarmed in the latest window (score --by; "
+                             "Bonferroni across segments).", labels=["model", "by", "segment"])
+    size = GaugeMetricFamily("drift_segment_window_size", "Records of the segment in the latest window.",
+                             labels=["model", "by", "segment"])
+    for run in runs:
+        w = latest_window(run)
+        seg = (w or {}).get("segments")
+        if not seg:
+            continue
+        for sv in seg.get("segments", []):
+            labels = [str(run.get("model")), str(seg.get("by")), str(sv.get("value"))]
+            anyd.add_metric(labels, 1.0 if sv.get("any_drift") else 0.0)
+            size.add_metric(labels, float(sv.get("n_records", 0)))
+    return [anyd, size]
 
 
 def estimated_accuracy_family(runs: list[dict[str, Any]]) -> Any:

@@ -92,6 +92,25 @@ def estimated_accuracy_series(run: dict[str, Any]) -> dict[str, list] | None:
             "is_drop": [bool(e.get("is_drop")) for _, _, e in rows], "window": [i for i, _, _ in rows]}
 
 
+def segments_section(run: dict[str, Any]) -> str:
+    """A table per window scored with ``--by``: each segment's size, verdict and estimate (empty without)."""
+    parts = []
+    for w in run["windows"]:
+        seg = w.get("segments")
+        if not seg:
+            continue
+        c = seg["correction"]
+        rows = [[html.escape(f"{seg['by']}={sv['value']}"), sv["n_records"],
+                 _f(sv.get("estimated_accuracy"), ".2f"),
+                 ("<span class='drift'>DRIFT: " + html.escape(", ".join(sv["drifted"])) + "</span>") if sv.get("any_drift")
+                 else ("ok" if sv.get("scored") else html.escape(sv.get("skipped_reason", "not scored")))]
+                for sv in seg["segments"]]
+        parts.append(f"<h3>{html.escape(w['label'])}</h3><p class='small'>Each segment scored with thresholds calibrated "
+                     f"to its own size; Bonferroni across the {c['m']} tested segments (alpha {c['alpha_per_segment']:.3g} "
+                     "per method).</p>" + _table(["segment", "records", "est. accuracy", "verdict"], rows))
+    return ("<h2>Segments</h2>" + "".join(parts)) if parts else ""
+
+
 def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
     plt = _mpl()
     wins = run["windows"]
@@ -317,6 +336,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
                  "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w["metadata_top"]]
         sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
+    sec.append(segments_section(run))  # score --by: per-segment verdicts (issue 23)
     sec.append(spaces_section(run))  # per space: verdicts, moved prompts, settings, outputs (report/generative.py)
     sec.append("<h2 id='map-section'>Embedding map</h2>")
     spaces = []

@@ -134,3 +134,23 @@ def test_score_by_refuses_a_bad_field_name(served, capsys):
     store, _ = served
     assert cli_main(["score", "--model", MODEL, "--store", str(store), "--by", "Tenant!", "--no-save"]) == 2
     assert "--by 'Tenant!'" in capsys.readouterr().err
+
+
+def test_report_and_metrics_show_the_segment(served, tmp_path, capsys):
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.alerts import export_scores
+    from monitoring.cli import main as cli_main
+
+    store, _ = served
+    assert cli_main(["score", "--model", MODEL, "--store", str(store), "--by", "tenant"]) == 0
+    assert cli_main(["report", "--model", MODEL, "--store", str(store), "--out", str(tmp_path / "r"), "--projection", "pca"]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "r" / "report.html").read_text()
+    section = page.split("<h2>Segments</h2>", 1)[1]
+    assert "tenant=b" in section and "DRIFT" in section.split("tenant=b", 1)[1].split("</tr>", 1)[0]
+    reg = CollectorRegistry()
+    export_scores(reg, store)
+    assert reg.get_sample_value("drift_segment_any", {"model": MODEL, "by": "tenant", "segment": "b"}) == 1.0
+    assert reg.get_sample_value("drift_segment_any", {"model": MODEL, "by": "tenant", "segment": "a"}) == 0.0
+    assert reg.get_sample_value("drift_segment_window_size", {"model": MODEL, "by": "tenant", "segment": "a"}) == N_CLEAN
