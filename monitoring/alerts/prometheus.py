@@ -22,6 +22,8 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
                                             (the baseline's accuracy it is compared with)
     drift_segment_any{model, by, segment}   with `score --by`: 1 if the segment alarmed (Bonferroni-corrected)
     drift_segment_window_size{model, by, segment}  records of the segment in the latest window
+    data_quality_error_share{model, kind}   latest window: kind="all" (any error), "decode", or an error code
+    data_quality_image_mode_share{model, mode}  latest window: share of input images per mode as sent
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -128,6 +130,30 @@ class DriftScoresCollector:
         yield from space_families(runs)
         yield estimated_accuracy_family(runs)
         yield from segment_families(runs)
+        yield from quality_families(runs)
+
+
+def quality_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """The data-quality view of the latest window of each run (issue 23)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    err = GaugeMetricFamily("data_quality_error_share", "Share of the latest window's records that failed: kind = all, "
+                            "decode, or an error code.", labels=["model", "kind"])
+    modes = GaugeMetricFamily("data_quality_image_mode_share", "Share of the latest window's input images per mode as sent.",
+                              labels=["model", "mode"])
+    for run in runs:
+        wins = [w for w in run.get("windows", []) if w.get("data_quality")]
+        if not wins:
+            continue
+        model, q = str(run.get("model")), wins[-1]["data_quality"]
+        n = q.get("n_records") or 0
+        err.add_metric([model, "all"], float(q.get("error_share", 0.0)))
+        err.add_metric([model, "decode"], float(q.get("decode_failure_share", 0.0)))
+        for code, c in (q.get("errors_by_code") or {}).items():
+            err.add_metric([model, code], c / n if n else 0.0)
+        for mode, share in (q.get("image_modes") or {}).items():
+            modes.add_metric([model, mode], float(share))
+    return [err, modes]
 
 
 def segment_families(runs: list[dict[str, Any]]) -> list[Any]:

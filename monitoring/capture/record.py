@@ -99,6 +99,9 @@ def record_fields(c: Contribution, options: RecordOptions = RecordOptions()) -> 
     rec: dict[str, Any] = {}
     if c.input_image is not None:
         rec.update(image_stats(input_luma(c.input_image)))
+        rec["image_mode"] = c.input_image.info.get("source_mode", c.input_image.mode)
+        if c.input_image.info.get("source_format"):
+            rec["image_format"] = c.input_image.info["source_format"]
         if options.thumbnails:
             rec["thumbnail"] = thumbnail(c.input_image)
     if c.prompt is not None:

@@ -92,6 +92,27 @@ def estimated_accuracy_series(run: dict[str, Any]) -> dict[str, list] | None:
             "is_drop": [bool(e.get("is_drop")) for _, _, e in rows], "window": [i for i, _, _ in rows]}
 
 
+def quality_section(run: dict[str, Any]) -> str:
+    """Data quality per window (issue 23): errors by kind, decode failures, image sizes/modes, output checks."""
+    rows = []
+    for w in run["windows"]:
+        q = w.get("data_quality")
+        if not q:
+            continue
+        sizes = q.get("image_sizes") or {}
+        rows.append([html.escape(w["label"]), q["n_records"], f"{q['error_share']:.1%}",
+                     html.escape(", ".join(f"{k} {v}" for k, v in q["errors_by_code"].items()) or "–"),
+                     q["decode_failures"],
+                     html.escape(", ".join(f"{k} {v}" for k, v in (sizes.get("top") or {}).items()) or "–"),
+                     html.escape(", ".join(f"{k} {v:.0%}" for k, v in (q.get("image_modes") or {}).items()) or "–"),
+                     html.escape(", ".join(f"{k} {v:.1%}" for k, v in (q.get("output_checks") or {}).items()) or "–")])
+    if not rows:
+        return ""
+    return ("<h2>Data quality</h2><p class='small'>Every record of the window, failed ones included: counts, not tests.</p>"
+            + _table(["window", "records", "errors", "by code", "decode failures", "image sizes (top)", "modes as sent",
+                      "output checks"], rows))
+
+
 def segments_section(run: dict[str, Any]) -> str:
     """A table per window scored with ``--by``: each segment's size, verdict and estimate (empty without)."""
     parts = []
@@ -337,6 +358,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
         sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
     sec.append(segments_section(run))  # score --by: per-segment verdicts (issue 23)
+    sec.append(quality_section(run))
     sec.append(spaces_section(run))  # per space: verdicts, moved prompts, settings, outputs (report/generative.py)
     sec.append("<h2 id='map-section'>Embedding map</h2>")
     spaces = []

@@ -38,6 +38,12 @@ def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def describe_quality(q: dict) -> str:
+    from monitoring.scoring.quality import describe_quality as describe
+
+    return describe(q) if q else ""
+
+
 def _estimate(w: dict) -> str:
     """``0.93 [0.90,0.95]`` (``!`` when it dropped), or ``-`` without a calibrated estimate."""
     e = w.get("accuracy_estimate")
@@ -105,6 +111,9 @@ def format_table(run: dict) -> str:
                              f"{stat('domain_classifier'):>11} {'':>18}  "
                              + (("DRIFT: " + ",".join(sv["drifted"])) if sv.get("any_drift") else "ok")
                              + f"  [bonferroni m={c['m']}, alpha {c['alpha_per_segment']:.3g}]")
+        dq = describe_quality(w.get("data_quality") or {})
+        if dq:
+            lines.append(f"  data quality: {dq}")
     lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
                  f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
                  "without labels from calibrated confidences (! = band below the baseline's accuracy by more than its margin)")

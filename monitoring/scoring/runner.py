@@ -25,7 +25,7 @@ DEFAULT_MIN_WINDOW = 30
 RESULT_FIELDS = ("statistic", "threshold", "p_value", "is_drift", "window_size")
 RECORD_COLUMNS = list(dict.fromkeys(["request_id", "ts_ms", "outcome", *VECTOR_COLUMNS, *SOURCE_COLUMNS, "pred_label", "pred_top_prob",
                                      "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text",
-                                     "segment_attrs"]))
+                                     "segment_attrs", "error_code", "error_message", "image_mode", "image_format"]))
 
 
 def _ids(positions: Sequence[int], request_ids: Sequence[str]) -> list[str]:
@@ -158,6 +158,9 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     else:
         acc, n_lab = None, 0
     out["accuracy"], out["n_labeled"] = acc, n_lab
+    from .quality import window_quality
+
+    out["data_quality"] = to_jsonable(window_quality(df))
     estimate = estimate_window_accuracy(fits, ok)
     if estimate is not None:
         out["estimated_accuracy"] = estimate["estimated_accuracy"]

@@ -60,6 +60,12 @@ def served(model_repo, checkpoint, tmp_path_factory):
             infer(MODEL, {"image": tensor(data)}, url=server.grpc_url if i % 4 == 3 else server.http_url,
                   protocol="grpc" if i % 4 == 3 else "http", request_id=f"r{i:04d}", segments={"tenant": tenant})
         refused = bad_segment_error(server.http_url, crops(1, seed=9)[0])
+        # data quality: one upload the server cannot decode, one grayscale PNG (mode L as sent)
+        with pytest.raises(Exception, match="cannot decode image"):
+            infer(MODEL, {"image": tensor(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)}, url=server.http_url, request_id="corrupt")
+        gray = io.BytesIO()
+        Image.open(io.BytesIO(crops(1, seed=8)[0])).convert("L").save(gray, format="PNG")
+        infer(MODEL, {"image": tensor(gray.getvalue())}, url=server.http_url, request_id="gray")
     finally:
         code = server.stop()
     assert code == 0, server.log_tail()
@@ -90,8 +96,10 @@ def test_segment_attributes_are_captured(served):
     df = read_records_df(str(store), MODEL)
     ok = df[df["outcome"] == "ok"]
     # the refused request is recorded as the error its caller got, without attributes
-    (bad,) = df[df["outcome"] == "error"].itertuples()
-    assert bad.error_code == "INVALID_ARG" and "1..64" in bad.error_message and bad.segment_attrs is None
+    bad = df[(df["outcome"] == "error") & df["error_message"].fillna("").str.contains("segment.tenant")]
+    assert len(bad) == 1 and bad["error_code"].iloc[0] == "INVALID_ARG" and bad["segment_attrs"].iloc[0] is None
+    ok = ok[ok["request_id"] != "gray"]
+    assert set(ok["image_mode"]) == {"RGB"} and set(ok["image_format"]) == {"PNG"}
     tenants = ok["segment_attrs"].map(lambda v: json.loads(v)["tenant"])
     assert tenants.value_counts().to_dict() == {"a": N_CLEAN, "b": N_DRIFTED}
     assert "segment.tenant" in refused and "65 characters is outside 1..64" in refused
@@ -111,8 +119,8 @@ def test_score_by_flags_the_drifted_segment_alone(served, capsys):
     assert seg["by"] == "tenant" and seg["correction"]["method"] == "bonferroni" and seg["correction"]["m"] == 2
     assert seg["correction"]["alpha_per_segment"] == pytest.approx(run["detectors"]["alpha"] / 2)
     by_value = {s["value"]: s for s in seg["segments"]}
-    # the refused request (no attributes, an error) is its own segment, too small to test
-    assert {v for v, s in by_value.items() if s["scored"]} == {"a", "b"} and by_value["(none)"]["n_records"] == 1
+    # the refused, the corrupt and the gray request (no attributes) are a segment too small to test
+    assert {v for v, s in by_value.items() if s["scored"]} == {"a", "b"} and by_value["(none)"]["n_records"] == 3
     assert by_value["a"]["n"] == N_CLEAN and by_value["b"]["n"] == N_DRIFTED
     assert seg["drifted_segments"] == ["b"], seg
     assert not by_value["a"]["any_drift"] and by_value["b"]["any_drift"]
@@ -122,6 +130,12 @@ def test_score_by_flags_the_drifted_segment_alone(served, capsys):
         if method in whole and method in ("centroid", "domain_classifier", "cluster_jsd"):
             assert whole[method]["statistic"] < r["statistic"], method
     assert "segment tenant=b moved" in w["explanation"]["summary"]
+    # the window's data-quality view: the two refused requests by code, the decode failure, the modes as sent
+    q = w["data_quality"]
+    n = N_CLEAN + N_DRIFTED + 3
+    assert q["n_records"] == n and q["errors_by_code"] == {"INVALID_ARG": 2} and q["decode_failures"] == 1
+    assert q["image_modes"] == {"RGB": pytest.approx((n - 3) / (n - 2), abs=1e-5), "L": pytest.approx(1 / (n - 2), abs=1e-5)}
+    assert q["image_sizes"]["top"] == {"64x64": n - 2}
     # the table names the segments too
     assert cli_main(["score", "--model", MODEL, "--store", str(store), "--by", "tenant", "--no-save"]) == 0
     table = capsys.readouterr().out
@@ -154,3 +168,7 @@ def test_report_and_metrics_show_the_segment(served, tmp_path, capsys):
     assert reg.get_sample_value("drift_segment_any", {"model": MODEL, "by": "tenant", "segment": "b"}) == 1.0
     assert reg.get_sample_value("drift_segment_any", {"model": MODEL, "by": "tenant", "segment": "a"}) == 0.0
     assert reg.get_sample_value("drift_segment_window_size", {"model": MODEL, "by": "tenant", "segment": "a"}) == N_CLEAN
+    n = N_CLEAN + N_DRIFTED + 3
+    assert reg.get_sample_value("data_quality_error_share", {"model": MODEL, "kind": "decode"}) == pytest.approx(1 / n, abs=1e-5)
+    assert reg.get_sample_value("data_quality_image_mode_share", {"model": MODEL, "mode": "L"}) == pytest.approx(1 / (n - 2), abs=1e-5)
+    assert "<h2>Data quality</h2>" in page
