@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except InferenceServerException as exc:
         print(f"error: {exc.message()}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # a segment attribute past its bounds, caught before sending
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if a.model == "resnet_classifier":
         probs = out["probabilities"][0]
         top = np.argsort(probs)[::-1][:3]

@@ -118,6 +118,8 @@ def record_fields(c: Contribution, options: RecordOptions = RecordOptions()) -> 
                 rec[name] = value
     if c.probabilities is not None:
         rec.update(prediction_stats(c.probabilities, list(c.labels) if c.labels is not None else None, c.top_k))
+        if "pred_top_k_labels" in rec:  # a json field: text, so a record can go straight into a table too
+            rec["pred_top_k_labels"] = json.dumps(rec["pred_top_k_labels"])
     if c.output_image is not None:
         out = output_image_stats(np.asarray(c.output_image))
         rec.update(out)
