@@ -52,7 +52,10 @@ def test_demo_reduced(tmp_path, model_repo):
     assert Image.open(io.BytesIO(base64.b64decode(week_thumbs[0]))).format == "JPEG"
     assert "week 3 (darkened)" in proc.stdout and "report:" in proc.stdout
     metrics = (work / "drift_metrics.prom").read_text()
-    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in metrics
+    # the gauges show the latest window, week 4 (concept shift): no drift, a high estimate, the accuracy drop
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 0.0' in metrics
+    assert 'model_estimated_accuracy{bound="estimate",model="resnet_classifier"}' in metrics
+    assert f'model_accuracy{{model="resnet_classifier"}} {w4["accuracy"]}' in metrics
     # The sidecar publishes the same gauges from the store on its own /metrics.
     import urllib.request
 
@@ -65,5 +68,6 @@ def test_demo_reduced(tmp_path, model_repo):
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{sidecar.metrics_port}/metrics").read().decode()
     finally:
         sidecar.close()
-    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in scraped
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 0.0' in scraped
+    assert 'model_estimated_accuracy{bound="high",model="resnet_classifier"}' in scraped
     assert 'model_accuracy{model="resnet_classifier"}' in scraped
