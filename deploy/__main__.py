@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any other input from a file (raw with --binary, base64 text in JSON)")
     p.add_argument("--binary", action="store_true", help="binary+json body instead of JSON")
     p.add_argument("--inference-id")
+    p.add_argument("--segment", action="append", type=_key_value, default=[], metavar="NAME=VALUE",
+                   help="segment attribute for monitoring (repeatable): request parameter segment.NAME in the body")
     p.add_argument("--output-dir", help="write BYTES outputs here (images decoded)")
     p.add_argument("--dump-request", help="also write the request body to this file")
 
@@ -368,7 +370,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         target = versions.resolve_url(_context(args).client("s3"), args.model_data_url, args.target_model)
     else:
         target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
-    body, content_type = build_request(_invoke_inputs(args), binary=args.binary)
+    body, content_type = build_request(_invoke_inputs(args), binary=args.binary, segments=dict(args.segment))
     if args.dump_request:
         Path(args.dump_request).write_bytes(body)
     runtime = _context(args).client("runtime")

@@ -20,6 +20,8 @@ import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import np_to_triton_dtype
 
+from monitoring.capture.attributes import as_parameters
+
 JSON_CONTENT_TYPE = "application/json"
 # Request parameter the models read to return images as raw bytes instead of base64 text
 # (serving/response_encoding.py; plain JSON bodies leave it out and get base64).
@@ -80,8 +82,12 @@ def build_request(
     *,
     outputs: Sequence[str] | None = None,
     request_id: str = "",
+    segments: Mapping[str, str] | None = None,
 ) -> tuple[bytes, str]:
     """Return (body, content_type) for an inference request.
+
+    `segments` ({"tenant": "acme"}) go in the body as request parameters `segment.<name>`: Triton's
+    SageMaker frontend forwards no HTTP header (CustomAttributes) to the model, the body it does.
 
     `inputs` maps input name to a list of str/bytes (sent as BYTES with shape [len, 1]) or to a
     numpy array (sent with its own shape and dtype). With `binary`, tensors travel as raw bytes
@@ -89,6 +95,10 @@ def build_request(
     """
     if not inputs:
         raise PayloadError("no inputs")
+    try:
+        segment_params = as_parameters(segments)
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
     arrays = {name: _as_array(name, values) for name, values in inputs.items()}
     if not binary:
         doc: dict = {
@@ -106,6 +116,8 @@ def build_request(
             doc["outputs"] = [{"name": o} for o in outputs]
         if request_id:
             doc["id"] = request_id
+        if segment_params:
+            doc["parameters"] = segment_params
         return json.dumps(doc).encode("utf-8"), JSON_CONTENT_TYPE
     infer_inputs = []
     for name, arr in arrays.items():
@@ -115,7 +127,7 @@ def build_request(
     requested = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs] if outputs else None
     # Binary output asked for: images can travel as raw bytes, not the JSON default base64 text.
     body, header_size = httpclient.InferenceServerClient.generate_request_body(
-        infer_inputs, outputs=requested, request_id=request_id, parameters={IMAGE_ENCODING: "raw"}
+        infer_inputs, outputs=requested, request_id=request_id, parameters={IMAGE_ENCODING: "raw", **segment_params}
     )
     if header_size is None:  # no binary tensor after all: the body is plain JSON
         return body, JSON_CONTENT_TYPE

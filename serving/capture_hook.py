@@ -49,11 +49,13 @@ class CaptureHook:
             self._thread.start()
 
     # -- request path: a queue put, nothing else ---------------------------------------------
-    def observe(self, request_ids: list[str], results: list[RequestResult], arrival_ms: int) -> None:
+    def observe(self, request_ids: list[str], results: list[RequestResult], arrival_ms: int,
+                attributes: list[dict[str, str] | None] | None = None) -> None:
+        """``attributes``: each request's validated segment attributes (None/empty: none)."""
         if not self.enabled:
             return
         try:
-            self._q.put_nowait((request_ids, results, arrival_ms))
+            self._q.put_nowait((request_ids, results, arrival_ms, attributes))
         except queue.Full:
             self.dropped += len(results)
 
@@ -73,12 +75,16 @@ class CaptureHook:
             finally:
                 self._q.task_done()
 
-    def records(self, request_ids: list[str], results: list[RequestResult], arrival_ms: int):
-        for rid, result in zip(request_ids, results):
+    def records(self, request_ids: list[str], results: list[RequestResult], arrival_ms: int,
+                attributes: list[dict[str, str] | None] | None = None):
+        attributes = attributes or [None] * len(results)
+        for rid, result, attrs in zip(request_ids, results, attributes):
             base = {
                 "model": self.served_name, "model_version": self.model_version, "ts_ms": arrival_ms,
                 "queue_ms": result.wait_ms, "compute_ms": result.compute_ms, "batch_size": result.batch_size,
             }
+            if attrs:
+                base["segment_attrs"] = attrs
             if result.error is not None:
                 yield dict(base, request_id=rid, outcome="error", error_code=result.error.code,
                            error_message=str(result.error)[:1000],

@@ -40,10 +40,13 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
 
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
           protocol: str = "http", timeout_s: float = 600.0, request_id: str = "",
-          served_name: str | None = None) -> dict[str, np.ndarray]:
+          served_name: str | None = None, segments: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`).
 
-    served_name: the Triton model name when it is not `model` (a versioned `sd_depth-<v>`)."""
+    served_name: the Triton model name when it is not `model` (a versioned `sd_depth-<v>`).
+    segments: segment attributes ({"tenant": "acme"}), sent as request parameters ``segment.<name>``."""
+    from monitoring.capture.attributes import as_parameters
+
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
@@ -60,7 +63,7 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
         # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
         # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
         result = client.infer(served_name or model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
-                              request_id=request_id, parameters=RAW_IMAGES)
+                              request_id=request_id, parameters={**RAW_IMAGES, **as_parameters(segments)})
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}
@@ -81,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-data-url", help="s3://BUCKET/PREFIX/ of an MME: serve MODEL's current version "
                    "(deploy update's aliases.json) under its versioned name")
     p.add_argument("--s3-endpoint-url", help="S3 endpoint for --model-data-url (moto, tests)")
+    p.add_argument("--segment", action="append", default=[], metavar="NAME=VALUE",
+                   help="segment attribute for monitoring, e.g. tenant=acme (repeatable; sent as parameter segment.NAME)")
     a = p.parse_args(argv)
+    segments = {}
+    for spec in a.segment:
+        name, sep, value = spec.partition("=")
+        if not sep:
+            p.error(f"--segment {spec!r}: expected NAME=VALUE")
+        segments[name] = value
     if a.model_data_url and not a.served_name:
         from deploy.aws import AwsContext
         from deploy.versions import resolve_url
@@ -97,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     from tritonclient.utils import InferenceServerException
 
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol, served_name=a.served_name)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, served_name=a.served_name, segments=segments)
     except InferenceServerException as exc:
         print(f"error: {exc.message()}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a segment attribute past its bounds, caught before sending
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if a.model == "resnet_classifier":
         probs = out["probabilities"][0]

@@ -82,7 +82,10 @@ def decode_image(field: str, raw: bytes, max_pixels: int, mode: str = "RGB") -> 
         raise InvalidInputError(
             f"input '{field}': cannot decode image ({type(exc).__name__}: {exc})"
         ) from None
-    return img.convert(mode)
+    out = img.convert(mode)
+    # what the client sent, before the conversion every runtime wants: the data-quality view counts it
+    out.info["source_mode"], out.info["source_format"] = img.mode, img.format
+    return out
 
 
 def encode_image(img: Image.Image, output_format: str = "png") -> bytes:

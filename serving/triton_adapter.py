@@ -145,16 +145,20 @@ class TritonModel:
         import numpy as np
 
         from serving.capture_hook import new_request_id
-        from serving.runtimes.base import RawRequest
+        from serving.runtimes.base import RawRequest, RequestResult
 
         arrival_ms = int(time.time() * 1000)
         pb = self.pb_utils
-        raw, ids, encodings = [], [], []
+        raw, ids, encodings, attributes = [], [], [], []
         for request in requests:
             try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
-                encodings.append(requested_encoding(request.parameters()))
-            except ServingError as exc:  # a bad `image_encoding` value: this request's error only
+                encoding = requested_encoding(request.parameters())
+                attrs = request_segment_attributes(request.parameters())
+                encodings.append(encoding)
+                attributes.append(attrs)
+            except ServingError as exc:  # a bad `image_encoding` or segment value: this request's error only
                 encodings.append(exc)
+                attributes.append(None)
             tensors = {}
             for name in self.input_names:
                 tensor = pb.get_input_tensor_by_name(request, name)
@@ -165,6 +169,9 @@ class TritonModel:
             ids.append(request.request_id() or new_request_id())
             raw.append(RawRequest(tensors, ids[-1]))
         results = self.runtime.handle(raw)
+        # A request refused for its parameters is recorded as the error its caller got, not as ok.
+        results = [RequestResult(error=enc, compute_ms=res.compute_ms, wait_ms=res.wait_ms, batch_size=res.batch_size)
+                   if isinstance(enc, ServingError) else res for res, enc in zip(results, encodings)]
         responses = []
         for rid, result, encoding in zip(ids, results, encodings):
             if isinstance(encoding, ServingError):
@@ -180,7 +187,7 @@ class TritonModel:
                 tensors = [pb.Tensor(name, value) for name, value in encode_outputs(result.outputs, encoding).items()]
                 tensors.append(pb.Tensor("request_id", id_tensor))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
-        self.capture.observe(ids, results, arrival_ms)
+        self.capture.observe(ids, results, arrival_ms, attributes)
         self.capture_metrics.update()
         self.runtime_metrics.update()
         return responses
@@ -194,6 +201,17 @@ class TritonModel:
             # graceful stop into a forced one for the other models.
             self.capture.close(timeout=10.0)
         self.runtime = None
+
+
+def request_segment_attributes(parameters: Any) -> dict[str, str]:
+    """The request's ``segment.*`` parameters (monitoring/capture/attributes.py); a bad one is the caller's error."""
+    from monitoring.capture.attributes import segment_attributes
+    from serving.errors import InvalidInputError
+
+    try:
+        return segment_attributes(parameters)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def model_class(name: str) -> type:

@@ -17,6 +17,13 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     drift_space_threshold / drift_space_p_value / drift_space_is_drift{model, space, method}
     drift_space_any{model, space}, drift_space_window_size{model, space}
     generative_output_share{model, check}   share of failed / blank / nonfinite outputs
+    model_estimated_accuracy{model, bound}  label-free accuracy of the latest window (issue 23):
+                                            bound="estimate", "low", "high" (95 % band), "reference"
+                                            (the baseline's accuracy it is compared with)
+    drift_segment_any{model, by, segment}   with `score --by`: 1 if the segment alarmed (Bonferroni-corrected)
+    drift_segment_window_size{model, by, segment}  records of the segment in the latest window
+    data_quality_error_share{model, kind}   latest window: kind="all" (any error), "decode", or an error code
+    data_quality_image_mode_share{model, mode}  latest window: share of input images per mode as sent
 
 Wiring (one line where the sidecar builds its registry)::
 
@@ -121,6 +128,70 @@ class DriftScoresCollector:
         yield from fams.values()
         yield from (level, size, end, anyd, acc, nlab, run_ts)
         yield from space_families(runs)
+        yield estimated_accuracy_family(runs)
+        yield from segment_families(runs)
+        yield from quality_families(runs)
+
+
+def quality_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """The data-quality view of the latest window of each run (issue 23)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    err = GaugeMetricFamily("data_quality_error_share", "Share of the latest window's records that failed: kind = all, "
+                            "decode, or an error code.", labels=["model", "kind"])
+    modes = GaugeMetricFamily("data_quality_image_mode_share", "Share of the latest window's input images per mode as sent.",
+                              labels=["model", "mode"])
+    for run in runs:
+        wins = [w for w in run.get("windows", []) if w.get("data_quality")]
+        if not wins:
+            continue
+        model, q = str(run.get("model")), wins[-1]["data_quality"]
+        n = q.get("n_records") or 0
+        err.add_metric([model, "all"], float(q.get("error_share", 0.0)))
+        err.add_metric([model, "decode"], float(q.get("decode_failure_share", 0.0)))
+        for code, c in (q.get("errors_by_code") or {}).items():
+            err.add_metric([model, code], c / n if n else 0.0)
+        for mode, share in (q.get("image_modes") or {}).items():
+            modes.add_metric([model, mode], float(share))
+    return [err, modes]
+
+
+def segment_families(runs: list[dict[str, Any]]) -> list[Any]:
+    """Per-segment verdicts of the latest scored window of a ``score --by`` run (issue 23)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    anyd = GaugeMetricFamily("drift_segment_any", "1 if the segment alarmed in the latest window (score --by; "
+                             "Bonferroni across segments).", labels=["model", "by", "segment"])
+    size = GaugeMetricFamily("drift_segment_window_size", "Records of the segment in the latest window.",
+                             labels=["model", "by", "segment"])
+    for run in runs:
+        w = latest_window(run)
+        seg = (w or {}).get("segments")
+        if not seg:
+            continue
+        for sv in seg.get("segments", []):
+            labels = [str(run.get("model")), str(seg.get("by")), str(sv.get("value"))]
+            anyd.add_metric(labels, 1.0 if sv.get("any_drift") else 0.0)
+            size.add_metric(labels, float(sv.get("n_records", 0)))
+    return [anyd, size]
+
+
+def estimated_accuracy_family(runs: list[dict[str, Any]]) -> Any:
+    """``model_estimated_accuracy{model, bound}`` of each model's latest scored window with an estimate."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    fam = GaugeMetricFamily("model_estimated_accuracy", "Label-free accuracy estimate of the latest window (bound: estimate, "
+                            "low, high = 95 % band, reference = baseline accuracy).", labels=["model", "bound"])
+    for run in runs:
+        est = [w["accuracy_estimate"] for w in run.get("windows", [])
+               if (w.get("accuracy_estimate") or {}).get("estimated_accuracy") is not None]
+        if not est:
+            continue
+        e = est[-1]
+        for bound, key in (("estimate", "estimated_accuracy"), ("low", "low"), ("high", "high"), ("reference", "reference_accuracy")):
+            if e.get(key) is not None:
+                fam.add_metric([str(run.get("model")), bound], float(e[key]))
+    return fam
 
 
 def space_families(runs: list[dict[str, Any]]) -> list[Any]:

@@ -63,6 +63,13 @@ FIELDS: tuple[tuple[str, str, bool, str], ...] = (
     ("output_embedding_source", "str", False, "Where `output_embedding` came from."),
     # -- explorer (issue 12)
     ("thumbnail", "str", False, "Base64 JPEG thumbnail of the input (<= 64 px); only with CAPTURE_THUMBNAILS=1."),
+    # -- label-free accuracy (issue 23): the classifier's k most probable classes
+    ("pred_top_k_labels", "json", False, "Classifier: the k most probable labels, most probable first (k: model parameter capture_top_k, default 5)."),
+    ("pred_top_k_probs", "vector", False, "Classifier: their probabilities, same order (the first is pred_top_prob)."),
+    ("image_mode", "str", False, "Input image mode as sent (PIL: RGB, L, RGBA, P, ...), before conversion."),
+    ("image_format", "str", False, "Input image format as sent (PNG, JPEG, WEBP)."),
+    # -- segments (issue 23): request parameters segment.<name>, bounded (monitoring/capture/attributes.py)
+    ("segment_attrs", "json", False, "Segment attributes the request carried, JSON object {name: value} (request parameters segment.<name>)."),
 )
 
 FIELD_NAMES: frozenset[str] = frozenset(f[0] for f in FIELDS)

@@ -13,6 +13,8 @@ float images are assumed to be in [0, 1] (values above 1.5 anywhere are taken as
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -70,13 +72,34 @@ def output_image_stats(img: np.ndarray) -> dict[str, float | int]:
     }
 
 
-def prediction_stats(probs: np.ndarray, labels: list[str] | None = None) -> dict[str, float | str]:
-    """Top-1 label, top-1 probability and entropy (nats) of one probability vector."""
+#: How many class probabilities a classifier record keeps unless the model config says otherwise.
+DEFAULT_TOP_K = 5
+#: Upper bound on capture_top_k: the record is per request, so it stays small whatever the config says.
+MAX_TOP_K = 100
+
+
+def check_top_k(k: int) -> int:
+    """``k`` if it is a usable top-k size, else ValueError naming the limit."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= int(k) <= MAX_TOP_K:
+        raise ValueError(f"capture_top_k: {k!r} must be an integer in 0..{MAX_TOP_K}")
+    return int(k)
+
+
+def prediction_stats(probs: np.ndarray, labels: list[str] | None = None, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+    """Top-1 label, top-1 probability, entropy (nats) and the ``top_k`` most probable labels with
+    their probabilities (most probable first; ``top_k=0`` keeps none) of one probability vector."""
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
     i = int(p.argmax())
     nz = p[p > 0]
-    return {
+    out: dict[str, Any] = {
         "pred_label": labels[i] if labels is not None else str(i),
         "pred_top_prob": float(p[i]),
         "pred_entropy": float(-(nz * np.log(nz)).sum()),
     }
+    k = min(check_top_k(top_k), p.size)
+    if k:
+        # stable sort on -p: ties keep class order, so the first entry is always argmax (= pred_label)
+        order = np.argsort(-p, kind="stable")[:k]
+        out["pred_top_k_labels"] = [labels[j] if labels is not None else str(j) for j in order]
+        out["pred_top_k_probs"] = p[order].astype(np.float32)
+    return out

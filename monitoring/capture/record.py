@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .image_stats import image_stats, output_image_stats, prediction_stats
+from .image_stats import DEFAULT_TOP_K, image_stats, output_image_stats, prediction_stats
 
 #: Longest side of a thumbnail, px (the explorer shows them as 64 px tiles).
 THUMBNAIL_PX = 64
@@ -52,6 +52,7 @@ class Contribution:
     gen_args: dict[str, Any] | None = None  # settings as run (seed included)
     probabilities: np.ndarray | None = None
     labels: Sequence[str] | None = None
+    top_k: int = DEFAULT_TOP_K  # how many class probabilities the record keeps (model parameter capture_top_k)
     output_image: Image.Image | np.ndarray | None = None
     output_nonfinite: bool | None = None  # the pipeline's float output had NaN/inf
     #: record field ("embedding", "text_embedding", "output_embedding") -> (vector, source)
@@ -98,6 +99,9 @@ def record_fields(c: Contribution, options: RecordOptions = RecordOptions()) -> 
     rec: dict[str, Any] = {}
     if c.input_image is not None:
         rec.update(image_stats(input_luma(c.input_image)))
+        rec["image_mode"] = c.input_image.info.get("source_mode", c.input_image.mode)
+        if c.input_image.info.get("source_format"):
+            rec["image_format"] = c.input_image.info["source_format"]
         if options.thumbnails:
             rec["thumbnail"] = thumbnail(c.input_image)
     if c.prompt is not None:
@@ -113,7 +117,9 @@ def record_fields(c: Contribution, options: RecordOptions = RecordOptions()) -> 
             if value is not None:
                 rec[name] = value
     if c.probabilities is not None:
-        rec.update(prediction_stats(c.probabilities, list(c.labels) if c.labels is not None else None))
+        rec.update(prediction_stats(c.probabilities, list(c.labels) if c.labels is not None else None, c.top_k))
+        if "pred_top_k_labels" in rec:  # a json field: text, so a record can go straight into a table too
+            rec["pred_top_k_labels"] = json.dumps(rec["pred_top_k_labels"])
     if c.output_image is not None:
         out = output_image_stats(np.asarray(c.output_image))
         rec.update(out)

@@ -26,6 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "resnet_classifier"
 SD_MODELS = ("sd_img2img", "sd_depth")
 WEEKS = (("week 1 (clean)", "clean"), ("week 2 (blurred)", "blurred"), ("week 3 (darkened)", "darkened"))
+#: Concept shift (issue 23): clean images, but the world now names digits 0-4 as the next digit
+#: (its labels moved, its inputs did not). Drift detectors and the label-free accuracy estimate
+#: stay quiet by construction; only the posted actuals show the drop.
+CONCEPT_WEEK = ("week 4 (relabelled)", "clean")
+
+
+def relabel(label: int) -> int:
+    """The concept-shift week's truth: 0->1, 1->2, ..., 4->5; 5-9 unchanged (about half the traffic)."""
+    return label + 1 if label < 5 else label
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sidecar-metrics-port", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the per-week results as JSON at the end")
+    p.add_argument("--no-concept-week", action="store_true",
+                   help="leave out week 4 (clean inputs, relabelled truth: the estimate's documented blind spot)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -59,6 +70,7 @@ class Phase:
     end_ms: int = 0
     sent: int = 0
     failed: int = 0
+    relabelled: bool = False  # truth posted for this week goes through relabel() (concept shift)
 
 
 class Progress:
@@ -155,7 +167,7 @@ def replay(phase: Phase, images: list, labels: np.ndarray, week: int, server: An
                 res = client(proto).infer(MODEL, [inp], request_id=rid,
                                           outputs=[tc.InferRequestedOutput("label"), tc.InferRequestedOutput("request_id")])
                 returned = res.as_numpy("request_id")[0][0].decode()
-                truth[returned] = str(int(labels[i]))
+                truth[returned] = str(relabel(int(labels[i])) if phase.relabelled else int(labels[i]))
             else:
                 model = SD_MODELS[i % len(SD_MODELS)]
                 inputs = build_inputs(model, prompt="a photo of a handwritten digit", image=sd_images[i % len(sd_images)],
@@ -193,7 +205,9 @@ def per_week_table(run: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             "centroid": m.get("centroid", {}).get("statistic"), "centroid_drift": m.get("centroid", {}).get("is_drift"),
             "mmd_p": m.get("mmd", {}).get("p_value"), "mmd_drift": m.get("mmd", {}).get("is_drift"),
             "auc": m.get("domain_classifier", {}).get("statistic"), "auc_drift": m.get("domain_classifier", {}).get("is_drift"),
-            "accuracy": w.get("accuracy"), "top_field": w.get("explanation", {}).get("top_field"),
+            "accuracy": w.get("accuracy"), "estimated_accuracy": w.get("estimated_accuracy"),
+            "estimate_low": (w.get("accuracy_estimate") or {}).get("low"),
+            "estimate_high": (w.get("accuracy_estimate") or {}).get("high"), "top_field": w.get("explanation", {}).get("top_field"),
             "drifted": w.get("drifted", []), "any_drift": w.get("any_drift", False),
         })
 
@@ -202,14 +216,16 @@ def per_week_table(run: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             return "-"
         return format(x, spec) + ("*" if flag else " " if flag is not None else "")
 
-    head = f"{'week':<20} {'n':>4} {'JSD':>8} {'centroid':>9} {'MMD p':>7} {'AUC':>7} {'accuracy':>8}  {'inputs moved':<12} verdict"
+    head = f"{'week':<20} {'n':>4} {'JSD':>8} {'centroid':>9} {'MMD p':>7} {'AUC':>7} {'accuracy':>8} {'estimated':>9}  {'inputs moved':<12} verdict"
     lines = [head, "-" * len(head)]
     for r in rows:
         verdict = "DRIFT (" + ", ".join(r["drifted"]) + ")" if r["any_drift"] else "no drift"
         lines.append(f"{r['week']:<20} {r['n']:>4} {f(r['jsd'], '.3f', r['jsd_drift']):>8} {f(r['centroid'], '.2f', r['centroid_drift']):>9} "
-                     f"{f(r['mmd_p'], '.3f', r['mmd_drift']):>7} {f(r['auc'], '.3f', r['auc_drift']):>7} {f(r['accuracy'], '.2f'):>8}  "
+                     f"{f(r['mmd_p'], '.3f', r['mmd_drift']):>7} {f(r['auc'], '.3f', r['auc_drift']):>7} {f(r['accuracy'], '.2f'):>8} {f(r['estimated_accuracy'], '.2f'):>9}  "
                      f"{(r['top_field'] if 'metadata' in r['drifted'] else '-') or '-':<12} {verdict}")
     lines.append("* = drift at alpha 0.01 (threshold calibrated to the window size); MMD p: p-value of the MMD test")
+    lines.append("estimated = label-free accuracy from calibrated confidences (CBPE); it assumes the labels' meaning did not "
+                 "move, so a relabelled week (concept shift) keeps a high estimate while its accuracy falls")
     return "\n".join(lines), rows
 
 
@@ -288,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                        "CAPTURE_THUMBNAILS": "1"},
         )
         phases = [Phase(label, kind) for label, kind in WEEKS]
+        if not args.no_concept_week:
+            phases.append(Phase(*CONCEPT_WEEK, relabelled=True))
         truth: dict[str, str] = {}
         try:
             server.start(wait_s=600)

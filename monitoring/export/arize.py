@@ -24,6 +24,13 @@ from typing import Any
 import pandas as pd
 
 EMBEDDING_NAME = "image_embedding"
+#: export column -> Arize embedding feature name (the prompt's embedding links to its text when captured)
+EXTRA_EMBEDDINGS = {"prompt_embedding": "prompt_embedding", "output_embedding": "output_embedding"}
+VECTOR_COLUMNS = ("embedding", *EXTRA_EMBEDDINGS)
+
+
+def _float_list(v):
+    return None if v is None else [float(x) for x in v]
 MODEL_TYPE = "SCORE_CATEGORICAL"
 
 
@@ -33,8 +40,12 @@ def to_arize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     df["timestamp"] = (df["timestamp"].astype("int64") // 10**9).astype("int64")
     for c in ("prediction_label", "actual_label"):
         df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
-    df["embedding"] = df["embedding"].map(lambda v: [float(x) for x in v])
-    for c in ("image_link", "model_version", "embedding_source"):  # an all-null column must still be a string column
+    for c in VECTOR_COLUMNS:
+        if c in df.columns:
+            df[c] = df[c].map(_float_list)
+    for c in ("top_k_labels", "top_k_probs"):  # not part of the Arize schema: left out of its file
+        df = df.drop(columns=c, errors="ignore")
+    for c in ("image_link", "model_version", "embedding_source", "prompt_text"):  # an all-null column must still be a string column
         if c in df.columns:
             df[c] = df[c].astype("string")
     return df
@@ -48,11 +59,17 @@ def schema_spec(frame: pd.DataFrame, features: list[str], tags: list[str]) -> di
         "prediction_label_column_name": "prediction_label",
         "feature_column_names": [c for c in features if c in frame.columns],
         "tag_column_names": [c for c in tags if c in frame.columns],
-        "embedding_feature_column_names": {
-            EMBEDDING_NAME: {"vector_column_name": "embedding",
-                             **({"link_to_data_column_name": "image_link"} if frame["image_link"].notna().any() else {})},
-        },
+        "embedding_feature_column_names": {},
     }
+    emb = spec["embedding_feature_column_names"]
+    if frame["embedding"].notna().any():
+        emb[EMBEDDING_NAME] = {"vector_column_name": "embedding",
+                               **({"link_to_data_column_name": "image_link"} if frame["image_link"].notna().any() else {})}
+    for col, name in EXTRA_EMBEDDINGS.items():
+        if col in frame.columns and frame[col].notna().any():
+            emb[name] = {"vector_column_name": col}
+            if col == "prompt_embedding" and "prompt_text" in frame.columns and frame["prompt_text"].notna().any():
+                emb[name]["data_column_name"] = "prompt_text"
     if frame["actual_label"].notna().any():
         spec["actual_label_column_name"] = "actual_label"
     return spec
@@ -64,10 +81,15 @@ def write_arize(primary: pd.DataFrame, reference: pd.DataFrame | None, out: str 
     p = to_arize_frame(primary)
     written = [out / "primary.parquet"]
     p.to_parquet(written[0], index=False)
+    spec: dict[str, Any] = {"model_type": MODEL_TYPE, "schema": schema_spec(p, features, tags)}
+    if reference is not None and reference["actual_label"].isna().all():
+        # Arize's TRAINING environment requires actual labels; a baseline without them (a generative
+        # model's, or one built from unlabelled records) would be refused: say so instead of writing it.
+        spec["reference_skipped"] = "the baseline has no actual labels, which Arize requires for a TRAINING set"
+        reference = None
     if reference is not None:
         to_arize_frame(reference).to_parquet(out / "reference.parquet", index=False)
         written.append(out / "reference.parquet")
-    spec = {"model_type": MODEL_TYPE, "schema": schema_spec(p, features, tags)}
     (out / "schema.json").write_text(json.dumps(spec, indent=2))
     written.append(out / "schema.json")
     return written

@@ -45,6 +45,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.to}: {len(primary)} window rows" + ("" if reference is None else f", {len(reference)} baseline rows"))
+    if args.to == "arize" and reference is not None and reference["actual_label"].isna().all():
+        print("  reference not written: the baseline has no actual labels, which Arize requires for a TRAINING set")
     for p in paths:
         print(f"  {p}")
     return 0
@@ -60,12 +62,12 @@ def _datacapture(args: argparse.Namespace, out: str) -> int:
     from monitoring.store.reader import read_records
 
     recs = read_records(args.store, args.model, args.since, args.until, s3_endpoint_url=args.s3_endpoint_url).drop_columns(
-        ["embedding", "text_embedding", "output_embedding", "thumbnail"]).to_pylist()
+        ["thumbnail"]).to_pylist()  # every embedding space travels in the events (issue 23); thumbnails do not
     if not recs:
         raise ValueError(f"no captured record for {args.model} in the window")
     dest = open_backend(out, args.s3_endpoint_url)
     name = f"{args.model}-export"
-    keys = export_records(dest, recs, name, args.endpoint, args.variant)
+    keys = export_records(dest, recs, name, args.endpoint, args.variant, vectors=True)
     ids = {r["request_id"] for r in recs}
     act = load_actuals(backend_of(args.store, args.s3_endpoint_url), args.s3_endpoint_url)
     act = act[act["request_id"].isin(ids)]

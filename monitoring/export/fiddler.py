@@ -11,8 +11,13 @@ Files written by ``export --to fiddler``: ``events.parquet`` (the window: produc
     model = build_model(m, project_id=project.id); model.create()
     model.publish(source="events.parquet", environment=fdl.EnvType.PRODUCTION)
 
-The task is ``not_set``: the capture records the top-1 label and its probability, not the full
-class distribution Fiddler's multiclass task needs (one probability column per class).
+Task: ``multiclass_classification`` for a classifier, with one probability column per class
+(``proba_<label>``, in ``target_class_order``) built from the captured top-k probabilities
+(classes outside a row's top k share its remaining mass evenly: an approximation whose error is
+at most that mass; the baseline keeps only the top-1, so it is the k = 1 case). ``not_set`` for
+models without class predictions (the generative ones). Every embedding space travels: the
+input image's, the prompt's (a ``TextEmbedding`` over ``prompt_text`` when captured) and the
+generated output's, each a vector column with its own custom feature.
 
 Needs only pandas at import time; ``fiddler-client`` (optional extra ``fiddler``) is imported
 by the functions that build its objects.
@@ -26,17 +31,39 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.export.probabilities import class_probabilities
+
 EMBEDDING_FEATURE = "image_embedding_clusters"
+#: export vector column -> (custom feature name, Fiddler custom feature type)
+VECTOR_FEATURES = {"embedding": (EMBEDDING_FEATURE, "FROM_IMAGE_EMBEDDING"),
+                   "prompt_embedding": ("prompt_embedding_clusters", "FROM_TEXT_EMBEDDING"),
+                   "output_embedding": ("output_embedding_clusters", "FROM_IMAGE_EMBEDDING")}
+PROBA_PREFIX = "proba_"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def to_fiddler_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def to_fiddler_frame(frame: pd.DataFrame, classes: list[str] | None = None) -> pd.DataFrame:
+    """Fiddler's column names and formats; ``classes``: every class of the export (window + baseline),
+    so both files carry the same probability columns."""
     df = frame.rename(columns={"prediction_id": "event_id", "prediction_label": "prediction", "actual_label": "target"}).copy()
     df["timestamp"] = df["timestamp"].dt.tz_convert("UTC").dt.strftime(TS_FORMAT)
     for c in ("prediction", "target"):
         df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
-    df["embedding"] = df["embedding"].map(lambda v: [float(x) for x in v])
-    return df
+    for c in VECTOR_FEATURES:
+        if c in df.columns:
+            df[c] = df[c].map(lambda v: None if v is None else [float(x) for x in v])
+    probs = class_probabilities(frame, classes)
+    if probs is not None:
+        order, table = probs
+        for c in order:
+            df[PROBA_PREFIX + c] = table[c].to_numpy()
+    return df.drop(columns=["top_k_labels", "top_k_probs"], errors="ignore")
+
+
+def _kind(values: pd.Series) -> str:
+    """A tag's Fiddler type from its non-null values (a baseline lacks serving tags: all null there)."""
+    inferred = pd.api.types.infer_dtype(values.dropna(), skipna=True)
+    return {"integer": "int", "floating": "float", "mixed-integer-float": "float", "boolean": "bool"}.get(inferred, "str")
 
 
 def _column(df: pd.DataFrame, name: str, kind: str) -> dict[str, Any]:
@@ -51,7 +78,7 @@ def _column(df: pd.DataFrame, name: str, kind: str) -> dict[str, Any]:
     return col
 
 
-def model_definition(events: pd.DataFrame, reference: pd.DataFrame | None, name: str, features: list[str], tags: list[str]) -> dict[str, Any]:
+def model_definition(events: pd.DataFrame, reference: pd.DataFrame | None, name_: str, features: list[str], tags: list[str]) -> dict[str, Any]:
     """Schema (columns with types and ranges over window + baseline), spec and task, as JSON data."""
     both = pd.concat([events, reference], ignore_index=True) if reference is not None else events
     inputs = [c for c in features if c in both.columns]
@@ -59,30 +86,53 @@ def model_definition(events: pd.DataFrame, reference: pd.DataFrame | None, name:
     has_target = both["target"].notna().any()
     has_link = both["image_link"].notna().any()
     cols = [_column(both, c, "int" if pd.api.types.is_integer_dtype(both[c]) else "float") for c in inputs]
-    cols += [_column(both, c, "float" if pd.api.types.is_float_dtype(both[c]) else "int" if pd.api.types.is_integer_dtype(both[c])
-                     else "str") for c in meta]
-    labels = sorted({str(v) for v in pd.concat([both["prediction"], both["target"]]).dropna()})
+    cols += [_column(both, c, _kind(both[c])) for c in meta]
+    proba = [c for c in both.columns if c.startswith(PROBA_PREFIX)]
+    classes = [c[len(PROBA_PREFIX):] for c in proba]
+    labels = sorted({str(v) for v in pd.concat([both["prediction"], both["target"]]).dropna()} | set(classes),
+                    key=lambda c: (len(c), c))
     cols.append({"name": "prediction", "data_type": "category", "categories": labels})
     if has_target:
         cols.append({"name": "target", "data_type": "category", "categories": labels})
-    cols.append(_column(both, "embedding", "vector"))
+    cols += [{"name": c, "data_type": "float", "min": 0.0, "max": 1.0} for c in proba]
+    vectors = [c for c in VECTOR_FEATURES if c in both.columns and both[c].notna().any()]
+    cols += [_column(both.dropna(subset=[c]), c, "vector") for c in vectors]
     cols += [{"name": "event_id", "data_type": "str"}, {"name": "timestamp", "data_type": "timestamp"}]
     if has_link:
         cols.append({"name": "image_link", "data_type": "str"})
-    spec = {"inputs": inputs + ["embedding"], "outputs": ["prediction"], "targets": ["target"] if has_target else [],
-            "metadata": meta + ["event_id", "timestamp"] + (["image_link"] if has_link else []),
-            "custom_features": [{"type": "FROM_IMAGE_EMBEDDING", "name": EMBEDDING_FEATURE, "column": "embedding",
-                                 "source_column": "image_link" if has_link else "event_id", "n_clusters": 10}]}
-    return {"name": name, "task": "not_set", "input_type": "mixed", "event_id_col": "event_id", "event_ts_col": "timestamp",
-            "event_ts_format": TS_FORMAT, "schema": {"schema_version": 1, "columns": cols}, "spec": spec}
+    has_text = "prompt_text" in both.columns and both["prompt_text"].notna().any()
+    if has_text:
+        cols.append({"name": "prompt_text", "data_type": "str"})
+    custom = []
+    for c in vectors:
+        name, kind = VECTOR_FEATURES[c]
+        source = ("image_link" if has_link else "event_id") if c == "embedding" else (
+            "prompt_text" if c == "prompt_embedding" and has_text else "event_id")
+        feature = {"type": kind, "name": name, "column": c, "source_column": source, "n_clusters": 10}
+        custom.append(feature)
+    # multiclass: the outputs are the class probabilities in target_class_order; else the label alone
+    outputs = proba if proba else ["prediction"]
+    spec = {"inputs": inputs + vectors, "outputs": outputs,
+            "targets": ["target"] if has_target else [],
+            "metadata": meta + (["prediction"] if proba else []) + ["event_id", "timestamp"]
+            + (["image_link"] if has_link else []) + (["prompt_text"] if has_text else []),
+            "custom_features": custom}
+    task = "multiclass_classification" if proba else "not_set"
+    d = {"name": name_, "task": task, "input_type": "mixed", "event_id_col": "event_id", "event_ts_col": "timestamp",
+         "event_ts_format": TS_FORMAT, "schema": {"schema_version": 1, "columns": cols}, "spec": spec}
+    if proba:
+        d["task_params"] = {"target_class_order": classes}
+    return d
 
 
 def write_fiddler(primary: pd.DataFrame, reference: pd.DataFrame | None, out: str | Path, model: str,
                   features: list[str], tags: list[str]) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ev = to_fiddler_frame(primary)
-    ref = to_fiddler_frame(reference) if reference is not None else None
+    found = [class_probabilities(f) for f in (primary, reference) if f is not None]
+    classes = sorted({c for f in found if f is not None for c in f[0]}, key=lambda c: (len(c), c))
+    ev = to_fiddler_frame(primary, classes)
+    ref = to_fiddler_frame(reference, classes) if reference is not None else None
     paths = [out / "events.parquet"]
     ev.to_parquet(paths[0], index=False)
     if ref is not None:
@@ -98,9 +148,10 @@ def build_model(definition: dict[str, Any], project_id: str = "00000000-0000-000
     import fiddler as fdl
 
     d = definition
+    task_params = fdl.ModelTaskParams(**d["task_params"]) if d.get("task_params") else None
     return fdl.Model(name=d["name"], project_id=project_id, schema=fdl.ModelSchema(**d["schema"]), spec=fdl.ModelSpec(**d["spec"]),
-                     input_type=d["input_type"], task=d["task"], event_id_col=d["event_id_col"], event_ts_col=d["event_ts_col"],
-                     event_ts_format=d["event_ts_format"])
+                     input_type=d["input_type"], task=d["task"], task_params=task_params, event_id_col=d["event_id_col"],
+                     event_ts_col=d["event_ts_col"], event_ts_format=d["event_ts_format"])
 
 
 def validate(events: pd.DataFrame, definition: dict[str, Any]) -> list[str]:
@@ -142,7 +193,7 @@ def validate(events: pd.DataFrame, definition: dict[str, Any]) -> list[str]:
             if bad:
                 errors.append(f"{name}: {len(bad)} vectors are not {col.n_dimensions}-d")
             continue
-        if inferred.get(name) not in compatible[kind]:
+        if len(s) and inferred.get(name) not in compatible[kind]:  # an all-null column fits any type
             errors.append(f"{name}: table dtype maps to {inferred.get(name)!r}, schema says {kind!r}")
         if kind in ("float", "int") and len(s) and (s.min() < col.min or s.max() > col.max):
             errors.append(f"{name}: values outside [{col.min}, {col.max}]")

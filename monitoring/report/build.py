@@ -81,6 +81,57 @@ def plot_drift(run: dict[str, Any], path: Path) -> str:
     return _png(fig, path)
 
 
+def estimated_accuracy_series(run: dict[str, Any]) -> dict[str, list] | None:
+    """Windows with a label-free accuracy estimate (issue 23): labels, estimate, 95 % band, window index."""
+    rows = [(i, w, w["accuracy_estimate"]) for i, w in enumerate(run["windows"])
+            if (w.get("accuracy_estimate") or {}).get("estimated_accuracy") is not None]
+    if not rows:
+        return None
+    return {"labels": [w["label"] for _, w, _ in rows], "estimate": [e["estimated_accuracy"] for _, _, e in rows],
+            "low": [e["low"] for _, _, e in rows], "high": [e["high"] for _, _, e in rows],
+            "is_drop": [bool(e.get("is_drop")) for _, _, e in rows], "window": [i for i, _, _ in rows]}
+
+
+def quality_section(run: dict[str, Any]) -> str:
+    """Data quality per window (issue 23): errors by kind, decode failures, image sizes/modes, output checks."""
+    rows = []
+    for w in run["windows"]:
+        q = w.get("data_quality")
+        if not q:
+            continue
+        sizes = q.get("image_sizes") or {}
+        rows.append([html.escape(w["label"]), q["n_records"], f"{q['error_share']:.1%}",
+                     html.escape(", ".join(f"{k} {v}" for k, v in q["errors_by_code"].items()) or "–"),
+                     q["decode_failures"],
+                     html.escape(", ".join(f"{k} {v}" for k, v in (sizes.get("top") or {}).items()) or "–"),
+                     html.escape(", ".join(f"{k} {v:.0%}" for k, v in (q.get("image_modes") or {}).items()) or "–"),
+                     html.escape(", ".join(f"{k} {v:.1%}" for k, v in (q.get("output_checks") or {}).items()) or "–")])
+    if not rows:
+        return ""
+    return ("<h2>Data quality</h2><p class='small'>Every record of the window, failed ones included: counts, not tests.</p>"
+            + _table(["window", "records", "errors", "by code", "decode failures", "image sizes (top)", "modes as sent",
+                      "output checks"], rows))
+
+
+def segments_section(run: dict[str, Any]) -> str:
+    """A table per window scored with ``--by``: each segment's size, verdict and estimate (empty without)."""
+    parts = []
+    for w in run["windows"]:
+        seg = w.get("segments")
+        if not seg:
+            continue
+        c = seg["correction"]
+        rows = [[html.escape(f"{seg['by']}={sv['value']}"), sv["n_records"],
+                 _f(sv.get("estimated_accuracy"), ".2f"),
+                 ("<span class='drift'>DRIFT: " + html.escape(", ".join(sv["drifted"])) + "</span>") if sv.get("any_drift")
+                 else ("ok" if sv.get("scored") else html.escape(sv.get("skipped_reason", "not scored")))]
+                for sv in seg["segments"]]
+        parts.append(f"<h3>{html.escape(w['label'])}</h3><p class='small'>Each segment scored with thresholds calibrated "
+                     f"to its own size; Bonferroni across the {c['m']} tested segments (alpha {c['alpha_per_segment']:.3g} "
+                     "per method).</p>" + _table(["segment", "records", "est. accuracy", "verdict"], rows))
+    return ("<h2>Segments</h2>" + "".join(parts)) if parts else ""
+
+
 def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
     plt = _mpl()
     wins = run["windows"]
@@ -89,7 +140,12 @@ def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
         return None
     x = np.arange(len(wins))
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    ax.plot(x, acc, "o-", color="tab:purple")
+    est = estimated_accuracy_series(run)
+    if est is not None:  # label-free estimate with its 95 % band, beside the realized accuracy
+        ex = np.array(est["window"])
+        ax.fill_between(ex, est["low"], est["high"], color="tab:green", alpha=0.15, linewidth=0)
+        ax.plot(ex, est["estimate"], "s--", color="tab:green", markersize=3, label="estimated (no labels)")
+    ax.plot(x, acc, "o-", color="tab:purple", label="realized (actuals)")
     for i, w in enumerate(wins):
         if w.get("any_drift"):
             ax.axvspan(i - 0.5, i + 0.5, color="tab:red", alpha=0.08)
@@ -99,7 +155,9 @@ def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("accuracy")
     ax.set_xticks(x, [_short(w["label"]) for w in wins], rotation=30, ha="right", fontsize=7)
-    ax.set_title("Accuracy from actuals (red shading: drifted windows)", fontsize=9, loc="left")
+    ax.set_title("Accuracy from actuals and estimated without labels (red shading: drifted windows)", fontsize=9, loc="left")
+    if est is not None:
+        ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return _png(fig, path)
 
@@ -259,11 +317,15 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
         verdict = (f"<span class='{lvl}'>DRIFT ({lvl}): " + ", ".join(w["drifted"]) + "</span>") if w.get("any_drift") else (
             "<span class='ok'>ok</span>" if w.get("scored") else html.escape(w.get("skipped_reason", "not scored")))
         label = f"<a href='#window-{i}'>{html.escape(w['label'])}</a>" if w.get("scored") else html.escape(w["label"])
-        rows.append([label, w["n"], _f(w.get("accuracy"), ".2f"),
+        est = w.get("accuracy_estimate") or {}
+        est_cell = "–" if est.get("estimated_accuracy") is None else (
+            f"{est['estimated_accuracy']:.2f} [{est['low']:.2f}, {est['high']:.2f}]"
+            + (" <span class='warning'>drop</span>" if est.get("is_drop") else ""))
+        rows.append([label, w["n"], _f(w.get("accuracy"), ".2f"), est_cell,
                      _f(m.get("cluster_jsd", {}).get("statistic")), _f(m.get("centroid", {}).get("statistic")),
                      _f(m.get("mmd", {}).get("p_value")), _f(m.get("domain_classifier", {}).get("statistic")),
                      html.escape(str(w.get("explanation", {}).get("top_field") or "–")), verdict])
-    sec.append("<h2>Summary</h2>" + _table(["window", "n", "accuracy", "JSD", "centroid dist", "MMD p", "AUC", "metadata top field", "verdict"], rows))
+    sec.append("<h2>Summary</h2>" + _table(["window", "n", "accuracy", "est. accuracy [95%]", "JSD", "centroid dist", "MMD p", "AUC", "metadata top field", "verdict"], rows))
     sec.append("<h2>Drift per method over time</h2><p class='small'>Green band: below the threshold calibrated to the window's "
                "size (no-drift region); orange points warning, red critical. Click a point to open its window.</p>")
     drift = _drift_series(run)
@@ -277,8 +339,14 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
         lab = [(i, w) for i, w in enumerate(run["windows"]) if w.get("accuracy") is not None]
         accuracy = {"labels": [w["label"] for _, w in lab], "accuracy": [w["accuracy"] for _, w in lab],
                     "n_labeled": [w.get("n_labeled", 0) for _, w in lab], "window": [i for i, _ in lab]}
+    estimated = estimated_accuracy_series(run)
+    if acc_png or estimated:
+        if estimated:
+            sec.append("<p class='small'>Green: accuracy estimated without labels from the model's confidences, calibrated "
+                       "on the baseline (95 % band). It assumes what inputs mean did not change: a relabelling "
+                       "(concept shift) keeps the estimate up while the realized accuracy falls.</p>")
         sec.append("<div class='drift-chart' id='accuracy-chart'></div>")
-    else:
+    if not acc_png:
         sec.append("<p>No actuals posted (<code>python -m monitoring actuals --file labels.csv</code>).</p>")
     sec.append("<h2>Metadata drift</h2><p class='small'>Per window, fields sorted by KS statistic; p-values Bonferroni-adjusted.</p>")
     for w in scored:
@@ -289,6 +357,8 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
                  "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w["metadata_top"]]
         sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
+    sec.append(segments_section(run))  # score --by: per-segment verdicts (issue 23)
+    sec.append(quality_section(run))
     sec.append(spaces_section(run))  # per space: verdicts, moved prompts, settings, outputs (report/generative.py)
     sec.append("<h2 id='map-section'>Embedding map</h2>")
     spaces = []
@@ -303,7 +373,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
     sec.append("<h2>Windows</h2><p class='small'>Per window: each method's level, the drift clusters ranked by contribution "
                "with their most typical requests, and the requests the detectors single out.</p>")
     sec.extend(_window_section(i, w, spaces) for i, w in enumerate(run["windows"]) if w.get("scored"))
-    data = {"model": model, "drift": drift, "accuracy": accuracy, "spaces": spaces,
+    data = {"model": model, "drift": drift, "accuracy": accuracy, "estimated_accuracy": estimated, "spaces": spaces,
             "windows": {str(i): {"label": w["label"]} for i, w in enumerate(run["windows"])}}
     path = out / "report.html"
     path.write_text(document(t, "".join(sec), data), encoding="utf-8")

@@ -121,11 +121,22 @@ function drawDrift(){
       legend:{orientation:'h', y:1.25, x:0.35, font:{size:10}}, xaxis:{type:'category'}}, CFG);
     gd.on('plotly_click', e => { location.hash = 'window-' + e.points[0].customdata; });
   }
-  if (D.accuracy){
+  if (D.accuracy || D.estimated_accuracy){
+    const tr = [];
+    const e = D.estimated_accuracy;
+    if (e){  // label-free estimate: the band as a filled area, then the estimate
+      tr.push({x:e.labels, y:e.high, mode:'lines', line:{width:0}, hoverinfo:'skip', showlegend:false});
+      tr.push({x:e.labels, y:e.low, mode:'lines', line:{width:0}, fill:'tonexty', fillcolor:'rgba(44,160,44,0.15)',
+        hoverinfo:'skip', showlegend:false});
+      tr.push({x:e.labels, y:e.estimate, mode:'lines+markers', name:'estimated (no labels)', line:{color:'#2ca02c', dash:'dash'},
+        customdata:e.window, hovertemplate:'%{x}<br>estimated accuracy %{y:.2f}<extra></extra>'});
+    }
     const a = D.accuracy;
-    Plotly.newPlot('accuracy-chart', [{x:a.labels, y:a.accuracy, mode:'lines+markers', line:{color:'#9467bd'}, customdata:a.window,
-      text:a.n_labeled, hovertemplate:'%{x}<br>accuracy %{y:.2f} (n=%{text})<extra></extra>'}],
-      {margin:{l:50,r:10,t:10,b:30}, yaxis:{range:[0,1.05], title:{text:'accuracy'}}, xaxis:{type:'category'}}, CFG);
+    if (a) tr.push({x:a.labels, y:a.accuracy, mode:'lines+markers', name:'realized (actuals)', line:{color:'#9467bd'}, customdata:a.window,
+      text:a.n_labeled, hovertemplate:'%{x}<br>accuracy %{y:.2f} (n=%{text})<extra></extra>'});
+    Plotly.newPlot('accuracy-chart', tr,
+      {margin:{l:50,r:10,t:10,b:30}, yaxis:{range:[0,1.05], title:{text:'accuracy'}}, xaxis:{type:'category'},
+       legend:{orientation:'h', y:1.15, font:{size:10}}}, CFG);
     document.getElementById('accuracy-chart').on('plotly_click', e => { location.hash = 'window-' + e.points[0].customdata; });
   }
 }

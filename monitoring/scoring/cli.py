@@ -28,10 +28,28 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook", default=None, metavar="URL", help="POST a JSON summary here when a window alarms")
     p.add_argument("--json", action="store_true", help="one JSON object: model, baseline, windows[{start, end, n, accuracy, methods{...}, ...}]")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when any window alarms (for CI/cron)")
+    p.add_argument("--by", default=None, metavar="FIELD",
+                   help="also score every segment (request parameter segment.FIELD), Bonferroni-corrected across segments")
+    p.add_argument("--max-segments", type=int, default=None, metavar="N",
+                   help="with --by: score the N-1 largest segments per window, pool the rest as (other) (default 10)")
 
 
 def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
+
+
+def describe_quality(q: dict) -> str:
+    from monitoring.scoring.quality import describe_quality as describe
+
+    return describe(q) if q else ""
+
+
+def _estimate(w: dict) -> str:
+    """``0.93 [0.90,0.95]`` (``!`` when it dropped), or ``-`` without a calibrated estimate."""
+    e = w.get("accuracy_estimate")
+    if not e or e.get("estimated_accuracy") is None:
+        return "-"
+    return f"{e['estimated_accuracy']:.2f} [{e['low']:.2f},{e['high']:.2f}]" + ("!" if e.get("is_drop") else " ")
 
 
 def format_table(run: dict) -> str:
@@ -43,14 +61,14 @@ def format_table(run: dict) -> str:
                  + ", ".join(f"{k} n={v['n']} dim={v['dim']}" for k, v in spaces.items()) + ")"]
     else:
         lines = [f"model {run['model']}  baseline v{b['version']} (n={b['n']}, dim={b['dim']})"]
-    head = f"{'window':<34} {'n':>6} {'acc':>5}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
+    head = f"{'window':<34} {'n':>6} {'acc':>5} {'est acc [95% band]':>18}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
     lines.append(head)
     lines.append("-" * len(head))
     for w in run["windows"]:
         label = w["label"] if len(w["label"]) <= 34 else w["label"][:33] + "~"
         m = w.get("methods", {})
         if not w.get("scored"):
-            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  (not scored: {w.get('skipped_reason')})")
+            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  (not scored: {w.get('skipped_reason')})")
             continue
 
         def stat(k: str, spec: str = ".3f") -> str:
@@ -66,20 +84,39 @@ def format_table(run: dict) -> str:
         spaces = w.get("spaces", {})
         if len(spaces) > 1:
             label = f"{label[:26]} [{w.get('primary_space', 'image')}]"
-        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5}  {stat('cluster_jsd'):>11} "
+        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  {stat('cluster_jsd'):>11} "
                      f"{stat('centroid'):>11} {_fmt(mmd_p, '.3f'):>7} {stat('domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
         for name, sp in spaces.items():  # the other embedding spaces, one line each
             if name == w.get("primary_space") or len(spaces) < 2:
                 continue
             if not sp.get("scored"):
-                lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6}        (not scored: {sp.get('skipped_reason')})")
+                lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>24}  (not scored: {sp.get('skipped_reason')})")
                 continue
             m = sp["methods"]
-            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
+            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5} {'':>18}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
                          f"{_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} {stat('domain_classifier'):>11} {'':>18}  "
                          + (("DRIFT: " + ",".join(sp["drifted"])) if sp["any_drift"] else "ok"))
+        seg = w.get("segments")
+        if seg:  # --by: one line per segment
+            c = seg["correction"]
+            for sv in seg["segments"]:
+                name = f"  {seg['by']}={sv['value']}"
+                name = name if len(name) <= 34 else name[:33] + "~"
+                if not sv.get("scored"):
+                    lines.append(f"{name:<34} {sv['n_records']:>6} {'':>24}  (not scored: {sv.get('skipped_reason')})")
+                    continue
+                m = sv.get("methods", {})
+                lines.append(f"{name:<34} {sv['n']:>6} {'':>5} {_fmt(sv.get('estimated_accuracy'), '.2f'):>18}  "
+                             f"{stat('cluster_jsd'):>11} {stat('centroid'):>11} {_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} "
+                             f"{stat('domain_classifier'):>11} {'':>18}  "
+                             + (("DRIFT: " + ",".join(sv["drifted"])) if sv.get("any_drift") else "ok")
+                             + f"  [bonferroni m={c['m']}, alpha {c['alpha_per_segment']:.3g}]")
+        dq = describe_quality(w.get("data_quality") or {})
+        if dq:
+            lines.append(f"  data quality: {dq}")
     lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
-                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most")
+                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
+                 "without labels from calibrated confidences (! = band below the baseline's accuracy by more than its margin)")
     for w in run["windows"]:
         if w.get("scored") and w["any_drift"]:
             lines.append(f"  {w['label']}: {w['explanation'].get('summary', '')}")
@@ -95,7 +132,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         windows = [parse_window_spec(s) for s in args.window] if args.window else None
         run = score_model(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
                           every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
-                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url)
+                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url,
+                          by=args.by, max_segments=args.max_segments)
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

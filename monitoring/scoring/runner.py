@@ -24,7 +24,8 @@ from .windows import Window, count_windows, iso, parse_every, time_windows
 DEFAULT_MIN_WINDOW = 30
 RESULT_FIELDS = ("statistic", "threshold", "p_value", "is_drift", "window_size")
 RECORD_COLUMNS = list(dict.fromkeys(["request_id", "ts_ms", "outcome", *VECTOR_COLUMNS, *SOURCE_COLUMNS, "pred_label", "pred_top_prob",
-                                     "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text"]))
+                                     "pred_entropy", *METADATA_FIELDS, *SETTINGS_COLUMNS, *OUTPUT_COLUMNS, "prompt_hash", "prompt_text",
+                                     "segment_attrs", "error_code", "error_message", "image_mode", "image_format"]))
 
 
 def _ids(positions: Sequence[int], request_ids: Sequence[str]) -> list[str]:
@@ -88,10 +89,14 @@ class ModelFits:
     metadata: Any = None
     settings: Any = None
     outputs: Any = None
+    accuracy: Any = None  # AccuracyEstimator calibrated on the baseline's labels (issue 23), or None
 
     @classmethod
     def fit(cls, b: Baseline) -> "ModelFits":
-        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs())
+        from monitoring.drift.accuracy import fit_from_baseline
+
+        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs(),
+                   fit_from_baseline(b.metadata))
 
 
 def _result_dict(r: Any, space: str) -> dict[str, Any]:
@@ -153,6 +158,13 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     else:
         acc, n_lab = None, 0
     out["accuracy"], out["n_labeled"] = acc, n_lab
+    from .quality import window_quality
+
+    out["data_quality"] = to_jsonable(window_quality(df))
+    estimate = estimate_window_accuracy(fits, ok)
+    if estimate is not None:
+        out["estimated_accuracy"] = estimate["estimated_accuracy"]
+        out["accuracy_estimate"] = estimate
     spaces: dict[str, Any] = {}
     all_results: dict[str, Any] = {}
     for name in fits.spaces:
@@ -188,6 +200,8 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     out["scored"] = True
     drifted = [qualified(name, m) for name in scored for m in spaces[name]["drifted"]]
     drifted += [k for k, r in model_level.items() if r.is_drift]
+    if estimate is not None and estimate["is_drop"]:
+        drifted.append("estimated_accuracy")
     out["drifted"] = drifted
     out["any_drift"] = bool(drifted)
     meta = model_level.get("metadata")
@@ -212,6 +226,14 @@ def score_window(fits: ModelFits, df: pd.DataFrame, *, min_window: int = DEFAULT
     return out
 
 
+def estimate_window_accuracy(fits: ModelFits, ok: pd.DataFrame) -> dict[str, Any] | None:
+    """Label-free accuracy of a window's successful predictions (None: no calibration or no predictions)."""
+    if fits.accuracy is None or "pred_top_prob" not in ok.columns:
+        return None
+    conf = pd.to_numeric(ok["pred_top_prob"], errors="coerce").dropna()
+    return to_jsonable(fits.accuracy.estimate(conf.to_numpy())) if len(conf) else None
+
+
 def summarize_window(w: dict[str, Any], primary_summary: str) -> str:
     """One line over every space: which spaces drifted (and how prompts moved), settings, outputs."""
     parts = []
@@ -230,6 +252,10 @@ def summarize_window(w: dict[str, Any], primary_summary: str) -> str:
         parts.append("settings: " + "; ".join(describe_moves(w["settings"])))
     if w.get("outputs", {}).get("drifted_checks"):
         parts.append("outputs: " + ", ".join(w["outputs"]["drifted_checks"]))
+    est = w.get("accuracy_estimate")
+    if est and est.get("is_drop"):
+        parts.append(f"estimated accuracy {est['estimated_accuracy']:.2f} [{est['low']:.2f}, {est['high']:.2f}] "
+                     f"below baseline {est['reference_accuracy']:.2f} - {est['max_drop']:.2f} (no labels needed)")
     return "; ".join(parts)
 
 
@@ -263,11 +289,14 @@ def score_model(
     use_actuals: bool = True,
     s3_endpoint_url: str | None = None,
     keep_results: bool = False,
+    by: str | None = None,
+    max_segments: int | None = None,
 ) -> dict[str, Any]:
     """Score ``model``'s records window by window; returns the run as a JSON-able dict.
 
     Windows: ``windows`` (explicit), else ``every_n`` records, else ``every`` ("1h", "1d", "1w"),
     else one window over [since, until). Accuracy per window comes from posted actuals.
+    ``by``: also score every segment of each window (monitoring/scoring/segments.py).
     """
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.store.reader import read_records_df, to_epoch_ms
@@ -299,6 +328,15 @@ def score_model(
     wins, windowing = make_windows(ts, every=every, every_n=every_n, windows=windows, since_ms=since_ms, until_ms=until_ms)
     out_windows = []
     first_acc = None
+    seg_fits = None
+    if by is not None:
+        from .segments import DEFAULT_MAX_SEGMENTS, SegmentFits, cap_segments, describe_segments, score_segments
+
+        from monitoring.capture.attributes import NAME_RE
+        if not NAME_RE.match(by):
+            raise ValueError(f"--by {by!r}: a segment attribute name matches [a-z][a-z0-9_]{{0,31}}")
+        cap_segments(pd.Series([], dtype=object), max_segments or DEFAULT_MAX_SEGMENTS)  # check the cap early
+        seg_fits = SegmentFits(b)
     for w in wins:
         if w.positions is not None:
             sub = df.iloc[w.positions[0]:w.positions[1]]
@@ -307,6 +345,12 @@ def score_model(
         res = score_window(fits, sub, min_window=min_window, truth=truth, reference_accuracy=first_acc)
         entry = {"label": w.label, "start": iso(w.start_ms), "end": iso(w.end_ms), "start_ms": int(w.start_ms), "end_ms": int(w.end_ms)}
         entry.update(res)
+        if seg_fits is not None:
+            entry["segments"] = score_segments(seg_fits, sub, by, min_window=min_window,
+                                               max_segments=max_segments or DEFAULT_MAX_SEGMENTS)
+            moved = describe_segments(entry["segments"])
+            if moved and entry.get("explanation") is not None:
+                entry["explanation"]["summary"] = (entry["explanation"].get("summary", "") + "; " + moved).lstrip("; ")
         if first_acc is None and res.get("accuracy") is not None:
             first_acc = res["accuracy"]
         if not keep_results:

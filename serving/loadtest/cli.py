@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: the --url in http/grpc mode; none for sagemaker)")
     g.add_argument("--no-server-stats", action="store_true", help="do not query Triton's statistics API")
     g.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds (default 120)")
+    g.add_argument("--segment", action="append", default=[], metavar="NAME=VALUE",
+                   help="segment attribute sent with every request (request parameter segment.NAME; repeatable)")
     m = p.add_argument_group("load")
     mode = m.add_mutually_exclusive_group()
     mode.add_argument("--concurrency", type=_int_list, help="closed loop: concurrency levels, e.g. 1,2,4,8 "
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 def make_transport(args: argparse.Namespace):
     from serving.loadtest.transports import SageMakerTransport, TritonTransport
 
+    segments = {}
+    for spec in getattr(args, "segment", None) or []:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: --segment {spec!r}: expected NAME=VALUE")
+        segments[name] = value
+
     if args.protocol == "sagemaker":
         if not args.endpoint_name:
             raise SystemExit("error: --protocol sagemaker needs --endpoint-name")
@@ -120,8 +129,8 @@ def make_transport(args: argparse.Namespace):
             target = resolve_url(s3, args.model_data_url, args.model)
         return SageMakerTransport(args.model, args.endpoint_name, endpoint_url=args.endpoint_url,
                                   region=args.region, target_model=target, binary=not args.json_body,
-                                  timeout_s=args.timeout, max_connections=min(max(workers, 10), 512))
-    return TritonTransport(args.model, args.url, args.protocol, timeout_s=args.timeout)
+                                  timeout_s=args.timeout, max_connections=min(max(workers, 10), 512), segments=segments)
+    return TritonTransport(args.model, args.url, args.protocol, timeout_s=args.timeout, segments=segments)
 
 
 def make_stats(args: argparse.Namespace):

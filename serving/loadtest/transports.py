@@ -83,10 +83,15 @@ def _check_outputs(model: str, outputs: dict[str, Any]) -> None:
 class TritonTransport:
     """Triton's KServe v2 API through tritonclient, HTTP or gRPC, binary tensors."""
 
-    def __init__(self, model: str, url: str, protocol: str = "http", timeout_s: float = 120.0):
+    def __init__(self, model: str, url: str, protocol: str = "http", timeout_s: float = 120.0,
+                 segments: dict[str, str] | None = None):
+        from monitoring.capture.attributes import as_parameters
+
         if protocol not in ("http", "grpc"):
             raise ValueError(f"protocol {protocol!r}: http or grpc")
         self.model, self.url, self.protocol, self.timeout_s = model, url, protocol, timeout_s
+        # segment attributes for monitoring (request parameters segment.<name>), checked once here
+        self.parameters = {**RAW_IMAGES, **as_parameters(segments)}
         self._local = threading.local()
         if protocol == "grpc":
             import tritonclient.grpc as tc
@@ -127,7 +132,7 @@ class TritonTransport:
         outputs = [tc.InferRequestedOutput(o) for o in names]
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         try:
-            result = self._client().infer(self.model, tensors, outputs=outputs, parameters=RAW_IMAGES, **kwargs)
+            result = self._client().infer(self.model, tensors, outputs=outputs, parameters=self.parameters, **kwargs)
         except InferenceServerException as exc:
             kind = classify_error(exc.status(), exc.message() or str(exc))
             if kind in ("connection", "timeout"):
@@ -145,7 +150,7 @@ class TritonTransport:
         self._drop_client()
 
 
-def sagemaker_request(payload: Payload, binary: bool = True) -> tuple[bytes, str]:
+def sagemaker_request(payload: Payload, binary: bool = True, segments: dict[str, str] | None = None) -> tuple[bytes, str]:
     """(body, content type) of one KServe v2 request for SageMaker's Triton front end."""
     import base64
 
@@ -156,7 +161,7 @@ def sagemaker_request(payload: Payload, binary: bool = True) -> tuple[bytes, str
         if not binary and name in ("image", "mask_image"):
             value = base64.b64encode(value)  # JSON bodies carry images as base64 text
         inputs[name] = [value]
-    return build_request(inputs, binary=binary)
+    return build_request(inputs, binary=binary, segments=segments)
 
 
 class SageMakerTransport:
@@ -164,8 +169,10 @@ class SageMakerTransport:
 
     def __init__(self, model: str, endpoint_name: str, *, endpoint_url: str | None = None,
                  region: str | None = None, target_model: str | None = None, binary: bool = True,
-                 timeout_s: float = 70.0, max_connections: int = 64, client: Any = None):
+                 timeout_s: float = 70.0, max_connections: int = 64, client: Any = None,
+                 segments: dict[str, str] | None = None):
         self.model = model
+        self.segments = dict(segments or {})
         self.endpoint_name = endpoint_name
         self.target_model = target_model or f"{model}.tar.gz"
         self.binary = binary
@@ -178,7 +185,7 @@ class SageMakerTransport:
         self.client = client
 
     def request_kwargs(self, payload: Payload) -> dict[str, Any]:
-        body, content_type = sagemaker_request(payload, self.binary)
+        body, content_type = sagemaker_request(payload, self.binary, self.segments)
         return {"EndpointName": self.endpoint_name, "TargetModel": self.target_model,
                 "ContentType": content_type, "Accept": content_type.split(";")[0], "Body": body}
 

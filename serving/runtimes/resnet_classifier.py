@@ -12,6 +12,7 @@ from transformers import AutoImageProcessor, ResNetForImageClassification
 
 from serving.errors import InvalidInputError
 from serving.images import decode_image
+from monitoring.capture.image_stats import DEFAULT_TOP_K, MAX_TOP_K, check_top_k
 from monitoring.capture.record import Contribution
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
@@ -37,6 +38,19 @@ class ResNetClassifierRuntime(ModelRuntime):
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         # The pooled features the classification head reads: the penultimate-layer embedding.
         self.taps = {"embedding": Tap(self.model, "resnet.pooler", spatial_mean, "resnet.pooler:flatten")}
+        self.top_k = self.capture_top_k(self.parameters)
+
+    @staticmethod
+    def capture_top_k(parameters: dict[str, str]) -> int:
+        """The config parameter ``capture_top_k``: how many class probabilities each capture record
+        keeps for label-free accuracy estimation (default 5, 0 = none); a bad value fails the load."""
+        text = (parameters.get("capture_top_k") or "").strip()
+        if not text:
+            return DEFAULT_TOP_K
+        try:
+            return check_top_k(int(text))
+        except ValueError:
+            raise ValueError(f"parameter capture_top_k: {text!r} must be an integer in 0..{MAX_TOP_K}") from None
 
     def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
         items = []
@@ -79,7 +93,7 @@ class ResNetClassifierRuntime(ModelRuntime):
     def contribution(self, item: Item, output: ItemOutput) -> Contribution:
         assert isinstance(item, ClassifierItem)
         return Contribution(input_image=item.image, probabilities=output.values["probabilities"],
-                            labels=self.labels, embeddings=self.embedded(output))
+                            labels=self.labels, top_k=self.top_k, embeddings=self.embedded(output))
 
     def postprocess(self, items: list[Item], outputs: list[ItemOutput]) -> dict[str, np.ndarray]:
         return {

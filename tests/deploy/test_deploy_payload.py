@@ -133,3 +133,14 @@ def test_header_size_only_for_binary_content_type() -> None:
     assert header_size("application/json") is None
     assert header_size(None) is None
     assert header_size(f"{BINARY_CONTENT_TYPE}; json-header-size=42") == 42
+
+
+def test_segment_attributes_travel_in_the_body() -> None:
+    """CustomAttributes never reach the model behind Triton's SageMaker frontend: segments go in the body."""
+    body, _ = build_request({"prompt": ["a fox"]}, segments={"tenant": "acme", "region": "eu"})
+    assert json.loads(body)["parameters"] == {"segment.tenant": "acme", "segment.region": "eu"}
+    body, content_type = build_request({"prompt": ["a fox"], "image": [PNG]}, binary=True, segments={"tenant": "acme"})
+    header = json.loads(body[:header_size(content_type)])
+    assert header["parameters"] == {"binary_data_output": True, "image_encoding": "raw", "segment.tenant": "acme"}
+    with pytest.raises(PayloadError, match=r"segment.tenant': value of 65 characters is outside 1..64"):
+        build_request({"prompt": ["a"]}, segments={"tenant": "x" * 65})

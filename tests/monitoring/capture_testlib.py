@@ -66,6 +66,12 @@ def make_record(i: int, model: str = "m1", ts_ms: int | None = None, dim: int = 
         "output_embedding": None,
         "output_embedding_source": None,
         "thumbnail": None,
+        # issue 23
+        "pred_top_k_labels": None,
+        "pred_top_k_probs": None,
+        "image_mode": "RGB",
+        "image_format": "PNG",
+        "segment_attrs": None,
     }
 
 

@@ -73,3 +73,16 @@ def test_output_and_prediction_stats():
     p = prediction_stats(np.array([0.5, 0.25, 0.25]), ["cat", "dog", "fox"])
     assert p["pred_label"] == "cat" and p["pred_top_prob"] == 0.5
     assert p["pred_entropy"] == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+
+
+def test_prediction_top_k():
+    p = prediction_stats(np.array([0.1, 0.4, 0.05, 0.3, 0.15]), ["a", "b", "c", "d", "e"], top_k=3)
+    assert p["pred_top_k_labels"] == ["b", "d", "e"]
+    np.testing.assert_allclose(p["pred_top_k_probs"], [0.4, 0.3, 0.15], rtol=1e-6)
+    assert p["pred_top_k_labels"][0] == p["pred_label"]
+    # k larger than the class count keeps every class; 0 keeps none; a tie keeps argmax first
+    assert len(prediction_stats(np.array([0.5, 0.5]), ["x", "y"], top_k=5)["pred_top_k_labels"]) == 2
+    assert prediction_stats(np.array([0.5, 0.5]), ["x", "y"], top_k=5)["pred_top_k_labels"][0] == "x"
+    assert "pred_top_k_probs" not in prediction_stats(np.array([0.5, 0.5]), top_k=0)
+    with pytest.raises(ValueError, match=r"capture_top_k: 101 must be an integer in 0..100"):
+        prediction_stats(np.array([1.0]), top_k=101)

@@ -27,14 +27,20 @@ def test_demo_reduced(tmp_path, model_repo):
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads((work / "summary.json").read_text())
-    assert summary["requests_failed"] == 0 and summary["requests_sent"] == 183 and summary["labels_posted"] == 180
-    w1, w2, w3 = summary["weeks"]
+    assert summary["requests_failed"] == 0 and summary["requests_sent"] == 244 and summary["labels_posted"] == 240
+    w1, w2, w3, w4 = summary["weeks"]
     assert [w["n"] for w in (w1, w2, w3)] == [60, 60, 60]  # every request captured and scored
     # The baseline is digits the model was not trained on: the clean week raises no alarm at all.
     assert sum(w1[k] for k in EMBEDDING) == 0 and not w1["any_drift"], w1
     assert sum(w2[k] for k in EMBEDDING) >= 2 and sum(w3[k] for k in EMBEDDING) >= 3
     assert w3["accuracy"] < w1["accuracy"] - 0.2
     assert w2["top_field"] == "sharpness" and w3["top_field"] == "brightness"
+    # label-free accuracy (issue 23): near the realized one on the clean week, lower on the corrupted weeks...
+    assert abs(w1["estimated_accuracy"] - w1["accuracy"]) < 0.1, w1
+    assert max(w2["estimated_accuracy"], w3["estimated_accuracy"]) < w1["estimated_accuracy"] - 0.1
+    # ...and blind to concept shift: week 4 relabels half the digits, inputs unchanged
+    assert not w4["any_drift"] and w4["accuracy"] < w1["accuracy"] - 0.3
+    assert abs(w4["estimated_accuracy"] - w1["estimated_accuracy"]) < 0.1
     report = Path(summary["report"])
     html = report.read_text()
     assert "Embedding map" in html and "Plotly" in html
@@ -42,11 +48,14 @@ def test_demo_reduced(tmp_path, model_repo):
     m = re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", html, re.S)
     pts = json.loads(m.group(1))["spaces"][0]["points"]
     week_thumbs = [t for t, d in zip(pts["thumb"], pts["ds"]) if d > 0]
-    assert len(week_thumbs) == 180 and all(week_thumbs)
+    assert len(week_thumbs) == 240 and all(week_thumbs)
     assert Image.open(io.BytesIO(base64.b64decode(week_thumbs[0]))).format == "JPEG"
     assert "week 3 (darkened)" in proc.stdout and "report:" in proc.stdout
     metrics = (work / "drift_metrics.prom").read_text()
-    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in metrics
+    # the gauges show the latest window, week 4 (concept shift): no drift, a high estimate, the accuracy drop
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 0.0' in metrics
+    assert 'model_estimated_accuracy{bound="estimate",model="resnet_classifier"}' in metrics
+    assert f'model_accuracy{{model="resnet_classifier"}} {w4["accuracy"]}' in metrics
     # The sidecar publishes the same gauges from the store on its own /metrics.
     import urllib.request
 
@@ -59,5 +68,6 @@ def test_demo_reduced(tmp_path, model_repo):
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{sidecar.metrics_port}/metrics").read().decode()
     finally:
         sidecar.close()
-    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 1.0' in scraped
+    assert 'drift_is_drift{method="mmd",model="resnet_classifier"} 0.0' in scraped
+    assert 'model_estimated_accuracy{bound="high",model="resnet_classifier"}' in scraped
     assert 'model_accuracy{model="resnet_classifier"}' in scraped

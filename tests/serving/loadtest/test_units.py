@@ -350,3 +350,19 @@ def test_negative_prompt_modes_control_the_input_set():
     assert len(set(names("mixed"))) == 2  # Triton will not batch these together
     with pytest.raises(ValueError):
         PayloadFactory("sd_depth", negative_prompt="sometimes")
+
+
+def test_load_carries_segment_attributes():
+    """Issue 23: a load test can play one tenant; the attributes ride in the body on every transport."""
+    from deploy.payload import header_size
+
+    from serving.loadtest.transports import TritonTransport
+
+    p = PayloadFactory("resnet_classifier")(0)
+    t = SageMakerTransport("resnet_classifier", "ep", client=_runtime_client(), segments={"tenant": "load"})
+    kwargs = t.request_kwargs(p)
+    header = json.loads(kwargs["Body"][:header_size(kwargs["ContentType"])])
+    assert header["parameters"]["segment.tenant"] == "load"
+    assert TritonTransport("resnet_classifier", "127.0.0.1:1", segments={"tenant": "load"}).parameters["segment.tenant"] == "load"
+    with pytest.raises(ValueError, match="the name must match"):
+        TritonTransport("resnet_classifier", "127.0.0.1:1", segments={"Tenant": "x"})
