@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitoring.capture.fields import check_model_name
-from monitoring.drift.mergeable import merge_states, score_state, window_state
+from monitoring.drift.mergeable import merge_states, metadata_state, score_metadata_state, score_state, window_state
 from monitoring.drift.result import DriftResult
 from monitoring.drift.suite import DriftSuite
 from monitoring.store.backend import Backend, open_backend
@@ -122,9 +122,16 @@ def map_partition(
     embedding_column: str = "embedding",
     s3_endpoint_url: str | None = None,
     slice_rows: int = 8192,
+    metadata: Any = None,
 ) -> tuple[int, int, dict[str, Any]]:
-    """``(window, rows, {method: state})`` of one partition task (runs on a worker)."""
-    meta_fields = list(suite.metadata.fields_) if getattr(suite, "metadata_fitted_", False) else []
+    """``(window, rows, {method: state})`` of one partition task (runs on a worker).
+
+    ``metadata``: a fitted MetadataDrift to use instead of the suite's own (the scoring runner
+    fits metadata once per model, not per embedding space).
+    """
+    if metadata is None and getattr(suite, "metadata_fitted_", False):
+        metadata = suite.metadata
+    meta_fields = list(metadata.fields_) if metadata is not None else []
     columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
     table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
                            s3_endpoint_url=s3_endpoint_url)
@@ -143,8 +150,10 @@ def map_partition(
     for start in range(0, order.size, slice_rows):
         part = table.take(order[start : start + slice_rows])
         X = embedding_matrix(part[embedding_column])
-        meta = part.select(meta_fields).to_pandas() if meta_fields else None
-        state = merge_states([state, window_state(suite, X, meta, part_id=task.part_id, row_offset=start)])
+        st = window_state(suite, X, None, part_id=task.part_id, row_offset=start)
+        if meta_fields:
+            st["metadata"] = metadata_state(metadata, part.select(meta_fields).to_pandas())
+        state = merge_states([state, st])
     return task.window, int(order.size), state
 
 
@@ -159,6 +168,7 @@ def score_windows(
     min_window: int = 2,
     slice_rows: int = 8192,
     s3_endpoint_url: str | None = None,
+    metadata: Any = None,
 ) -> list[FleetWindowResult]:
     """Score every ``[since, until)`` window of ``model`` against a fitted suite.
 
@@ -173,19 +183,24 @@ def score_windows(
     tasks = partition_tasks(store, model, windows, s3_endpoint_url=s3_endpoint_url)
     if slice_rows < 1:
         raise ValueError(f"slice_rows must be >= 1, got {slice_rows}")
+    if metadata is None and getattr(suite, "metadata_fitted_", False):
+        metadata = suite.metadata
     kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url, slice_rows=slice_rows)
     if cluster is None:
-        outputs: Iterable[tuple[int, int, dict[str, Any]]] = (map_partition(t, suite, store, model, **kw) for t in tasks)
-        return _reduce(suite, windows, tasks, outputs, min_window)
+        outputs: Iterable[tuple[int, int, dict[str, Any]]] = (
+            map_partition(t, suite, store, model, metadata=metadata, **kw) for t in tasks)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     client, own = _client(cluster)
     try:
         # one copy of the fitted suite per worker, not one per task
         suite_f = client.scatter(suite, broadcast=True)
-        futures = client.map(map_partition, tasks, suite=suite_f, store=os.fspath(store), model=model, pure=False, **kw)
+        meta_f = None if metadata is None else client.scatter(metadata, broadcast=True)
+        futures = client.map(map_partition, tasks, suite=suite_f, store=os.fspath(store), model=model, metadata=meta_f,
+                             pure=False, **kw)
         from distributed import as_completed  # noqa: PLC0415 - optional engine, imported only when used
 
         outputs = (f.result() for f in as_completed(futures))
-        return _reduce(suite, windows, tasks, outputs, min_window)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     finally:
         if own:
             client.close()
@@ -205,6 +220,7 @@ def _reduce(
     tasks: Sequence[PartitionTask],
     outputs: Iterable[tuple[int, int, dict[str, Any]]],
     min_window: int,
+    metadata: Any = None,
 ) -> list[FleetWindowResult]:
     # score a window as soon as its last partition is in, so at most the unfinished windows'
     # states are held (matters for the domain classifier's sample)
@@ -220,12 +236,21 @@ def _reduce(
             states.setdefault(wi, []).append(st)
         pending[wi] -= 1
         if pending[wi] == 0:
-            done[wi] = _score_one(suite, windows[wi], rows[wi], parts[wi], states.pop(wi, []), min_window)
-    return [done.get(i) or _score_one(suite, w, 0, 0, [], min_window) for i, w in enumerate(windows)]
+            done[wi] = _score_one(suite, windows[wi], rows[wi], parts[wi], states.pop(wi, []), min_window, metadata)
+    return [done.get(i) or _score_one(suite, w, 0, 0, [], min_window, metadata) for i, w in enumerate(windows)]
 
 
-def _score_one(suite: DriftSuite, window: tuple[int, int], n: int, parts: int, states: list[dict[str, Any]], min_window: int) -> FleetWindowResult:
-    results = score_state(suite, merge_states(states)) if n >= min_window else {}
+def _score_one(suite: DriftSuite, window: tuple[int, int], n: int, parts: int, states: list[dict[str, Any]], min_window: int,
+               metadata: Any = None) -> FleetWindowResult:
+    results: dict[str, DriftResult] = {}
+    if n >= min_window:
+        merged = merge_states(states)
+        results = score_state(suite, {k: v for k, v in merged.items() if k != "metadata"})
+        if metadata is not None and "metadata" in merged:
+            try:
+                results["metadata"] = score_metadata_state(metadata, merged["metadata"])
+            except ValueError:
+                pass  # every metadata value missing in this window: the in-memory runner skips it too
     return FleetWindowResult(int(window[0]), int(window[1]), int(n), parts, results)
 
 

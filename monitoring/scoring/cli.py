@@ -28,6 +28,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook", default=None, metavar="URL", help="POST a JSON summary here when a window alarms")
     p.add_argument("--json", action="store_true", help="one JSON object: model, baseline, windows[{start, end, n, accuracy, methods{...}, ...}]")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 3 when any window alarms (for CI/cron)")
+    p.add_argument("--memory-budget-mb", type=float, default=2048.0, metavar="MB",
+                   help="a range whose records would take more memory than this is scored by streaming partition states "
+                        "(same verdicts, no row-level explanations) instead of in memory (default 2048)")
 
 
 def _fmt(x, spec: str) -> str:
@@ -95,7 +98,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         windows = [parse_window_spec(s) for s in args.window] if args.window else None
         run = score_model(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
                           every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
-                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url)
+                          use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url,
+                          memory_budget_mb=args.memory_budget_mb)
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
