@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -97,8 +98,20 @@ def partition_tasks(
         for wi, (since, until) in enumerate(windows):
             if probe is not None and (probe + MS_PER_HOUR <= since or probe >= until):
                 continue
-            tasks.append(PartitionTask(len(tasks), wi, part, tuple(keys), int(since), int(until)))
+            tasks.append(PartitionTask(partition_id(part), wi, part, tuple(keys), int(since), int(until)))
     return tasks
+
+
+def partition_id(partition: str) -> int:
+    """A stable number for a partition (seeds its sample keys): the same wherever and whenever it
+    is mapped, so a state made at ingest equals one made by a later scoring run."""
+    return zlib.crc32(partition.encode()) & 0x7FFFFFFF
+
+
+def covers(task: PartitionTask) -> bool:
+    """Whether the task's window holds the partition's whole hour (then a stored state can stand in)."""
+    start = partition_start_ms(task.keys[0] if task.keys else "")
+    return start is not None and task.since_ms <= start and start + MS_PER_HOUR <= task.until_ms
 
 
 def embedding_matrix(column: pa.ChunkedArray | pa.Array, dtype: type = np.float32) -> np.ndarray:
@@ -135,26 +148,29 @@ def map_partition(
     columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
     table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
                            s3_endpoint_url=s3_endpoint_url)
-    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding,
-    # in time order; kept as an index rather than filtered/sorted copies of the whole partition
+    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding.
+    # Rows stay in file order: every state but the sample is order-free, and the sample's keys are
+    # seeded by (partition, position), so no embedding column is reordered (arrow's take copied
+    # whole columns); a filter copies only when some row is dropped.
     ok = pc.fill_null(pc.equal(table["outcome"], "ok"), True)
     has = pc.fill_null(pc.greater(pc.list_value_length(table[embedding_column]), 0), False)
-    keep = np.flatnonzero(pc.and_(ok, has).to_numpy(zero_copy_only=False))
-    ts = table["ts_ms"].to_numpy()[keep]
-    order = keep[np.argsort(ts, kind="stable")]
-    if order.size == 0:
+    mask = pc.and_(ok, has)
+    if not pc.all(mask).as_py():
+        table = table.filter(mask)
+    n = table.num_rows
+    if n == 0:
         return task.window, 0, {}
-    # map in row slices: only a slice's rows are copied out of the Arrow buffers and the
-    # detectors' temporaries stay slice-sized, so peak memory is ~ one partition's Arrow data
+    # map in row slices (zero-copy views of the Arrow buffers): the detectors' temporaries stay
+    # slice-sized, so peak memory is ~ one partition's Arrow data
     state: dict[str, Any] = {}
-    for start in range(0, order.size, slice_rows):
-        part = table.take(order[start : start + slice_rows])
+    for start in range(0, n, slice_rows):
+        part = table.slice(start, slice_rows)
         X = embedding_matrix(part[embedding_column])
         st = window_state(suite, X, None, part_id=task.part_id, row_offset=start)
         if meta_fields:
             st["metadata"] = metadata_state(metadata, part.select(meta_fields).to_pandas())
         state = merge_states([state, st])
-    return task.window, int(order.size), state
+    return task.window, int(n), state
 
 
 def score_windows(
@@ -169,6 +185,7 @@ def score_windows(
     slice_rows: int = 8192,
     s3_endpoint_url: str | None = None,
     metadata: Any = None,
+    states: Any = None,
 ) -> list[FleetWindowResult]:
     """Score every ``[since, until)`` window of ``model`` against a fitted suite.
 
@@ -186,9 +203,13 @@ def score_windows(
     if metadata is None and getattr(suite, "metadata_fitted_", False):
         metadata = suite.metadata
     kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url, slice_rows=slice_rows)
+    if states is not None:
+        if cluster is not None:
+            raise ValueError("states (stored partition states) are read in this process: use cluster=None")
+        outputs: Iterable[tuple[int, int, dict[str, Any]]] = _map_with_states(tasks, suite, store, model, metadata, states, kw)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     if cluster is None:
-        outputs: Iterable[tuple[int, int, dict[str, Any]]] = (
-            map_partition(t, suite, store, model, metadata=metadata, **kw) for t in tasks)
+        outputs = (map_partition(t, suite, store, model, metadata=metadata, **kw) for t in tasks)
         return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     client, own = _client(cluster)
     try:
@@ -204,6 +225,27 @@ def score_windows(
     finally:
         if own:
             client.close()
+
+
+def _map_with_states(tasks: Sequence[PartitionTask], suite: DriftSuite, store: Any, model: str, metadata: Any, states: Any,
+                     kw: dict[str, Any]) -> Iterable[tuple[int, int, dict[str, Any]]]:
+    """The map, reading a stored state for each whole hour that has a valid one, and writing the
+    state of each whole hour it had to read (see :mod:`monitoring.fleet.states`)."""
+    from .states import fingerprint, partition_files
+
+    sizes = partition_files(states.backend, {t.partition for t in tasks if covers(t)})
+    for t in tasks:
+        if not covers(t):
+            yield map_partition(t, suite, store, model, metadata=metadata, **kw)
+            continue
+        fp = fingerprint(sizes.get(t.partition, []))
+        got = states.load(t.partition, fp)
+        if got is not None:
+            yield t.window, got[0], got[1]
+            continue
+        wi, rows, st = map_partition(t, suite, store, model, metadata=metadata, **kw)
+        states.save(t.partition, fp, rows, st)
+        yield wi, rows, st
 
 
 def _client(cluster: Any) -> tuple[Any, bool]:

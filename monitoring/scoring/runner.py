@@ -295,6 +295,7 @@ def score_run(
     keep_results: bool = False,
     memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB,
     engine: str = "auto",
+    use_states: bool = True,
 ) -> ScoreRun:
     """Score ``model``'s records window by window against its baseline: one engine, two ways in.
 
@@ -306,6 +307,7 @@ def score_run(
     partition into the detectors' mergeable states (:mod:`monitoring.fleet`) and never holds a
     window, so memory does not grow with the window; verdicts are the same (docs/fleet.md).
     ``"auto"`` (default) picks ``rows`` unless the range would take more than ``memory_budget_mb``.
+    ``use_states`` (states engine): reuse and write the per-hour states under ``_monitoring/states/``.
     """
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.store.reader import read_records_df, to_epoch_ms
@@ -330,7 +332,7 @@ def score_run(
             raise ValueError(f"--every-n {every_n}: windows of N records need the records in memory; the range is over "
                              f"the memory budget ({memory_budget_mb} MB): use --every or --window, or raise the budget")
         out_windows, windowing = _stream_windows(backend, fits, model, every=every, windows=windows, since_ms=since_ms,
-                                                 until_ms=until_ms, min_window=min_window)
+                                                 until_ms=until_ms, min_window=min_window, use_states=use_states)
         has_actuals = False
     else:
         out_windows, windowing, has_actuals = _row_windows(backend, fits, model, read_records_df, join_actuals, load_actuals,
@@ -396,8 +398,12 @@ def _row_windows(backend: Any, fits: ModelFits, model: str, read_records_df: Any
 
 
 def _stream_windows(backend: Any, fits: ModelFits, model: str, *, every: str | None, windows: Sequence[Window] | None,
-                    since_ms: int | None, until_ms: int | None, min_window: int) -> tuple[list[WindowScore], dict[str, Any]]:
-    """The streaming engine: every space's detectors (and metadata) from per-partition mergeable states."""
+                    since_ms: int | None, until_ms: int | None, min_window: int,
+                    use_states: bool = True) -> tuple[list[WindowScore], dict[str, Any]]:
+    """The streaming engine: every space's detectors (and metadata) from per-partition mergeable states.
+
+    ``use_states``: read the state stored for each whole hour (made at ingest or by an earlier
+    run) when it was made for this baseline from these files, and store the ones computed here."""
     from monitoring.fleet.score import score_windows as stream_score
     from monitoring.store.reader import list_files, partition_start_ms
 
@@ -416,10 +422,14 @@ def _stream_windows(backend: Any, fits: ModelFits, model: str, *, every: str | N
             wins, windowing = [Window(f"{iso(since_ms)} .. {iso(until_ms)}", since_ms, until_ms)], {"kind": "range"}
     pairs = [(int(w.start_ms), int(w.end_ms)) for w in wins]
     primary = fits.baseline.primary_space
+    from monitoring.fleet.states import StateCache, baseline_tag
+
     per_space = {}
     for name, suite in fits.spaces.items():
+        cache = StateCache(backend, model, name, baseline_tag(fits.baseline, name)) if use_states else None
         per_space[name] = stream_score(suite, backend, model, pairs, embedding_column=SPACE_BY_NAME[name].column,
-                                       min_window=max(2, min_window), metadata=fits.metadata if name == primary else None)
+                                       min_window=max(2, min_window), metadata=fits.metadata if name == primary else None,
+                                       states=cache)
     out = []
     for i, w in enumerate(wins):
         spaces: dict[str, Any] = {}

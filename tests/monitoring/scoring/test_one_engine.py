@@ -58,12 +58,116 @@ def test_rows_and_states_engines_give_equal_results(store, rows_run):
     for wa, wb in zip(a, b):
         for k in wa:
             assert wa[k][0] == wb[k][0], k
+            assert wa[k][3] == wb[k][3], k
+            if k == "domain_classifier":  # the states keep a feature sample: another, equally valid draw
+                continue
             assert wa[k][1] == pytest.approx(wb[k][1], rel=1e-9), k
             assert wa[k][2] == pytest.approx(wb[k][2], rel=1e-9, abs=1e-12), k
             assert wa[k][3] == wb[k][3], k
     assert [w["any_drift"] for w in states["windows"]] == [w["any_drift"] for w in rows_run["windows"]] == [False] * 3 + [True]
     assert [w["page"] for w in states["windows"]] == [w["page"] for w in rows_run["windows"]]
     assert states["windows"][3]["page"] in ("warning", "critical") and states["windows"][0]["page"] == "ok"
+
+
+def _exact(a, b):
+    for x, y in zip(a, b):
+        assert (x.n, x.partitions) == (y.n, y.partitions) and set(x.results) == set(y.results)
+        for k, r in x.results.items():
+            assert r.is_drift == y.results[k].is_drift, k
+            assert r.p_value == pytest.approx(y.results[k].p_value, rel=1e-9), k
+            assert r.statistic == pytest.approx(y.results[k].statistic, rel=1e-9, abs=1e-12), k
+
+
+def test_raw_states_and_dask_paths_give_equal_results(store, tmp_path):
+    """Raw partitions, states made at ingest, states made by a first run, and a Dask cluster: the same numbers."""
+    import shutil
+
+    from monitoring.baseline.store import load_baseline
+    from monitoring.fleet import hourly_windows, score_windows
+    from monitoring.fleet.states import StateCache, baseline_tag, write_partition_states
+    from monitoring.store.backend import open_backend
+
+    root = tmp_path / "copy"
+    shutil.copytree(store, root, ignore=shutil.ignore_patterns("states"))
+    backend = open_backend(root)
+    b = load_baseline(backend, MODEL)
+    suite, meta = b.fit_space("image"), b.fit_metadata()
+    wins = hourly_windows(DAY, 4)
+    raw = score_windows(suite, root, MODEL, wins, metadata=meta)
+    # ingest: the sidecar's hook writes each closed hour's state for the latest baseline
+    parts = sorted({k.rsplit("/", 1)[0] for k in (e.key for e in backend.list(f"model={MODEL}/"))})
+    assert write_partition_states(backend, parts, now_ms=DAY + 10 * 3_600_000) == 4
+    assert write_partition_states(backend, parts, now_ms=DAY + 10 * 3_600_000) == 0  # already there
+    cache = StateCache(backend, MODEL, "image", baseline_tag(b, "image"))
+    from_states = score_windows(suite, root, MODEL, wins, metadata=meta, states=cache)
+    assert (cache.hits, cache.misses, cache.writes) == (4, 0, 0)
+    _exact(raw, from_states)
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        remote = score_windows(suite, root, MODEL, wins, cluster=client, metadata=meta)
+    _exact(raw, remote)
+    assert [w.any_drift for w in raw] == [False, False, False, True]
+
+
+def test_a_state_made_for_an_older_baseline_is_never_used(store, tmp_path):
+    import shutil
+
+    from monitoring.baseline.store import load_baseline
+    from monitoring.drift.mergeable import states_from_bytes
+    from monitoring.fleet import hourly_windows, score_windows
+    from monitoring.fleet.states import StateCache, baseline_tag
+    from monitoring.store.backend import open_backend
+
+    root = tmp_path / "copy"
+    shutil.copytree(store, root)
+    backend = open_backend(root)
+    v1 = load_baseline(backend, MODEL)
+    first = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    v1_keys = [e.key for e in backend.list("_monitoring/states/")]
+    assert len(v1_keys) == 4 and all(f"baseline={baseline_tag(v1, 'image')}/" in k for k in v1_keys)
+    # a newer baseline fitted on drifted data (hour 3's distribution): old states would say "no drift" there
+    rng = np.random.default_rng(5)
+    X = _sampler(rng, 1500, 3)
+    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)}),
+                  detectors={"n_null": 200})
+    v2 = load_baseline(backend, MODEL)
+    assert v2.version == v1.version + 1 and baseline_tag(v2, "image") != baseline_tag(v1, "image")
+    # a v1 state copied under v2's name is refused too (the tag inside the file is checked)
+    cache = StateCache(backend, MODEL, "image", baseline_tag(v2, "image"))
+    part = v1_keys[0].split("/image/")[-1] if "/image/" in v1_keys[0] else None
+    state, attrs = states_from_bytes(backend.read(v1_keys[0]))
+    backend.write(cache.key(attrs["partition"]), backend.read(v1_keys[0]))
+    second = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    raw_v2 = score_windows(v2.fit_space("image"), root, MODEL, hourly_windows(DAY, 4), metadata=v2.fit_metadata())
+    for w, r in zip(second.windows, raw_v2):
+        assert w.methods["centroid"].p_value == pytest.approx(r.results["centroid"].p_value, rel=1e-9)
+        assert w.methods["centroid"].statistic == pytest.approx(r.results["centroid"].statistic, rel=1e-9)
+    # against v2 (fitted on drifted data) the clean hours now drift and the drifted one does not
+    assert [w.methods["centroid"].is_drift for w in second.windows] == [True, True, True, False]
+    assert [w.methods["centroid"].is_drift for w in first.windows] == [False, False, False, True]
+    v2_keys = [e.key for e in backend.list(f"_monitoring/states/model={MODEL}/space=image/baseline={baseline_tag(v2, 'image')}/")]
+    assert len(v2_keys) == 4
+    assert all(states_from_bytes(backend.read(k))[1]["baseline"] == baseline_tag(v2, "image") for k in v2_keys)
+
+
+def test_a_partition_that_changed_is_read_again(store, tmp_path):
+    import shutil
+
+    from monitoring.fleet.synthetic import records_table
+    from monitoring.store.backend import open_backend
+    from monitoring.store.writer import StoreWriter
+
+    root = tmp_path / "copy"
+    shutil.copytree(store, root)
+    score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    # late rows for hour 0 (a new file in that partition): its state must not be reused as is
+    rng = np.random.default_rng(77)
+    late = records_table(MODEL, _sampler(rng, 50, 0), DAY + np.sort(rng.integers(0, 3_600_000, 50)), rng, "late")
+    StoreWriter(open_backend(root)).write_parts(late, "late")
+    again = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    assert [w.n for w in again.windows] == [450, 400, 400, 400]
 
 
 def test_dask_engine_equals_in_process(store):
@@ -107,7 +211,7 @@ def test_over_its_memory_budget_score_streams_instead_of_holding_the_window(stor
     monkeypatch.setattr(reader, "read_records_df", whole_range)
     monkeypatch.setattr(fleet_score, "read_partition", one_partition)
     run = score_run(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False,
-                    memory_budget_mb=budget)
+                    memory_budget_mb=budget, use_states=False)  # raw partitions (the fixture may hold states)
     monkeypatch.undo()
     assert run.windowing["engine"] == "states"
     assert [w.engine for w in run.windows] == ["states"] * 4
