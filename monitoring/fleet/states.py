@@ -101,8 +101,14 @@ def partition_files(backend: Backend, partitions: Iterable[str]) -> dict[str, li
     return out
 
 
+#: The ingest hook makes states for hours that ended at most this long ago (a sidecar started on
+#: an old store does not rescore months at startup; scoring makes the rest on first use).
+INGEST_MAX_AGE_MS = 48 * MS_PER_HOUR
+
+
 def write_partition_states(backend: Backend, partitions: Iterable[str], *, now_ms: int | None = None,
-                           fits_cache: dict[tuple[str, int], Any] | None = None) -> int:
+                           fits_cache: dict[tuple[str, int], Any] | None = None,
+                           max_age_ms: int = INGEST_MAX_AGE_MS) -> int:
     """Ingest side: the states of every closed hour partition given, for its model's latest baseline.
 
     Called by the sidecar after each compaction pass over the partitions it wrote. An hour still
@@ -118,7 +124,9 @@ def write_partition_states(backend: Backend, partitions: Iterable[str], *, now_m
     by_model: dict[str, list[str]] = {}
     for p in partitions:
         start = partition_start_ms(p + "/x.parquet")
-        if start is None or start + MS_PER_HOUR > now_ms or not p.startswith("model="):
+        if start is None or start + MS_PER_HOUR > now_ms or start + MS_PER_HOUR < now_ms - max_age_ms:
+            continue
+        if not p.startswith("model="):
             continue
         by_model.setdefault(p.split("/", 1)[0][len("model="):], []).append(p)
     for model, parts in by_model.items():

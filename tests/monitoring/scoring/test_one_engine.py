@@ -240,3 +240,34 @@ def test_typed_run_round_trips_to_the_json_score_prints(store, rows_run, capsys)
     assert [w["engine"] for w in printed["windows"]] == ["states"] * 4
     assert _verdicts(printed)[3].keys() == _verdicts(rows_run)[3].keys()
     assert ScoreRun.from_json(printed).to_json() == printed
+
+
+def test_sidecar_compaction_writes_states_that_scoring_then_reads(tmp_path):
+    import time
+
+    from monitoring.fleet.states import STATES_PREFIX
+    from monitoring.sidecar.service import Sidecar
+
+    root, spool = tmp_path / "store", tmp_path / "spool"
+    spool.mkdir()
+    now = int(time.time() * 1000)
+    day = (now // 3_600_000 - 3) * 3_600_000  # two closed hours, a little while ago
+    write_day(root, MODEL, day, 2 * 300, _sampler, hours=2, files_per_hour=2, seed=4)
+    rng = np.random.default_rng(0)
+    X = (CENTERS[rng.integers(0, 4, 1000)] + rng.standard_normal((1000, D))).astype(np.float32)
+    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1000), "contrast": rng.normal(50, 8, 1000)}),
+                  detectors={"n_null": 200})
+    svc = Sidecar(spool, root, compact_every=0)
+    try:
+        svc.compact()
+    finally:
+        svc.close()
+    from monitoring.store.backend import open_backend
+
+    backend = open_backend(root)
+    made = [e.key for e in backend.list(STATES_PREFIX)]
+    assert len(made) == 2, made
+    run = score_run(root, MODEL, since=day, until=day + 2 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    assert [w.n for w in run.windows] == [300, 300]
+    assert sorted(e.key for e in backend.list(STATES_PREFIX)) == sorted(made)  # read, not rewritten
+    assert [k for k in made if "/baseline=v1-" in k] == made
