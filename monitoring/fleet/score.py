@@ -186,8 +186,13 @@ def score_windows(
     s3_endpoint_url: str | None = None,
     metadata: Any = None,
     states: Any = None,
+    blas_threads: int | None = 1,
 ) -> list[FleetWindowResult]:
     """Score every ``[since, until)`` window of ``model`` against a fitted suite.
+
+    ``states``: a :class:`monitoring.fleet.states.StateCache`: whole hours are read from their
+    stored state when it is valid, and their state is stored when it had to be computed.
+    ``blas_threads``: BLAS threads while mapping and scoring in this process (None: leave as is).
 
     ``cluster``: None runs the map in this process; otherwise a Dask scheduler address, a
     ``distributed.Client`` or a cluster object (``LocalCluster``). ``store`` must then be a path
@@ -203,6 +208,16 @@ def score_windows(
     if metadata is None and getattr(suite, "metadata_fitted_", False):
         metadata = suite.metadata
     kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url, slice_rows=slice_rows)
+    if cluster is None and blas_threads is not None:
+        # One BLAS thread in this process: the products here are small or slice-sized, and
+        # OpenBLAS's extra threads spin (sched_yield) against the Parquet reader and each other;
+        # on a loaded 2-core machine a day from states took 39 s wall with them and 2.2 s without.
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - scikit-learn's own dependency
+
+        with threadpool_limits(limits=int(blas_threads)):
+            return score_windows(suite, store, model, windows, cluster=None, embedding_column=embedding_column,
+                                 min_window=min_window, slice_rows=slice_rows, s3_endpoint_url=s3_endpoint_url,
+                                 metadata=metadata, states=states, blas_threads=None)
     if states is not None:
         if cluster is not None:
             raise ValueError("states (stored partition states) are read in this process: use cluster=None")
