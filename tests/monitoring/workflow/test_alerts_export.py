@@ -137,12 +137,12 @@ def test_alert_levels_from_p_values():
 
 
 def test_alert_rules_levels_match_the_code():
-    """The warning/critical thresholds written in alerts.yml are ALERT_LEVELS, with matching severities."""
+    """The warning/critical thresholds written in alerts.yml are the page levels, with matching severities."""
     import re
 
     import yaml
 
-    from monitoring.alerts.levels import ALERT_LEVELS
+    from monitoring.alerts.levels import PAGE_LEVELS
     from workflow_testlib import ROOT
 
     rules = {r["alert"]: r for g in yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
@@ -152,7 +152,7 @@ def test_alert_rules_levels_match_the_code():
         assert rules[name]["labels"]["severity"] == level
         ps = [float(x) for x in re.findall(r"drift_p_value\{[^}]*\}\s*<=\s*([0-9.]+)", rules[name]["expr"])]
         assert ps
-        assert (max(ps) if level == "warning" else min(ps)) == ALERT_LEVELS[level]
+        assert (max(ps) if level == "warning" else min(ps)) == PAGE_LEVELS[level]
 
 
 def test_a_long_running_exporter_lists_the_scores_prefix_once_per_interval(digit_store):
