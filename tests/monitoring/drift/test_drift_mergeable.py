@@ -81,3 +81,21 @@ def test_exact_kernel_mmd_is_refused():
     det = MMDDrift(n_features=None, n_null=200).fit(X)
     with pytest.raises(ValueError, match="exact kernel"):
         detector_state(det, X)
+
+
+def test_states_round_trip_through_bytes_without_pickle(fitted):
+    from monitoring.drift.mergeable import states_from_bytes, states_to_bytes
+
+    mix, suite = fitted
+    rng = np.random.default_rng(3)
+    X = mix.sample(700, rng)
+    meta = pd.DataFrame({"brightness": rng.normal(100, 10, 700), "contrast": rng.normal(40, 5, 700)})
+    meta.loc[::5, "brightness"] = np.nan
+    state = window_state(suite, X, meta, part_id=7)
+    back, attrs = states_from_bytes(states_to_bytes(state, {"baseline": "v3-abc", "rows": 700}))
+    assert attrs == {"baseline": "v3-abc", "rows": 700}
+    assert set(back) == set(state)
+    a, b = score_state(suite, state), score_state(suite, back)
+    for name in a:
+        assert (a[name].statistic, a[name].p_value, a[name].is_drift) == (b[name].statistic, b[name].p_value, b[name].is_drift)
+    assert back["metadata"].raw == state["metadata"].raw and back["metadata"].n == 700
