@@ -231,8 +231,8 @@ def score_windows(
         # one copy of the fitted suite per worker, not one per task
         suite_f = client.scatter(suite, broadcast=True)
         meta_f = None if metadata is None else client.scatter(metadata, broadcast=True)
-        futures = client.map(map_partition, tasks, suite=suite_f, store=os.fspath(store), model=model, metadata=meta_f,
-                             pure=False, **kw)
+        futures = client.map(_map_partition_threads, tasks, suite=suite_f, store=os.fspath(store), model=model,
+                             metadata=meta_f, blas_threads=blas_threads, pure=False, **kw)
         from distributed import as_completed  # noqa: PLC0415 - optional engine, imported only when used
 
         outputs = (f.result() for f in as_completed(futures))
@@ -240,6 +240,18 @@ def score_windows(
     finally:
         if own:
             client.close()
+
+
+def _map_partition_threads(task: PartitionTask, *, blas_threads: int | None, **kw: Any) -> tuple[int, int, dict[str, Any]]:
+    """map_partition on a Dask worker with the same BLAS threads as in process: the domain
+    classifier's features are float32 products whose last bits depend on the thread count, and
+    the same bits give the same draw on every path."""
+    if blas_threads is None:
+        return map_partition(task, **kw)
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - scikit-learn's own dependency
+
+    with threadpool_limits(limits=int(blas_threads)):
+        return map_partition(task, **kw)
 
 
 def _map_with_states(tasks: Sequence[PartitionTask], suite: DriftSuite, store: Any, model: str, metadata: Any, states: Any,
