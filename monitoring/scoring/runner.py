@@ -263,8 +263,8 @@ def estimate_memory_mb(backend: Any, model: str, since_ms: int | None, until_ms:
 
     keys = set(list_files(backend, model, since_ms, until_ms))
     size = 0
-    for prefix in {k.rsplit("/", 1)[0] + "/" for k in keys}:
-        size += sum(e.size for e in backend.list(prefix) if e.key in keys)
+    for day in {"/".join(k.split("/")[:2]) + "/" for k in keys}:  # one listing per day, as list_files does
+        size += sum(e.size for e in backend.list(day) if e.key in keys)
     return size * MEMORY_PER_PARQUET_BYTE / 1e6
 
 
