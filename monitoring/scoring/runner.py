@@ -474,8 +474,11 @@ def _stream_windows(backend: Any, fits: ModelFits, model: str, *, every: str | N
     return out, windowing
 
 
-def save_scores(store: Any, run: dict[str, Any], s3_endpoint_url: str | None = None) -> str:
-    """Write the run as ``run-<ms>.json`` and ``latest.json`` under the model's scores prefix."""
+def save_scores(store: Any, run: dict[str, Any] | ScoreRun, s3_endpoint_url: str | None = None) -> str:
+    """Write the run (its JSON dict, or a typed :class:`ScoreRun`) as ``run-<ms>.json`` and
+    ``latest.json`` under the model's scores prefix."""
+    if isinstance(run, ScoreRun):
+        run = run.to_json(keep_results=False)
     backend = backend_of(store, s3_endpoint_url)
     clean = dict(run, windows=[{k: v for k, v in w.items() if k != "_results"} for w in run["windows"]])
     p = scores_prefix(run["model"])

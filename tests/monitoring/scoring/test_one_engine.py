@@ -271,3 +271,13 @@ def test_sidecar_compaction_writes_states_that_scoring_then_reads(tmp_path):
     assert [w.n for w in run.windows] == [300, 300]
     assert sorted(e.key for e in backend.list(STATES_PREFIX)) == sorted(made)  # read, not rewritten
     assert [k for k in made if "/baseline=v1-" in k] == made
+
+
+def test_save_scores_takes_the_typed_run(store, tmp_path):
+    from monitoring.scoring import ScoreRun, load_latest_scores, save_scores, score_run
+
+    run = score_run(store, MODEL, since=DAY, until=DAY + 2 * 3_600_000, every="1h", use_actuals=False, engine="rows")
+    save_scores(tmp_path, run)
+    back = load_latest_scores(tmp_path, MODEL)
+    assert back == run.to_json(keep_results=False)
+    assert ScoreRun.from_json(back).windows[0].methods["centroid"].p_value == run.windows[0].methods["centroid"].p_value
