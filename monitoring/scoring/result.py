@@ -32,7 +32,7 @@ class MethodScore:
 
     method: str
     space: str
-    statistic: float
+    statistic: float | None
     threshold: float | None
     p_value: float | None
     is_drift: bool
@@ -44,15 +44,16 @@ class MethodScore:
 
     @classmethod
     def from_json(cls, method: str, d: Mapping[str, Any]) -> "MethodScore":
-        return cls(method=method, space=str(d.get("space", "")), statistic=float(d["statistic"]),
+        return cls(method=method, space=str(d.get("space", "")),
+                   statistic=None if d.get("statistic") is None else float(d["statistic"]),
                    threshold=None if d.get("threshold") is None else float(d["threshold"]),
                    p_value=None if d.get("p_value") is None else float(d["p_value"]),
-                   is_drift=bool(d["is_drift"]), window_size=int(d.get("window_size") or 0))
+                   is_drift=bool(d.get("is_drift")), window_size=int(d.get("window_size") or 0))
 
     @classmethod
     def from_result(cls, method: str, space: str, r: Any) -> "MethodScore":
         """From a :class:`monitoring.drift.result.DriftResult`."""
-        return cls(method=method, space=space, statistic=float(r.statistic),
+        return cls(method=method, space=space, statistic=None if r.statistic is None else float(r.statistic),
                    threshold=None if r.threshold is None else float(r.threshold),
                    p_value=None if r.p_value is None else float(r.p_value),
                    is_drift=bool(r.is_drift), window_size=int(r.window_size))
