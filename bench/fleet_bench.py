@@ -234,6 +234,40 @@ def store_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*.parquet"))
 
 
+def ingest_cost(d: int, rows: int, n_ref: int, tmp: Path) -> dict[str, Any]:
+    """A proxy for the sidecar's CPU per record with states on vs off: writing an hour partition of
+    ``rows`` records (what the sidecar's store write does, without segment decoding) vs making that
+    partition's states afterwards (what the ingest hook adds: read the hour back, map it)."""
+    from monitoring.fleet.score import PartitionTask, map_partition, partition_id
+    from monitoring.fleet.synthetic import records_table
+    from monitoring.store.backend import open_backend
+    from monitoring.store.writer import StoreWriter
+
+    suite, _ = fitted_suite(d, n_ref)
+    store = tmp / "ingest-cost"
+    shutil.rmtree(store, ignore_errors=True)
+    rng = np.random.default_rng(11)
+    X = Recipe(d).sample(rng, rows, 0)
+    table = records_table(MODEL, X, DAY_MS + np.sort(rng.integers(0, 3_600_000, rows)), rng, "ing")
+    del X
+    backend = open_backend(store)
+    c = cpu_s()
+    parts = StoreWriter(backend).write_parts(table, "ing")
+    write_cpu = cpu_s() - c
+    keys = tuple(sorted(e.key for e in backend.list(f"model={MODEL}/") if e.key.endswith(".parquet")))
+    part = keys[0].rsplit("/", 1)[0]
+    from threadpoolctl import threadpool_limits
+
+    c = cpu_s()
+    with threadpool_limits(limits=1):
+        map_partition(PartitionTask(partition_id(part), 0, part, keys, 0, 2**62), suite, backend, MODEL)
+    states_cpu = cpu_s() - c
+    shutil.rmtree(store, ignore_errors=True)
+    return {"rows": rows, "dim": d, "files": len(parts), "write_cpu_s": write_cpu, "states_cpu_s": states_cpu,
+            "write_us_per_record": 1e6 * write_cpu / rows, "states_us_per_record": 1e6 * states_cpu / rows,
+            "ratio_on_off": (write_cpu + states_cpu) / write_cpu}
+
+
 def float16_check(recipe: Recipe, n: int, suite: DriftSuite, tmp: Path) -> dict[str, Any]:
     """float32 vs float16 embeddings: bytes, read+decode time, and verdicts, on one hour of n/24 rows."""
     import pyarrow as pa
@@ -410,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fa-windows", type=int, default=40, help="false-alarm table: clean windows per baseline (default 40)")
     ap.add_argument("--fa-dim", type=int, default=256, help="false-alarm table: embedding width (default 256)")
     ap.add_argument("--fa-window-rows", type=int, default=41_666, help="false-alarm table: rows per window (1M / 24)")
+    ap.add_argument("--ingest-cost-only", type=int, default=None, metavar="ROWS",
+                    help="only measure the ingest-cost proxy (write an hour of ROWS records vs make its states)")
     args = ap.parse_args(argv)
     if args.score_one is not None:
         print(json.dumps(score_job(args.score_one, args.dim, args.n_ref, args.cluster, args.phase)))
@@ -417,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     date = dt.date.today().isoformat()
+    if args.ingest_cost_only:
+        args.work.mkdir(parents=True, exist_ok=True)
+        res = dict(ingest_cost(args.dim, args.ingest_cost_only, args.n_ref, args.work), date=date,
+                   loadavg=[round(x, 2) for x in os.getloadavg()], versions=versions())
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"fleet-ingest-cost-{date}.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res))
+        return 0
     doc: dict[str, Any] = {
         "date": date,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
