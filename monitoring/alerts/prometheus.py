@@ -10,6 +10,7 @@ Metrics (the latest *scored* window of each model's latest ``score`` run)::
     drift_window_size{model}            rows scored in that window
     drift_window_end_timestamp_seconds{model}
     drift_any{model}                    1 if any method alarmed
+    drift_page_level{model}             what pages for that window (levels.page_level): 0 ok, 1 warning, 2 critical
     model_accuracy{model}               accuracy from posted actuals (absent without actuals)
     model_accuracy_labeled{model}       how many labelled predictions it rests on
     drift_scores_run_timestamp_seconds{model}  when the run was made (staleness)
@@ -101,32 +102,43 @@ class DriftScoresCollector:
         level = GaugeMetricFamily("drift_alert_level", "Alert level of the latest window per method: 0 ok, 1 warning, 2 critical.",
                                   labels=["model", "method"])
         run_ts = GaugeMetricFamily("drift_scores_run_timestamp_seconds", "When the latest scoring run was made.", labels=["model"])
+        page = GaugeMetricFamily("drift_page_level", "What pages for the latest window (levels.page_level, the alerts.yml rule): "
+                                 "0 ok, 1 warning, 2 critical.", labels=["model"])
         try:
             runs = self.runs()
         except Exception as exc:  # store unreachable: publish nothing rather than break /metrics
             log.warning("cannot list drift scores: %s", exc)
             runs = []
-        for run in runs:
-            model = str(run.get("model"))
-            run_ts.add_metric([model], run.get("created_ms", 0) / 1000.0)
-            w = latest_window(run)
+        from monitoring.scoring.result import ScoreRun  # noqa: PLC0415 - the exporter also runs without scoring
+
+        for raw in runs:
+            try:
+                run = ScoreRun.from_json(raw)
+            except (KeyError, TypeError, ValueError) as exc:  # one malformed run must not break /metrics
+                log.warning("cannot read a scoring run of %s: %s", raw.get("model"), exc)
+                continue
+            model = run.model
+            run_ts.add_metric([model], run.created_ms / 1000.0)
+            w = run.latest
             if w is None:
                 continue
-            for method, r in w.get("methods", {}).items():
+            for method, m in w.methods.items():
+                r = m.to_json()
                 for name, key, _ in METHOD_GAUGES:
                     v = r.get(key)
                     if v is not None:
                         fams[name].add_metric([model, method], float(v))
                 level.add_metric([model, method], float(LEVEL_RANK[level_of(r)]))
-            size.add_metric([model], float(w.get("n", 0)))
-            end.add_metric([model], w.get("end_ms", 0) / 1000.0)
-            anyd.add_metric([model], 1.0 if w.get("any_drift") else 0.0)
-            labeled = [x for x in run.get("windows", []) if x.get("accuracy") is not None]
+            size.add_metric([model], float(w.n))
+            end.add_metric([model], w.end_ms / 1000.0)
+            anyd.add_metric([model], 1.0 if w.any_drift else 0.0)
+            page.add_metric([model], float(LEVEL_RANK[w.page]))
+            labeled = [x for x in run.windows if x.details.get("accuracy") is not None]
             if labeled:
-                acc.add_metric([model], float(labeled[-1]["accuracy"]))
-                nlab.add_metric([model], float(labeled[-1].get("n_labeled", 0)))
+                acc.add_metric([model], float(labeled[-1].details["accuracy"]))
+                nlab.add_metric([model], float(labeled[-1].details.get("n_labeled", 0)))
         yield from fams.values()
-        yield from (level, size, end, anyd, acc, nlab, run_ts)
+        yield from (level, size, end, anyd, acc, nlab, run_ts, page)
         yield from space_families(runs)
         yield estimated_accuracy_family(runs)
         yield from segment_families(runs)

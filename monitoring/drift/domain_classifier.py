@@ -169,10 +169,30 @@ class DomainClassifier(CalibratedDetector):
         win_pos = np.arange(n)
         if n > self.max_samples:
             win_pos = np.sort(rng.choice(n, size=self.max_samples, replace=False))
+        return self._score_features(self.transform(X[win_pos]), n, rng, win_pos)
+
+    def score_features(self, Z_window: np.ndarray, n_window: int) -> DriftResult:
+        """Score from already-transformed window rows (:meth:`transform`), a uniform sample of at
+        most ``max_samples`` rows of an ``n_window``-row window: what a mergeable state keeps (64
+        floats a row instead of the embedding). Seeded by the features, so a state scores the same
+        wherever it is scored; a different (equally valid) draw than :meth:`score` on the raw rows.
+        """
+        self._check_fitted()
+        Z = np.ascontiguousarray(Z_window, dtype=np.float32)
+        if Z.ndim != 2 or Z.shape[0] < 2:
+            raise ValueError(f"Z_window must have shape (m >= 2, k), got {Z.shape}")
+        if Z.shape[0] > self.max_samples:
+            raise ValueError(f"Z_window has {Z.shape[0]} rows; at most max_samples={self.max_samples}")
+        digest = zlib.crc32(Z[:: max(1, Z.shape[0] // 64)].tobytes())
+        seed = [0 if self.random_state is None else int(self.random_state), int(n_window), digest]
+        rng = np.random.default_rng(seed if self.random_state is not None else None)
+        return self._score_features(Z, int(n_window), rng, np.arange(Z.shape[0]))
+
+    def _score_features(self, Zw: np.ndarray, n: int, rng: np.random.Generator, win_pos: np.ndarray) -> DriftResult:
         n1 = win_pos.size
         n0 = min(max(n1, self.min_baseline_sample), self.max_samples, self.n_baseline_)
         ref_idx = rng.choice(self.n_baseline_, size=n0, replace=False)
-        Z = np.concatenate([self.Z_ref_[ref_idx], self.transform(X[win_pos])])
+        Z = np.concatenate([self.Z_ref_[ref_idx], Zw])
         y = np.concatenate([np.zeros(n0, dtype=np.int64), np.ones(n1, dtype=np.int64)])
         train, test = _stratified_halves(y, self.test_size, rng)
         decide = self._train(Z[train], y[train])

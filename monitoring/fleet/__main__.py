@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from monitoring.alerts.levels import page_level
 from monitoring.baseline.store import load_baseline
 from monitoring.drift.result import to_jsonable
 from monitoring.fleet.score import FleetWindowResult, hourly_windows, score_windows, window_label
@@ -33,6 +34,7 @@ def summary(model: str, windows: list[FleetWindowResult]) -> dict[str, Any]:
                 "partitions": w.partitions,
                 "scored": bool(w.results),
                 "any_drift": w.any_drift,
+                "page": page_level({k: {"p_value": r.p_value} for k, r in w.results.items()}),
                 "methods": {k: {"statistic": r.statistic, "threshold": r.threshold, "p_value": r.p_value,
                                 "is_drift": r.is_drift} for k, r in w.results.items()},
             }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitoring.capture.fields import check_model_name
-from monitoring.drift.mergeable import merge_states, score_state, window_state
+from monitoring.drift.mergeable import merge_states, metadata_state, score_metadata_state, score_state, window_state
 from monitoring.drift.result import DriftResult
 from monitoring.drift.suite import DriftSuite
 from monitoring.store.backend import Backend, open_backend
@@ -97,8 +98,20 @@ def partition_tasks(
         for wi, (since, until) in enumerate(windows):
             if probe is not None and (probe + MS_PER_HOUR <= since or probe >= until):
                 continue
-            tasks.append(PartitionTask(len(tasks), wi, part, tuple(keys), int(since), int(until)))
+            tasks.append(PartitionTask(partition_id(part), wi, part, tuple(keys), int(since), int(until)))
     return tasks
+
+
+def partition_id(partition: str) -> int:
+    """A stable number for a partition (seeds its sample keys): the same wherever and whenever it
+    is mapped, so a state made at ingest equals one made by a later scoring run."""
+    return zlib.crc32(partition.encode()) & 0x7FFFFFFF
+
+
+def covers(task: PartitionTask) -> bool:
+    """Whether the task's window holds the partition's whole hour (then a stored state can stand in)."""
+    start = partition_start_ms(task.keys[0] if task.keys else "")
+    return start is not None and task.since_ms <= start and start + MS_PER_HOUR <= task.until_ms
 
 
 def embedding_matrix(column: pa.ChunkedArray | pa.Array, dtype: type = np.float32) -> np.ndarray:
@@ -122,30 +135,42 @@ def map_partition(
     embedding_column: str = "embedding",
     s3_endpoint_url: str | None = None,
     slice_rows: int = 8192,
+    metadata: Any = None,
 ) -> tuple[int, int, dict[str, Any]]:
-    """``(window, rows, {method: state})`` of one partition task (runs on a worker)."""
-    meta_fields = list(suite.metadata.fields_) if getattr(suite, "metadata_fitted_", False) else []
+    """``(window, rows, {method: state})`` of one partition task (runs on a worker).
+
+    ``metadata``: a fitted MetadataDrift to use instead of the suite's own (the scoring runner
+    fits metadata once per model, not per embedding space).
+    """
+    if metadata is None and getattr(suite, "metadata_fitted_", False):
+        metadata = suite.metadata
+    meta_fields = list(metadata.fields_) if metadata is not None else []
     columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
     table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
                            s3_endpoint_url=s3_endpoint_url)
-    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding,
-    # in time order; kept as an index rather than filtered/sorted copies of the whole partition
+    # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding.
+    # Rows stay in file order: every state but the sample is order-free, and the sample's keys are
+    # seeded by (partition, position), so no embedding column is reordered (arrow's take copied
+    # whole columns); a filter copies only when some row is dropped.
     ok = pc.fill_null(pc.equal(table["outcome"], "ok"), True)
     has = pc.fill_null(pc.greater(pc.list_value_length(table[embedding_column]), 0), False)
-    keep = np.flatnonzero(pc.and_(ok, has).to_numpy(zero_copy_only=False))
-    ts = table["ts_ms"].to_numpy()[keep]
-    order = keep[np.argsort(ts, kind="stable")]
-    if order.size == 0:
+    mask = pc.and_(ok, has)
+    if not pc.all(mask).as_py():
+        table = table.filter(mask)
+    n = table.num_rows
+    if n == 0:
         return task.window, 0, {}
-    # map in row slices: only a slice's rows are copied out of the Arrow buffers and the
-    # detectors' temporaries stay slice-sized, so peak memory is ~ one partition's Arrow data
+    # map in row slices (zero-copy views of the Arrow buffers): the detectors' temporaries stay
+    # slice-sized, so peak memory is ~ one partition's Arrow data
     state: dict[str, Any] = {}
-    for start in range(0, order.size, slice_rows):
-        part = table.take(order[start : start + slice_rows])
+    for start in range(0, n, slice_rows):
+        part = table.slice(start, slice_rows)
         X = embedding_matrix(part[embedding_column])
-        meta = part.select(meta_fields).to_pandas() if meta_fields else None
-        state = merge_states([state, window_state(suite, X, meta, part_id=task.part_id, row_offset=start)])
-    return task.window, int(order.size), state
+        st = window_state(suite, X, None, part_id=task.part_id, row_offset=start)
+        if meta_fields:
+            st["metadata"] = metadata_state(metadata, part.select(meta_fields).to_pandas())
+        state = merge_states([state, st])
+    return task.window, int(n), state
 
 
 def score_windows(
@@ -159,8 +184,15 @@ def score_windows(
     min_window: int = 2,
     slice_rows: int = 8192,
     s3_endpoint_url: str | None = None,
+    metadata: Any = None,
+    states: Any = None,
+    blas_threads: int | None = 1,
 ) -> list[FleetWindowResult]:
     """Score every ``[since, until)`` window of ``model`` against a fitted suite.
+
+    ``states``: a :class:`monitoring.fleet.states.StateCache`: whole hours are read from their
+    stored state when it is valid, and their state is stored when it had to be computed.
+    ``blas_threads``: BLAS threads while mapping and scoring in this process (None: leave as is).
 
     ``cluster``: None runs the map in this process; otherwise a Dask scheduler address, a
     ``distributed.Client`` or a cluster object (``LocalCluster``). ``store`` must then be a path
@@ -173,22 +205,74 @@ def score_windows(
     tasks = partition_tasks(store, model, windows, s3_endpoint_url=s3_endpoint_url)
     if slice_rows < 1:
         raise ValueError(f"slice_rows must be >= 1, got {slice_rows}")
+    if metadata is None and getattr(suite, "metadata_fitted_", False):
+        metadata = suite.metadata
     kw = dict(embedding_column=embedding_column, s3_endpoint_url=s3_endpoint_url, slice_rows=slice_rows)
+    if cluster is None and blas_threads is not None:
+        # One BLAS thread in this process: the products here are small or slice-sized, and
+        # OpenBLAS's extra threads spin (sched_yield) against the Parquet reader and each other;
+        # on a loaded 2-core machine a day from states took 39 s wall with them and 2.2 s without.
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - scikit-learn's own dependency
+
+        with threadpool_limits(limits=int(blas_threads)):
+            return score_windows(suite, store, model, windows, cluster=None, embedding_column=embedding_column,
+                                 min_window=min_window, slice_rows=slice_rows, s3_endpoint_url=s3_endpoint_url,
+                                 metadata=metadata, states=states, blas_threads=None)
+    if states is not None:
+        if cluster is not None:
+            raise ValueError("states (stored partition states) are read in this process: use cluster=None")
+        outputs: Iterable[tuple[int, int, dict[str, Any]]] = _map_with_states(tasks, suite, store, model, metadata, states, kw)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     if cluster is None:
-        outputs: Iterable[tuple[int, int, dict[str, Any]]] = (map_partition(t, suite, store, model, **kw) for t in tasks)
-        return _reduce(suite, windows, tasks, outputs, min_window)
+        outputs = (map_partition(t, suite, store, model, metadata=metadata, **kw) for t in tasks)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     client, own = _client(cluster)
     try:
         # one copy of the fitted suite per worker, not one per task
         suite_f = client.scatter(suite, broadcast=True)
-        futures = client.map(map_partition, tasks, suite=suite_f, store=os.fspath(store), model=model, pure=False, **kw)
+        meta_f = None if metadata is None else client.scatter(metadata, broadcast=True)
+        futures = client.map(_map_partition_threads, tasks, suite=suite_f, store=os.fspath(store), model=model,
+                             metadata=meta_f, blas_threads=blas_threads, pure=False, **kw)
         from distributed import as_completed  # noqa: PLC0415 - optional engine, imported only when used
 
         outputs = (f.result() for f in as_completed(futures))
-        return _reduce(suite, windows, tasks, outputs, min_window)
+        return _reduce(suite, windows, tasks, outputs, min_window, metadata)
     finally:
         if own:
             client.close()
+
+
+def _map_partition_threads(task: PartitionTask, *, blas_threads: int | None, **kw: Any) -> tuple[int, int, dict[str, Any]]:
+    """map_partition on a Dask worker with the same BLAS threads as in process: the domain
+    classifier's features are float32 products whose last bits depend on the thread count, and
+    the same bits give the same draw on every path."""
+    if blas_threads is None:
+        return map_partition(task, **kw)
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - scikit-learn's own dependency
+
+    with threadpool_limits(limits=int(blas_threads)):
+        return map_partition(task, **kw)
+
+
+def _map_with_states(tasks: Sequence[PartitionTask], suite: DriftSuite, store: Any, model: str, metadata: Any, states: Any,
+                     kw: dict[str, Any]) -> Iterable[tuple[int, int, dict[str, Any]]]:
+    """The map, reading a stored state for each whole hour that has a valid one, and writing the
+    state of each whole hour it had to read (see :mod:`monitoring.fleet.states`)."""
+    from .states import fingerprint, partition_files
+
+    sizes = partition_files(states.backend, {t.partition for t in tasks if covers(t)})
+    for t in tasks:
+        if not covers(t):
+            yield map_partition(t, suite, store, model, metadata=metadata, **kw)
+            continue
+        fp = fingerprint(sizes.get(t.partition, []))
+        got = states.load(t.partition, fp)
+        if got is not None:
+            yield t.window, got[0], got[1]
+            continue
+        wi, rows, st = map_partition(t, suite, store, model, metadata=metadata, **kw)
+        states.save(t.partition, fp, rows, st)
+        yield wi, rows, st
 
 
 def _client(cluster: Any) -> tuple[Any, bool]:
@@ -205,6 +289,7 @@ def _reduce(
     tasks: Sequence[PartitionTask],
     outputs: Iterable[tuple[int, int, dict[str, Any]]],
     min_window: int,
+    metadata: Any = None,
 ) -> list[FleetWindowResult]:
     # score a window as soon as its last partition is in, so at most the unfinished windows'
     # states are held (matters for the domain classifier's sample)
@@ -220,12 +305,21 @@ def _reduce(
             states.setdefault(wi, []).append(st)
         pending[wi] -= 1
         if pending[wi] == 0:
-            done[wi] = _score_one(suite, windows[wi], rows[wi], parts[wi], states.pop(wi, []), min_window)
-    return [done.get(i) or _score_one(suite, w, 0, 0, [], min_window) for i, w in enumerate(windows)]
+            done[wi] = _score_one(suite, windows[wi], rows[wi], parts[wi], states.pop(wi, []), min_window, metadata)
+    return [done.get(i) or _score_one(suite, w, 0, 0, [], min_window, metadata) for i, w in enumerate(windows)]
 
 
-def _score_one(suite: DriftSuite, window: tuple[int, int], n: int, parts: int, states: list[dict[str, Any]], min_window: int) -> FleetWindowResult:
-    results = score_state(suite, merge_states(states)) if n >= min_window else {}
+def _score_one(suite: DriftSuite, window: tuple[int, int], n: int, parts: int, states: list[dict[str, Any]], min_window: int,
+               metadata: Any = None) -> FleetWindowResult:
+    results: dict[str, DriftResult] = {}
+    if n >= min_window:
+        merged = merge_states(states)
+        results = score_state(suite, {k: v for k, v in merged.items() if k != "metadata"})
+        if metadata is not None and "metadata" in merged:
+            try:
+                results["metadata"] = score_metadata_state(metadata, merged["metadata"])
+            except ValueError:
+                pass  # every metadata value missing in this window: the in-memory runner skips it too
     return FleetWindowResult(int(window[0]), int(window[1]), int(n), parts, results)
 
 

@@ -7,8 +7,9 @@
 ``python -m monitoring score`` is the command-line face (docs/drift-workflow.md).
 """
 
-from .runner import load_latest_scores, save_scores, score_model, score_window
+from .result import MethodScore, ScoreRun, WindowScore
+from .runner import load_latest_scores, save_scores, score_model, score_run, score_window
 from .windows import Window, count_windows, parse_every, parse_window_spec, time_windows
 
-__all__ = ["Window", "count_windows", "load_latest_scores", "parse_every", "parse_window_spec", "save_scores",
-           "score_model", "score_window", "time_windows"]
+__all__ = ["MethodScore", "ScoreRun", "Window", "WindowScore", "count_windows", "load_latest_scores", "parse_every",
+           "parse_window_spec", "save_scores", "score_model", "score_run", "score_window", "time_windows"]

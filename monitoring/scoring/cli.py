@@ -32,6 +32,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="also score every segment (request parameter segment.FIELD), Bonferroni-corrected across segments")
     p.add_argument("--max-segments", type=int, default=None, metavar="N",
                    help="with --by: score the N-1 largest segments per window, pool the rest as (other) (default 10)")
+    p.add_argument("--memory-budget-mb", type=float, default=2048.0, metavar="MB",
+                   help="a range whose records would take more memory than this is scored by streaming partition states "
+                        "(same verdicts, no row-level explanations) instead of in memory (default 2048)")
 
 
 def _fmt(x, spec: str) -> str:
@@ -125,18 +128,19 @@ def format_table(run: dict) -> str:
 
 @command("score", help="score windows of captured records against the baseline (+ accuracy from actuals)", configure=_args)
 def cmd_score(args: argparse.Namespace) -> int:
-    from monitoring.scoring.runner import save_scores, score_model
+    from monitoring.scoring.runner import save_scores, score_run
     from monitoring.scoring.windows import parse_window_spec
 
     try:
         windows = [parse_window_spec(s) for s in args.window] if args.window else None
-        run = score_model(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
+        typed = score_run(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
                           every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
                           use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url,
-                          by=args.by, max_segments=args.max_segments)
+                          by=args.by, max_segments=args.max_segments, memory_budget_mb=args.memory_budget_mb)
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    run = typed.to_json(keep_results=False)
     if not args.no_save:
         run["saved_as"] = save_scores(args.store, run, args.s3_endpoint_url)
     if args.webhook:
@@ -158,6 +162,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(format_table(run))
         if run.get("saved_as"):
             print(f"saved {run['saved_as']}")
-    if args.fail_on_drift and any(w.get("any_drift") for w in run["windows"]):
+    if args.fail_on_drift and any(w.any_drift for w in typed.windows):
         return 3
     return 0

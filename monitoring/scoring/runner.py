@@ -18,6 +18,7 @@ from monitoring.baseline.store import METADATA_FIELDS, OUTPUT_COLUMNS, SETTINGS_
 from monitoring.drift.prompts import describe_prompt_shift, prompt_shift
 from monitoring.drift.settings import describe_moves
 
+from .result import MethodScore, ScoreRun, WindowScore
 from .windows import Window, count_windows, iso, parse_every, time_windows
 
 #: Windows with fewer scoreable rows than this are reported but not tested.
@@ -274,7 +275,36 @@ def make_windows(ts: np.ndarray, *, every: str | None, every_n: int | None, wind
     return [Window(f"{iso(a)} .. {iso(b)}", a, b)], {"kind": "range"}
 
 
-def score_model(
+#: Default memory budget of ``score``: a range whose records would take more than this in memory
+#: is scored by streaming mergeable states partition by partition instead of reading it whole.
+DEFAULT_MEMORY_BUDGET_MB = 2048.0
+#: Records in memory take about this many times their Parquet bytes (Arrow table + pandas frame
+#: + the window's float32 matrix); float embeddings barely compress, so the bytes are a fair guide.
+MEMORY_PER_PARQUET_BYTE = 3.0
+
+
+def estimate_memory_mb(backend: Any, model: str, since_ms: int | None, until_ms: int | None) -> float:
+    """What reading ``model``'s records in [since, until) into one frame would take, in MB (from the listing)."""
+    from monitoring.store.reader import list_files
+
+    keys = set(list_files(backend, model, since_ms, until_ms))
+    size = 0
+    for day in {"/".join(k.split("/")[:2]) + "/" for k in keys}:  # one listing per day, as list_files does
+        size += sum(e.size for e in backend.list(day) if e.key in keys)
+    return size * MEMORY_PER_PARQUET_BYTE / 1e6
+
+
+def score_model(store: Any, model: str, **kw: Any) -> dict[str, Any]:
+    """Score ``model``'s records window by window; returns the run as a JSON-able dict.
+
+    The same arguments as :func:`score_run`, whose typed :class:`ScoreRun` this serialises
+    (``ScoreRun.from_json`` reads it back).
+    """
+    keep = bool(kw.get("keep_results", False))
+    return score_run(store, model, **kw).to_json(keep_results=keep)
+
+
+def score_run(
     store: Any,
     model: str,
     *,
@@ -291,16 +321,30 @@ def score_model(
     keep_results: bool = False,
     by: str | None = None,
     max_segments: int | None = None,
-) -> dict[str, Any]:
-    """Score ``model``'s records window by window; returns the run as a JSON-able dict.
+    memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB,
+    engine: str = "auto",
+    use_states: bool = True,
+) -> ScoreRun:
+    """Score ``model``'s records window by window against its baseline: one engine, two ways in.
 
     Windows: ``windows`` (explicit), else ``every_n`` records, else ``every`` ("1h", "1d", "1w"),
     else one window over [since, until). Accuracy per window comes from posted actuals.
-    ``by``: also score every segment of each window (monitoring/scoring/segments.py).
+
+    ``engine``: ``"rows"`` reads the range into memory and scores each window's rows (full
+    explanations: request ids, prompts, settings, outputs); ``"states"`` streams each hour
+    partition into the detectors' mergeable states (:mod:`monitoring.fleet`) and never holds a
+    window, so memory does not grow with the window; verdicts are the same (docs/fleet.md).
+    ``"auto"`` (default) picks ``rows`` unless the range would take more than ``memory_budget_mb``.
+    ``use_states`` (states engine): reuse and write the per-hour states under ``_monitoring/states/``.
+    ``by``: also score every segment of each window (monitoring/scoring/segments.py; rows engine only).
     """
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.store.reader import read_records_df, to_epoch_ms
 
+    if engine not in ("auto", "rows", "states"):
+        raise ValueError(f"engine must be 'auto', 'rows' or 'states', got {engine!r}")
+    if memory_budget_mb is not None and not memory_budget_mb > 0:
+        raise ValueError(f"memory_budget_mb must be > 0, got {memory_budget_mb}")
     backend = backend_of(store, s3_endpoint_url)
     b = baseline or load_baseline(backend, model, baseline_version)
     fits = ModelFits.fit(b)
@@ -309,6 +353,48 @@ def score_model(
         lo, hi = min(w.start_ms for w in windows), max(w.end_ms for w in windows)
         since_ms = lo if since_ms is None else max(since_ms, lo)
         until_ms = hi if until_ms is None else min(until_ms, hi)
+    if engine == "auto":
+        over = memory_budget_mb is not None and estimate_memory_mb(backend, model, since_ms, until_ms) > memory_budget_mb
+        engine = "states" if over else "rows"
+    if engine == "states":
+        if by is not None:
+            raise ValueError(f"--by {by!r}: segments need the records in memory; the range is over the memory budget "
+                             f"({memory_budget_mb} MB): score a shorter range or raise the budget")
+        if every_n:
+            raise ValueError(f"--every-n {every_n}: windows of N records need the records in memory; the range is over "
+                             f"the memory budget ({memory_budget_mb} MB): use --every or --window, or raise the budget")
+        out_windows, windowing = _stream_windows(backend, fits, model, every=every, windows=windows, since_ms=since_ms,
+                                                 until_ms=until_ms, min_window=min_window, use_states=use_states)
+        has_actuals = False
+    else:
+        out_windows, windowing, has_actuals = _row_windows(backend, fits, model, read_records_df, join_actuals, load_actuals,
+                                                           every=every, every_n=every_n, windows=windows, since_ms=since_ms,
+                                                           until_ms=until_ms, min_window=min_window, use_actuals=use_actuals,
+                                                           keep_results=keep_results, by=by, max_segments=max_segments)
+    now = time.time()
+    return ScoreRun(
+        model=model,
+        store=str(backend.url()),
+        created_at=dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="seconds"),
+        created_ms=int(now * 1000),
+        baseline={k: b.manifest.get(k) for k in ("version", "n", "dim", "created_at", "embedding_source", "source")}
+        | {"primary_space": b.primary_space,
+           "spaces": {k: {"n": int(len(v.embeddings)), "dim": int(v.embeddings.shape[1]), "embedding_source": v.source}
+                      for k, v in b.spaces.items()}},
+        detectors=b.detector_config,
+        windowing=dict(windowing, since_ms=since_ms, until_ms=until_ms, min_window=min_window, engine=engine),
+        has_actuals=has_actuals,
+        windows=out_windows,
+    )
+
+
+def _row_windows(backend: Any, fits: ModelFits, model: str, read_records_df: Any, join_actuals: Any, load_actuals: Any, *,
+                 every: str | None, every_n: int | None, windows: Sequence[Window] | None, since_ms: int | None,
+                 until_ms: int | None, min_window: int, use_actuals: bool,
+                 keep_results: bool, by: str | None = None,
+                 max_segments: int | None = None) -> tuple[list[WindowScore], dict[str, Any], bool]:
+    """The in-memory engine: read the range once, score each window's rows."""
+    b = fits.baseline
     df = read_records_df(backend, model, since_ms, until_ms, columns=RECORD_COLUMNS + ["model"])
     for name, sp in b.spaces.items():  # fail before scoring anything when a space's width changed
         col = SPACE_BY_NAME[name].column
@@ -343,38 +429,104 @@ def score_model(
         else:
             sub = df[(ts >= w.start_ms) & (ts < w.end_ms)]
         res = score_window(fits, sub, min_window=min_window, truth=truth, reference_accuracy=first_acc)
-        entry = {"label": w.label, "start": iso(w.start_ms), "end": iso(w.end_ms), "start_ms": int(w.start_ms), "end_ms": int(w.end_ms)}
-        entry.update(res)
         if seg_fits is not None:
-            entry["segments"] = score_segments(seg_fits, sub, by, min_window=min_window,
-                                               max_segments=max_segments or DEFAULT_MAX_SEGMENTS)
-            moved = describe_segments(entry["segments"])
-            if moved and entry.get("explanation") is not None:
-                entry["explanation"]["summary"] = (entry["explanation"].get("summary", "") + "; " + moved).lstrip("; ")
+            res["segments"] = score_segments(seg_fits, sub, by, min_window=min_window,
+                                             max_segments=max_segments or DEFAULT_MAX_SEGMENTS)
+            moved = describe_segments(res["segments"])
+            if moved and res.get("explanation") is not None:
+                res["explanation"]["summary"] = (res["explanation"].get("summary", "") + "; " + moved).lstrip("; ")
         if first_acc is None and res.get("accuracy") is not None:
             first_acc = res["accuracy"]
         if not keep_results:
-            entry.pop("_results", None)
+            res.pop("_results", None)
+        entry = WindowScore.from_json(dict(res, label=w.label, start_ms=int(w.start_ms), end_ms=int(w.end_ms)))
+        entry.engine = "rows"
         out_windows.append(entry)
-    now = time.time()
-    return {
-        "model": model,
-        "store": str(backend.url()),
-        "created_at": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="seconds"),
-        "created_ms": int(now * 1000),
-        "baseline": {k: b.manifest.get(k) for k in ("version", "n", "dim", "created_at", "embedding_source", "source")}
-        | {"primary_space": b.primary_space,
-           "spaces": {k: {"n": int(len(v.embeddings)), "dim": int(v.embeddings.shape[1]), "embedding_source": v.source}
-                      for k, v in b.spaces.items()}},
-        "detectors": b.detector_config,
-        "windowing": dict(windowing, since_ms=since_ms, until_ms=until_ms, min_window=min_window),
-        "has_actuals": truth is not None,
-        "windows": out_windows,
-    }
+    return out_windows, windowing, truth is not None
 
 
-def save_scores(store: Any, run: dict[str, Any], s3_endpoint_url: str | None = None) -> str:
-    """Write the run as ``run-<ms>.json`` and ``latest.json`` under the model's scores prefix."""
+def _stream_windows(backend: Any, fits: ModelFits, model: str, *, every: str | None, windows: Sequence[Window] | None,
+                    since_ms: int | None, until_ms: int | None, min_window: int,
+                    use_states: bool = True) -> tuple[list[WindowScore], dict[str, Any]]:
+    """The streaming engine: every space's detectors (and metadata) from per-partition mergeable states.
+
+    ``use_states``: read the state stored for each whole hour (made at ingest or by an earlier
+    run) when it was made for this baseline from these files, and store the ones computed here."""
+    from monitoring.fleet.score import score_windows as stream_score
+    from monitoring.store.reader import list_files, partition_start_ms
+
+    if windows:
+        wins, windowing = list(windows), {"kind": "explicit"}
+    else:
+        if since_ms is None or until_ms is None:  # the range's hours, from the listing (no rows read)
+            starts = [s for s in (partition_start_ms(k) for k in list_files(backend, model, since_ms, until_ms)) if s is not None]
+            if not starts:
+                return [], {"kind": "time" if every else "range"}
+            since_ms = min(starts) if since_ms is None else since_ms
+            until_ms = max(starts) + 3_600_000 if until_ms is None else until_ms
+        if every:
+            wins, windowing = time_windows(np.empty(0, np.int64), parse_every(every), since_ms, until_ms), {"kind": "time", "every": every}
+        else:
+            wins, windowing = [Window(f"{iso(since_ms)} .. {iso(until_ms)}", since_ms, until_ms)], {"kind": "range"}
+    pairs = [(int(w.start_ms), int(w.end_ms)) for w in wins]
+    primary = fits.baseline.primary_space
+    from monitoring.fleet.states import StateCache, baseline_tag
+
+    per_space = {}
+    for name, suite in fits.spaces.items():
+        cache = StateCache(backend, model, name, baseline_tag(fits.baseline, name)) if use_states else None
+        per_space[name] = stream_score(suite, backend, model, pairs, embedding_column=SPACE_BY_NAME[name].column,
+                                       min_window=max(2, min_window), metadata=fits.metadata if name == primary else None,
+                                       states=cache)
+    out = []
+    for i, w in enumerate(wins):
+        spaces: dict[str, Any] = {}
+        methods: dict[str, MethodScore] = {}
+        drifted: list[str] = []
+        for name, results in per_space.items():
+            fw = results[i]
+            emb = {k: r for k, r in fw.results.items() if k != "metadata"}
+            entry: dict[str, Any] = {"column": SPACE_BY_NAME[name].column, "embedding_source": fits.baseline.spaces[name].source,
+                                     "n": int(fw.n)}
+            if not emb:
+                entry.update(scored=False, skipped_reason=f"{fw.n} records with a {name} embedding (< --min-window {min_window})",
+                             any_drift=False, drifted=[], methods={}, explanation={})
+            else:
+                ms = {k: MethodScore.from_result(k, name, r) for k, r in emb.items()}
+                entry.update(scored=True, any_drift=any(m.is_drift for m in ms.values()),
+                             drifted=[k for k, m in ms.items() if m.is_drift], methods={k: m.to_json() for k, m in ms.items()},
+                             explanation={})
+                drifted += [qualified(name, k) for k in entry["drifted"]]
+                if name == primary:
+                    methods.update(ms)
+            if name == primary and "metadata" in fw.results:
+                methods["metadata"] = MethodScore.from_result("metadata", "metadata", fw.results["metadata"])
+                if fw.results["metadata"].is_drift:
+                    drifted.append("metadata")
+            spaces[name] = entry
+        n = spaces[primary]["n"] if primary in spaces else 0
+        scored = any(sp["scored"] for sp in spaces.values())
+        details: dict[str, Any] = {"primary_space": primary, "accuracy": None, "n_labeled": 0, "spaces": spaces}
+        if not scored:
+            details["skipped_reason"] = "; ".join(f"{k}: {v['skipped_reason']}" for k, v in spaces.items())
+        meta = per_space[primary][i].results.get("metadata") if primary in per_space else None
+        details["metadata_top"] = to_jsonable([
+            {k: f[k] for k in ("field", "ks_statistic", "p_adjusted", "psi", "effect_size", "baseline_median", "window_median", "drifted")}
+            for f in meta.explanation.get("fields", [])] if meta is not None else [])
+        ws = WindowScore(label=w.label, start_ms=int(w.start_ms), end_ms=int(w.end_ms), n=int(n), scored=scored,
+                         any_drift=bool(drifted), drifted=drifted, methods=methods, engine="states", details=details)
+        expl = {"top_field": meta.explanation.get("top_field") if meta is not None else None}
+        expl["summary"] = summarize_window(ws.to_json(), "")
+        ws.details["explanation"] = to_jsonable(expl)
+        out.append(ws)
+    return out, windowing
+
+
+def save_scores(store: Any, run: dict[str, Any] | ScoreRun, s3_endpoint_url: str | None = None) -> str:
+    """Write the run (its JSON dict, or a typed :class:`ScoreRun`) as ``run-<ms>.json`` and
+    ``latest.json`` under the model's scores prefix."""
+    if isinstance(run, ScoreRun):
+        run = run.to_json(keep_results=False)
     backend = backend_of(store, s3_endpoint_url)
     clean = dict(run, windows=[{k: v for k, v in w.items() if k != "_results"} for w in run["windows"]])
     p = scores_prefix(run["model"])

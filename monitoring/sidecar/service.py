@@ -109,6 +109,7 @@ class Sidecar:
         exit_with_pid: int | None = None,
         retain_days: float | None = None,
         watch: "SidecarWatch | None" = None,
+        states_at_ingest: bool = True,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
@@ -140,6 +141,10 @@ class Sidecar:
         self._http: Any = None
         self.startup: StartupReport | None = None
         self._recovered = False
+        # per-hour drift states for the model's latest baseline, made after each compaction pass
+        # (monitoring/fleet/states.py); off where the drift libraries are not installed
+        self.states_at_ingest = states_at_ingest
+        self._fits_cache: dict[Any, Any] = {}
         self.exit_with_pid = exit_with_pid
         self.retain_days = retain_days
         self._next_retention = 0.0
@@ -449,7 +454,24 @@ class Sidecar:
                 dropped = None
             if dropped is not None and dropped.files:
                 log.info("retention (%g days): dropped %d partitions, %d files", self.retain_days, dropped.partitions, dropped.files)
+        if self.states_at_ingest and rep.dirs:
+            self._write_states(rep.dirs)
         self._remove_stale_spool_tmp()
+
+    def _write_states(self, dirs: list[str]) -> None:
+        try:
+            from monitoring.fleet.states import write_partition_states
+        except ImportError as e:  # the model execution env ships without the drift libraries
+            log.info("no drift states at ingest (%s)", e)
+            self.states_at_ingest = False
+            return
+        try:
+            n = write_partition_states(self.backend, dirs, fits_cache=self._fits_cache)
+        except Exception as e:  # a state is an optimisation: scoring makes it from the rows if missing
+            log.warning("drift states at ingest failed: %s", e)
+            return
+        if n:
+            log.info("wrote %d drift states", n)
 
     def _remove_stale_spool_tmp(self) -> tuple[list[str], int]:
         removed, nbytes = [], 0

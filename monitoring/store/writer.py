@@ -113,6 +113,8 @@ class CompactionReport:
     files_after: int = 0
     rows: int = 0
     duplicates_removed: int = 0
+    #: every partition directory the pass looked at (compacted or not): where new rows may be
+    dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -212,7 +214,9 @@ class StoreWriter:
             entries = [e for d in sorted(dirs) for e in self.backend.list(d + "/")]
         else:
             entries = self.backend.list(f"model={model}/" if model else "")
-        for d, files in sorted(_group_by_dir(entries).items()):
+        groups = _group_by_dir(entries)
+        rep.dirs = sorted(d for d in groups if not (skip_dirs and d in skip_dirs))
+        for d, files in sorted(groups.items()):
             if skip_dirs and d in skip_dirs:
                 continue
             small = [(k, s) for k, s in files if s < self.small_file_bytes]

@@ -137,12 +137,12 @@ def test_alert_levels_from_p_values():
 
 
 def test_alert_rules_levels_match_the_code():
-    """The warning/critical thresholds written in alerts.yml are ALERT_LEVELS, with matching severities."""
+    """The warning/critical thresholds written in alerts.yml are the page levels, with matching severities."""
     import re
 
     import yaml
 
-    from monitoring.alerts.levels import ALERT_LEVELS
+    from monitoring.alerts.levels import PAGE_LEVELS
     from workflow_testlib import ROOT
 
     rules = {r["alert"]: r for g in yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
@@ -152,7 +152,7 @@ def test_alert_rules_levels_match_the_code():
         assert rules[name]["labels"]["severity"] == level
         ps = [float(x) for x in re.findall(r"drift_p_value\{[^}]*\}\s*<=\s*([0-9.]+)", rules[name]["expr"])]
         assert ps
-        assert (max(ps) if level == "warning" else min(ps)) == ALERT_LEVELS[level]
+        assert (max(ps) if level == "warning" else min(ps)) == PAGE_LEVELS[level]
 
 
 def test_a_long_running_exporter_lists_the_scores_prefix_once_per_interval(digit_store):
@@ -170,3 +170,15 @@ def test_a_long_running_exporter_lists_the_scores_prefix_once_per_interval(digit
     # ... yet the known model's newer run shows at once: latest.json is re-read every scrape
     assert [len(r["windows"]) for r in first] != [len(r["windows"]) for r in second]
     assert second == [load_latest_scores(store, MODEL)]
+
+
+def test_page_level_needs_two_embedding_methods_or_metadata():
+    from monitoring.alerts.levels import page_level
+
+    p = lambda **kw: {k: {"p_value": v} for k, v in kw.items()}  # noqa: E731
+    assert page_level(p(centroid=0.004, mmd=0.2, cluster_jsd=0.5, domain_classifier=0.5, metadata=0.5)) == "ok"
+    assert page_level(p(centroid=0.01, cluster_jsd=0.005, mmd=0.2)) == "ok"  # 0.01 is a ticket, not a page
+    assert page_level(p(centroid=0.005, cluster_jsd=0.004975, mmd=0.2)) == "warning"
+    assert page_level(p(centroid=0.005, domain_classifier=1e-6)) == "critical"
+    assert page_level(p(metadata=0.004)) == "warning" and page_level(p(metadata=0.0009)) == "critical"
+    assert page_level({}) == "ok"
