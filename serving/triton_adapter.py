@@ -16,6 +16,7 @@ from typing import Any
 
 from monitoring.capture import Capturer
 from serving import host_services
+from serving.deadline import parse_deadline
 from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
 from serving.runtime_metrics import RuntimeMetrics
@@ -151,9 +152,13 @@ class TritonModel:
         pb = self.pb_utils
         raw, ids, encodings = [], [], []
         for request in requests:
+            deadline = None
             try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
-                encodings.append(requested_encoding(request.parameters()))
-            except ServingError as exc:  # a bad `image_encoding` value: this request's error only
+                parameters = request.parameters()
+                encoding = requested_encoding(parameters)
+                deadline = parse_deadline(parameters)  # the caller's; the runtime drops it once passed
+                encodings.append(encoding)
+            except ServingError as exc:  # a bad `image_encoding`/`deadline_ms` value: this request's error only
                 encodings.append(exc)
             tensors = {}
             for name in self.input_names:
@@ -163,7 +168,7 @@ class TritonModel:
             # The caller's request id if it set one, else ours; returned as `request_id` so
             # ground truth can be joined to captured records later.
             ids.append(request.request_id() or new_request_id())
-            raw.append(RawRequest(tensors, ids[-1]))
+            raw.append(RawRequest(tensors, ids[-1], deadline))
         results = self.runtime.handle(raw)
         responses = []
         for rid, result, encoding in zip(ids, results, encodings):

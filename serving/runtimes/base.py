@@ -20,8 +20,9 @@ from serving.batching import plan_batches
 from monitoring.capture.record import Contribution
 from serving.capacity.limits import RequestLimits, Workload, number_parameter
 from serving.device import DeviceSpec, is_out_of_memory, prepare_device, release_memory
-from serving.errors import (InvalidInputError, NonFiniteOutputError, PipelineError, ResourceExhaustedError,
-                            ServingError)
+from serving.deadline import now_ms
+from serving.errors import (DeadlineExpiredError, InvalidInputError, NonFiniteOutputError, PipelineError,
+                            ResourceExhaustedError, ServingError)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class RawRequest:
 
     inputs: dict[str, np.ndarray]
     request_id: str = ""
+    deadline_ms: int | None = None  # the caller's deadline, epoch ms (serving/deadline.py)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class RequestResult:
     compute_ms: float = 0.0
     wait_ms: float = 0.0  # inside execute(): time until this request's pipeline call started
     batch_size: int = 0
+    deadline_ms: int | None = None
+    expired: bool = False  # dropped before its pipeline call: its deadline had passed
 
 
 def classify_failure(exc: BaseException) -> ServingError:
@@ -93,7 +97,11 @@ class ModelRuntime(ABC):
         self.capture_embeddings = False
         self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
         # Failures worth a metric (serving.triton_adapter publishes them) and memory releases.
-        self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0}
+        # `expired`: requests dropped because their deadline passed before their pipeline call;
+        # `finished_late`: requests whose call started in time but ended after their deadline.
+        self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0,
+                         "expired": 0, "finished_late": 0}
+        self.clock_ms = now_ms  # epoch ms; tests replace it to expire requests deterministically
         self.limits: RequestLimits | None = None
         # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
         self.taps: dict[str, Any] = {}
@@ -222,7 +230,7 @@ class ModelRuntime(ABC):
     # -- the entry point ----------------------------------------------------------------
     def handle(self, requests: list[RawRequest]) -> list[RequestResult]:
         self._handle_start = time.perf_counter()
-        results = [RequestResult() for _ in requests]
+        results = [RequestResult(deadline_ms=r.deadline_ms) for r in requests]
         items: list[Item] = []
         for i, request in enumerate(requests):
             try:
@@ -252,8 +260,27 @@ class ModelRuntime(ABC):
                 result.error = classify_failure(exc)
         return results
 
+    def _expire(self, group_items: list[Item], results: list[RequestResult]) -> None:
+        """Drop the requests of this call whose caller's deadline has passed: computing them
+        would be work for nobody, and it delays everyone queued behind."""
+        now = self.clock_ms()
+        for it in group_items:
+            r = results[it.request_index]
+            if r.error is None and r.deadline_ms is not None and now >= r.deadline_ms:
+                r.error = DeadlineExpiredError(
+                    f"request expired: its deadline (deadline_ms {r.deadline_ms}) passed {now - r.deadline_ms} ms "
+                    f"before its pipeline call on model '{self.name}'; not computed, retry with a later deadline")
+                r.expired = True
+                self.counters["expired"] += 1
+
+    def _count_late(self, owners: set[int], results: list[RequestResult]) -> None:
+        now = self.clock_ms()
+        self.counters["finished_late"] += sum(
+            1 for i in owners if results[i].deadline_ms is not None and now >= results[i].deadline_ms)
+
     def _run_group(self, group_items: list[Item], group: list[int], outputs: dict[int, ItemOutput],
                    results: list[RequestResult], oom_retry: bool = True) -> None:
+        self._expire(group_items, results)
         live = [(k, it) for k, it in zip(group, group_items) if results[it.request_index].error is None]
         if not live:
             return
@@ -291,6 +318,7 @@ class ModelRuntime(ABC):
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         if self.is_large([it for _, it in live]):
             self.release_memory()
+        self._count_late({it.request_index for _, it in live}, results)
         for (k, it), out in zip(live, produced):
             outputs[k] = out
             results[it.request_index].compute_ms = elapsed_ms
