@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from serving import MODEL_NAMES
+from serving.deadline import request_parameters, triton_timeout_us
 from serving.response_encoding import PARAMETER, RAW
+from serving.retry import NO_RETRY, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal_status
 
 RAW_IMAGES = {PARAMETER: RAW}
 
@@ -38,14 +41,31 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
     return {k: _bytes_tensor([v]) for k, v in raw.items() if v is not None}
 
 
+def refusal_of(exc: Exception) -> Refused | None:
+    """A Refused for Triton's UNAVAILABLE / HTTP 503 (queue full, queue timeout, expired)."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException) and is_refusal_status(exc.status()):
+        return Refused(exc.message() or str(exc), cause=exc)
+    return None
+
+
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
-          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "") -> dict[str, np.ndarray]:
-    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`)."""
+          protocol: str = "http", timeout_s: float = 600.0, request_id: str = "",
+          deadline_s: float | None = None, policy: RetryPolicy = RetryPolicy(),
+          attempts: Attempts | None = None) -> dict[str, np.ndarray]:
+    """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`).
+
+    With `deadline_s`, the request carries the caller's deadline (`deadline_ms`, and Triton's
+    queue `timeout` for what is left of it), refusals are retried with jittered backoff within
+    it (serving/retry.py) and the last refusal raises its InferenceServerException.
+    """
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
         import tritonclient.http as tc
-    client = tc.InferenceServerClient(url=url, **({"network_timeout": timeout_s} if protocol == "http" else {}))
+    budget = min(timeout_s, deadline_s) if deadline_s is not None else timeout_s
+    client = tc.InferenceServerClient(url=url, **({"network_timeout": budget} if protocol == "http" else {}))
     tensors = []
     for name, arr in inputs.items():
         t = tc.InferInput(name, list(arr.shape), "BYTES")
@@ -53,11 +73,28 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
         tensors.append(t)
     outputs = ["probabilities", "label"] if model == "resnet_classifier" else ["generated_image"]
     outputs.append("request_id")
+    params = {**RAW_IMAGES, **request_parameters(deadline_s)}
+    deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+
+    def send(remaining_s: float):
+        kwargs = {"timeout": triton_timeout_us(remaining_s)} if deadline is not None else {}
+        if protocol == "grpc":
+            kwargs["client_timeout"] = min(remaining_s, timeout_s)
+        try:
+            # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
+            # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
+            return client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
+                                request_id=request_id, parameters=params, **kwargs)
+        except Exception as exc:
+            refused = refusal_of(exc)
+            if refused is not None:
+                raise refused from None
+            raise
+
     try:
-        # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
-        # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
-        result = client.infer(model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
-                              request_id=request_id, parameters=RAW_IMAGES)
+        result = call_with_retries(send, deadline, policy if deadline is not None else NO_RETRY, attempts=attempts)
+    except Refused as exc:
+        raise exc.cause if exc.cause is not None else exc
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}
@@ -74,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="where to write the generated image")
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
     p.add_argument("--url", default=None, help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument("--deadline", type=float, default=60.0,
+                   help="give up after this many seconds; refusals (UNAVAILABLE/503) are retried with "
+                        "jittered backoff within it (default %(default)s)")
     a = p.parse_args(argv)
     url = a.url or ("127.0.0.1:8001" if a.protocol == "grpc" else "127.0.0.1:8000")
     inputs = build_inputs(
@@ -83,9 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     from tritonclient.utils import InferenceServerException
 
+    if not a.deadline > 0:
+        p.error(f"--deadline {a.deadline}: must be > 0 seconds")
+    attempts = Attempts()
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, deadline_s=a.deadline, attempts=attempts)
     except InferenceServerException as exc:
+        if is_refusal_status(exc.status()):
+            print(f"refused ({attempts.refusals} attempt(s), the server is overloaded; retried with backoff "
+                  f"within the {a.deadline:g} s deadline): {exc.message()}", file=sys.stderr)
+            return 3
         print(f"error: {exc.message()}", file=sys.stderr)
         return 2
     if a.model == "resnet_classifier":
