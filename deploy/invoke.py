@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import error_code, error_message
 from deploy.errors import DeployError
-from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal_status
+from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 _IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"RIFF": ".webp"}
 
@@ -58,7 +58,8 @@ def refusal_of(exc: ClientError) -> Refused | None:
     status = meta.get("HTTPStatusCode")
     original = resp.get("OriginalStatusCode")
     code = error_code(exc)
-    if not (is_refusal_status(status) or is_refusal_status(original) or is_refusal_status(code)
+    message = str(resp.get("OriginalMessage") or error_message(exc))
+    if not (is_refusal(status, message) or is_refusal(original, message) or is_refusal(code, message)
             or code == "ThrottlingException"):
         return None
     retry_after = (meta.get("HTTPHeaders", {}) or {}).get("retry-after")

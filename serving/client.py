@@ -17,7 +17,7 @@ import numpy as np
 from serving import MODEL_NAMES
 from serving.deadline import request_parameters, triton_timeout_us
 from serving.response_encoding import PARAMETER, RAW
-from serving.retry import NO_RETRY, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal_status
+from serving.retry import NO_RETRY, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 RAW_IMAGES = {PARAMETER: RAW}
 
@@ -45,7 +45,7 @@ def refusal_of(exc: Exception) -> Refused | None:
     """A Refused for Triton's UNAVAILABLE / HTTP 503 (queue full, queue timeout, expired)."""
     from tritonclient.utils import InferenceServerException
 
-    if isinstance(exc, InferenceServerException) and is_refusal_status(exc.status()):
+    if isinstance(exc, InferenceServerException) and is_refusal(exc.status(), exc.message()):
         return Refused(exc.message() or str(exc), cause=exc)
     return None
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = infer(a.model, inputs, url=url, protocol=a.protocol, deadline_s=a.deadline, attempts=attempts)
     except InferenceServerException as exc:
-        if is_refusal_status(exc.status()):
+        if is_refusal(exc.status(), exc.message()):
             print(f"refused ({attempts.refusals} attempt(s), the server is overloaded; retried with backoff "
                   f"within the {a.deadline:g} s deadline): {exc.message()}", file=sys.stderr)
             return 3

@@ -24,9 +24,23 @@ T = TypeVar("T")
 REFUSAL_STATUSES = {"503", "UNAVAILABLE", "STATUSCODE.UNAVAILABLE", "SERVICEUNAVAILABLE"}
 
 
+# What Triton (queue full, queue timeout), our runtime (expired deadline) and our MME front say
+# when they refuse; other UNAVAILABLE answers (out of memory on this request) are not refusals.
+REFUSAL_MARKERS = ("exceeds maximum queue size", "request timeout expired", "request expired",
+                   "overloaded and refused")
+
+
 def is_refusal_status(status: object) -> bool:
-    """Whether a status (HTTP code, gRPC code name, SageMaker error code) means "refused, retry later"."""
+    """Whether a status (HTTP code, gRPC code name, SageMaker error code) can mean "refused"."""
     return str(status or "").strip().upper() in REFUSAL_STATUSES
+
+
+def is_refusal(status: object, message: str | None) -> bool:
+    """Whether an answer is a refusal: "overloaded, nothing was done, retry later"."""
+    if str(status or "").strip().upper() == "SERVICEUNAVAILABLE":  # SageMaker's own: always a refusal
+        return True
+    low = (message or "").lower()
+    return is_refusal_status(status) and any(m in low for m in REFUSAL_MARKERS)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ MAX_REQUESTS_PER_STEP = 1_000_000
 
 
 class Transport(Protocol):
-    def send(self, payload: Payload) -> None: ...
+    def send(self, payload: Payload) -> Any: ...  # transports return serving.retry.Attempts
 
 
 @dataclass
@@ -46,6 +46,8 @@ class RequestRecord:
     finished: float
     error: str | None
     injected: str | None
+    attempts: int = 1
+    refusal_latencies: tuple[float, ...] = ()  # seconds each refused attempt took to be answered
 
 
 class Recorder:
@@ -89,14 +91,16 @@ class Recorder:
 def _issue(transport: Transport, payload: Payload, recorder: Recorder, scheduled: float | None) -> None:
     recorder.begin()
     started = time.perf_counter()
-    error = None
+    error, info = None, None
     try:
-        transport.send(payload)
+        info = transport.send(payload)
     except RequestFailed as exc:
-        error = exc.kind
+        error, info = exc.kind, exc.attempts
     except Exception as exc:  # a bug or an unexpected client error still counts, by type
         error = f"client:{type(exc).__name__}"
-    recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error))
+    recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error,
+                               attempts=getattr(info, "count", 1) or 1,
+                               refusal_latencies=tuple(getattr(info, "refusal_latencies_s", ()))))
 
 
 def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, arrival: str = "constant",
@@ -120,6 +124,40 @@ def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, ar
             break
         out.append(t)
     return out
+
+
+def overload_summary(recs: list[RequestRecord], ok: int, server: dict | None) -> dict[str, Any]:
+    """Refusals apart from errors and timeouts, and the work the server did for nobody."""
+    refusal_lat = [x for r in recs for x in r.refusal_latencies]
+    out: dict[str, Any] = {
+        "refused": sum(1 for r in recs if r.error == "refused"),  # still refused after its retries
+        "timeouts": sum(1 for r in recs if r.error == "timeout"),
+        "other_errors": sum(1 for r in recs if r.error not in (None, "refused", "timeout")),
+        "attempts": sum(r.attempts for r in recs),
+        "refused_attempts": len(refusal_lat),
+        "ok_after_retry": sum(1 for r in recs if r.error is None and r.attempts > 1),
+        "refusal_latency_ms": latency_summary(refusal_lat),
+        "server_successes": None, "work_for_nobody": None, "work_for_nobody_fraction": None,
+    }
+    if server is not None:
+        # Answers computed whose caller had gone (timed out) or never got them: server successes
+        # minus client successes (each client success is one server success).
+        done = server.get("success_count", 0)
+        out["server_successes"] = done
+        out["work_for_nobody"] = max(0, done - ok)
+        out["work_for_nobody_fraction"] = round(max(0, done - ok) / done, 4) if done else 0.0
+    return out
+
+
+def queue_after(settled: dict | None, load_end: float) -> dict[str, Any] | None:
+    """`QueueProbe.settle()`'s times as seconds after the load stopped (the last scheduled send)."""
+    if settled is None:
+        return None
+    rel = lambda t: round(t - load_end, 3) if t is not None else None  # noqa: E731
+    return {"pending_at_end": settled.get("pending_at_end"),
+            "last_answer_after_load_s": rel(settled.get("settle_started_at")),
+            "drained_after_load_s": rel(settled.get("drained_at")),
+            "idle_after_load_s": rel(settled.get("idle_at"))}
 
 
 def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], interrupted: bool,
@@ -149,6 +187,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
         "interrupted": interrupted,
         "server": server_delta(before, after),
     }
+    step["overload"] = overload_summary(recs, len(ok), step["server"])
     if kind == "rate":
         lags = [r.started - r.scheduled for r in recs if r.scheduled is not None]
         step["service_latency_ms"] = latency_summary([r.finished - r.started for r in ok])
@@ -160,7 +199,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
          "start_ms": round((r.started - t0) * 1000, 3),
          "latency_ms": round((r.finished - (r.scheduled if r.scheduled is not None else r.started)) * 1000, 3),
          "service_ms": round((r.finished - r.started) * 1000, 3),
-         "error": r.error, "injected": r.injected}
+         "error": r.error, "injected": r.injected, "attempts": r.attempts}
         for r in sorted(recs, key=lambda r: r.index)]
     return step
 
@@ -168,7 +207,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
 def run_concurrency_step(transport: Transport, payloads: Callable[[int], Payload], concurrency: int, *,
                          duration_s: float, max_requests: int | None = None, first_index: int = 0,
                          stop: threading.Event | None = None, stats: Any = None,
-                         recorder: Recorder | None = None) -> dict[str, Any]:
+                         recorder: Recorder | None = None, settle: Callable[[], dict] | None = None) -> dict[str, Any]:
     """Closed loop: `concurrency` workers send back to back until the duration or count is reached."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency {concurrency} must be within [1, {MAX_CONCURRENCY}]")
@@ -195,8 +234,9 @@ def run_concurrency_step(transport: Transport, payloads: Callable[[int], Payload
         t.start()
     for t in threads:
         t.join()
+    queue = queue_after(settle() if settle else None, time.perf_counter())
     after = stats.snapshot() if stats else None
-    return _finish("concurrency", recorder, t0, {"concurrency": concurrency, "target_rps": None},
+    return _finish("concurrency", recorder, t0, {"concurrency": concurrency, "target_rps": None, "queue_after": queue},
                    stop.is_set(), before, after)
 
 
@@ -204,7 +244,8 @@ def run_rate_step(transport: Transport, payloads: Callable[[int], Payload], rate
                   duration_s: float, max_requests: int | None = None, arrival: str = "constant",
                   seed: int = 0, max_workers: int = 128, first_index: int = 0,
                   stop: threading.Event | None = None, stats: Any = None,
-                  recorder: Recorder | None = None, lead_s: float = 0.05) -> dict[str, Any]:
+                  recorder: Recorder | None = None, lead_s: float = 0.05,
+                  settle: Callable[[], dict] | None = None) -> dict[str, Any]:
     """Open loop: requests are issued at scheduled times whatever the server's pace."""
     if not 1 <= max_workers <= 4096:
         raise ValueError(f"max_workers {max_workers} must be within [1, 4096]")
@@ -230,8 +271,11 @@ def run_rate_step(transport: Transport, payloads: Callable[[int], Payload], rate
     finally:
         # Requests still queued for a free worker were never sent: drop them on a stop.
         pool.shutdown(wait=True, cancel_futures=stop.is_set())
+    # The server may still hold work for callers who gave up: wait for its queue to drain (and
+    # time it) before the statistics snapshot, so that work counts in this step.
+    queue = queue_after(settle() if settle else None, t0 + (offsets[-1] if offsets else 0.0))
     after = stats.snapshot() if stats else None
-    extra = {"concurrency": None, "target_rps": rate, "arrival": arrival, "scheduled": len(offsets),
+    extra = {"concurrency": None, "target_rps": rate, "queue_after": queue, "arrival": arrival, "scheduled": len(offsets),
              "dispatched": dispatched, "not_sent": len(offsets) - recorder.sent,
              "schedule_span_s": round(offsets[-1], 4) if offsets else 0.0, "max_workers": max_workers}
     return _finish("rate", recorder, t0, extra, stop.is_set(), before, after)

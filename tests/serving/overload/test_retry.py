@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy.invoke import refusal_of
-from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal_status
+from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal, is_refusal_status
 
 
 class FakeClock:
@@ -85,8 +85,16 @@ def test_bad_policy_is_refused_by_name():
         RetryPolicy(base_s=0)
 
 
+def test_refusal_needs_a_refusal_status_and_message():
+    assert is_refusal("503", "[request id: x] Exceeds maximum queue size")
+    assert is_refusal("StatusCode.UNAVAILABLE", "Request timeout expired")
+    assert is_refusal("UNAVAILABLE", "request expired: its deadline (deadline_ms 1) passed")
+    assert not is_refusal("503", "out of memory while running the pipeline")  # this request's own problem
+    assert not is_refusal("500", "Exceeds maximum queue size")
+
+
 def _client_error(status: int, code: str, headers: dict | None = None, original: int | None = None) -> ClientError:
-    response = {"Error": {"Code": code, "Message": "queue full"},
+    response = {"Error": {"Code": code, "Message": "Exceeds maximum queue size"},
                 "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}}}
     if original is not None:
         response["OriginalStatusCode"] = original
