@@ -74,6 +74,9 @@ class Attempts:
     count: int = 0
     refusals: int = 0
     refusal_latencies_s: list[float] = field(default_factory=list)
+    # Refusals the model process answered ("request expired": dropped before its pipeline call).
+    # Triton's statistics count such answers as successes although nothing was computed.
+    expired: int = 0
 
 
 class Refused(Exception):
@@ -105,6 +108,7 @@ def call_with_retries(send: Callable[[float], T], deadline: float | None, policy
         except Refused as exc:
             attempts.refusals += 1
             attempts.refusal_latencies_s.append(clock() - t0)
+            attempts.expired += "request expired" in str(exc).lower()
             if attempt + 1 >= policy.max_attempts:
                 raise
             wait = policy.delay_s(attempt, rng, exc.retry_after_s)

@@ -231,6 +231,8 @@ class MMEEndpoint:
         self._thread: threading.Thread | None = None
         self.metrics = None  # prometheus_client registry over the cache, once started
         self._queue_policies: dict[str, dict] = {}  # Triton model name -> its default_queue_policy
+        self.refusals: dict[str, int] = {}  # TargetModel -> invocations refused with 503 (on /metrics)
+        self._refusals_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -258,7 +260,7 @@ class MMEEndpoint:
         self.cache = ModelCache(self.triton, self.source, work_dir=self.work_dir, budget_bytes=cfg.budget_bytes,
                                 footprint=cfg.footprint, max_bytes=int(cfg.max_model_mb * 2**20),
                                 max_members=cfg.max_members, load_timeout=cfg.load_timeout_s)
-        self.metrics = registry_for(self.cache)
+        self.metrics = registry_for(self.cache, self.refusals)
         handler = type("MMEHandler", (_Handler,), {"endpoint": self})
         try:
             self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), handler)
@@ -325,6 +327,8 @@ class MMEEndpoint:
 
     def overloaded(self, rec: ModelRecord, triton_message: str) -> Overloaded:
         """The refusal a caller sees: which model, why, and the state of its queue."""
+        with self._refusals_lock:  # request threads of the ThreadingHTTPServer
+            self.refusals[rec.key] = self.refusals.get(rec.key, 0) + 1
         policy = self.queue_policy(rec.triton_name or rec.key)
         limit = (f"Triton queue limit {policy.get('max_queue_size', '?')}, queue timeout "
                  f"{int(policy.get('default_timeout_microseconds', 0)) / 1e6:g} s" if policy else "no queue policy")

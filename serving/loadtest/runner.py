@@ -48,6 +48,7 @@ class RequestRecord:
     injected: str | None
     attempts: int = 1
     refusal_latencies: tuple[float, ...] = ()  # seconds each refused attempt took to be answered
+    expired_answers: int = 0  # attempts the runtime answered "request expired" (Triton: a success)
 
 
 class Recorder:
@@ -100,7 +101,8 @@ def _issue(transport: Transport, payload: Payload, recorder: Recorder, scheduled
         error = f"client:{type(exc).__name__}"
     recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error,
                                attempts=getattr(info, "count", 1) or 1,
-                               refusal_latencies=tuple(getattr(info, "refusal_latencies_s", ()))))
+                               refusal_latencies=tuple(getattr(info, "refusal_latencies_s", ())),
+                               expired_answers=getattr(info, "expired", 0)))
 
 
 def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, arrival: str = "constant",
@@ -139,13 +141,19 @@ def overload_summary(recs: list[RequestRecord], ok: int, server: dict | None) ->
         "refusal_latency_ms": latency_summary(refusal_lat),
         "server_successes": None, "work_for_nobody": None, "work_for_nobody_fraction": None,
     }
+    # Answers the model process gave without computing (expired deadlines, bad input, its own
+    # errors): Triton's statistics count them as successes too.
+    backend_answers = sum(r.expired_answers for r in recs) + sum(
+        1 for r in recs if r.error is not None and r.error.split(":")[0] in ("invalid_arg", "internal", "unavailable"))
+    out["expired_answers"] = sum(r.expired_answers for r in recs)
     if server is not None:
-        # Answers computed whose caller had gone (timed out) or never got them: server successes
-        # minus client successes (each client success is one server success).
+        # Computed, but the caller had gone (timed out) or never got it: server successes minus
+        # client successes (each client success is one server success) minus backend error answers.
         done = server.get("success_count", 0)
+        nobody = max(0, done - ok - backend_answers)
         out["server_successes"] = done
-        out["work_for_nobody"] = max(0, done - ok)
-        out["work_for_nobody_fraction"] = round(max(0, done - ok) / done, 4) if done else 0.0
+        out["work_for_nobody"] = nobody
+        out["work_for_nobody_fraction"] = round(nobody / done, 4) if done else 0.0
     return out
 
 
@@ -153,11 +161,16 @@ def queue_after(settled: dict | None, load_end: float) -> dict[str, Any] | None:
     """`QueueProbe.settle()`'s times as seconds after the load stopped (the last scheduled send)."""
     if settled is None:
         return None
-    rel = lambda t: round(t - load_end, 3) if t is not None else None  # noqa: E731
+    rel = lambda t, t0=load_end: round(t - t0, 3) if t is not None else None  # noqa: E731
+    last = settled.get("settle_started_at")
+    # Callers who retry refusals keep offering load until their deadline, after the last
+    # scheduled send: the queue's drain is also timed from the last caller's answer.
     return {"pending_at_end": settled.get("pending_at_end"),
-            "last_answer_after_load_s": rel(settled.get("settle_started_at")),
+            "last_answer_after_load_s": rel(last),
             "drained_after_load_s": rel(settled.get("drained_at")),
-            "idle_after_load_s": rel(settled.get("idle_at"))}
+            "idle_after_load_s": rel(settled.get("idle_at")),
+            "drained_after_last_answer_s": rel(settled.get("drained_at"), last) if last is not None else None,
+            "idle_after_last_answer_s": rel(settled.get("idle_at"), last) if last is not None else None}
 
 
 def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], interrupted: bool,

@@ -16,19 +16,25 @@ def test_refusals_are_classified_before_timeouts():
     assert classify_error("DEADLINE_EXCEEDED", "Deadline Exceeded") == "timeout"
 
 
-def _rec(i, error=None, attempts=1, refusals=()):
-    return RequestRecord(i, 0.0, 0.0, 1.0, error, None, attempts=attempts, refusal_latencies=refusals)
+def _rec(i, error=None, attempts=1, refusals=(), expired=0):
+    return RequestRecord(i, 0.0, 0.0, 1.0, error, None, attempts=attempts, refusal_latencies=refusals,
+                         expired_answers=expired)
 
 
 def test_overload_summary_counts_refusals_timeouts_and_work_for_nobody():
     recs = [_rec(0), _rec(1, attempts=3, refusals=(0.002, 0.004)), _rec(2, "refused", 2, (0.001, 0.003)),
             _rec(3, "timeout"), _rec(4, "internal")]
-    s = overload_summary(recs, ok=2, server={"success_count": 3})
+    s = overload_summary(recs, ok=2, server={"success_count": 4})  # 2 ok + 1 internal error answer + 1 late
     assert (s["refused"], s["timeouts"], s["other_errors"]) == (1, 1, 1)
     assert (s["attempts"], s["refused_attempts"], s["ok_after_retry"]) == (8, 4, 1)
     assert s["refusal_latency_ms"]["max"] == 4.0
-    assert (s["server_successes"], s["work_for_nobody"], s["work_for_nobody_fraction"]) == (3, 1, 0.3333)
+    assert (s["server_successes"], s["work_for_nobody"], s["work_for_nobody_fraction"]) == (4, 1, 0.25)
     assert overload_summary(recs, 2, None)["work_for_nobody"] is None
+    # Answers the runtime gave without computing (an expired deadline, its own errors) are
+    # successes in Triton's statistics, not work for nobody.
+    recs.append(_rec(5, "refused", 2, (0.001, 0.002), expired=2))
+    s = overload_summary(recs, ok=2, server={"success_count": 6})
+    assert (s["expired_answers"], s["work_for_nobody"]) == (2, 1)  # 6 - 2 ok - 2 expired - 1 internal
 
 
 def test_pending_count_from_triton_metrics_and_queue_times_after_the_load():
@@ -39,7 +45,7 @@ def test_pending_count_from_triton_metrics_and_queue_times_after_the_load():
     assert pending_from_metrics(text, "sd_depth") is None
     q = queue_after({"pending_at_end": 3, "settle_started_at": 12.0, "drained_at": 12.5, "idle_at": None}, 10.0)
     assert q == {"pending_at_end": 3, "last_answer_after_load_s": 2.0, "drained_after_load_s": 2.5,
-                 "idle_after_load_s": None}
+                 "idle_after_load_s": None, "drained_after_last_answer_s": 0.5, "idle_after_last_answer_s": None}
 
 
 def test_overload_plot_is_written(tmp_path):

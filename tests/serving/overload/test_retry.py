@@ -64,6 +64,7 @@ def test_no_retry_past_the_deadline_and_retry_after_is_honoured():
         call_with_retries(send, 1.0, RetryPolicy(base_s=0.01, cap_s=0.02), attempts=attempts,
                           rng=random.Random(2), clock=clock, sleep=clock.sleep)
     assert all(w >= 0.4 for w in clock.sleeps)  # at least the server's hint
+    assert attempts.expired == 0
     assert clock.t < 1.0 and attempts.refusals == len(remaining_seen) >= 2
     assert remaining_seen == sorted(remaining_seen, reverse=True)  # each attempt gets what is left
 
