@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     load0 = list(os.getloadavg())
     server.start(wait_s=900)
     try:
-        capacity = a.capacity or measure_capacity(server, min(10.0, a.duration), a.steps)
+        capacity = a.capacity or measure_capacity(server, a.duration, a.steps)
         log(f"capacity {capacity:.2f} req/s")
-        rate = max(1.0, round(capacity))
+        rate = max(0.1, round(capacity, 1))  # "at capacity": the measured rate, to 0.1 req/s
         rates = [rate, 4 * rate]
         steps = []
         # The shipped side first: the unbounded side's backlog (minutes of it at 4x) would

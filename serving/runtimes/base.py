@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,9 @@ class ModelRuntime(ABC):
         self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0,
                          "expired": 0, "finished_late": 0}
         self.clock_ms = now_ms  # epoch ms; tests replace it to expire requests deterministically
+        # Durations of the latest pipeline calls: a request whose deadline falls before even
+        # the fastest of them could end is dropped too (it would be computed for nobody).
+        self.recent_call_s: deque[float] = deque(maxlen=8)
         self.limits: RequestLimits | None = None
         # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
         self.taps: dict[str, Any] = {}
@@ -264,12 +268,16 @@ class ModelRuntime(ABC):
         """Drop the requests of this call whose caller's deadline has passed: computing them
         would be work for nobody, and it delays everyone queued behind."""
         now = self.clock_ms()
+        # The fastest recent call: under-estimates this one, so only hopeless requests are dropped.
+        eta_ms = int(min(self.recent_call_s) * 1000) if self.recent_call_s else 0
         for it in group_items:
             r = results[it.request_index]
-            if r.error is None and r.deadline_ms is not None and now >= r.deadline_ms:
+            if r.error is None and r.deadline_ms is not None and now + eta_ms >= r.deadline_ms:
+                when = (f"passed {now - r.deadline_ms} ms before its pipeline call" if now >= r.deadline_ms else
+                        f"is {r.deadline_ms - now} ms away, less than the {eta_ms} ms the fastest recent call took")
                 r.error = DeadlineExpiredError(
-                    f"request expired: its deadline (deadline_ms {r.deadline_ms}) passed {now - r.deadline_ms} ms "
-                    f"before its pipeline call on model '{self.name}'; not computed, retry with a later deadline")
+                    f"request expired: its deadline (deadline_ms {r.deadline_ms}) {when} on model '{self.name}'; "
+                    "not computed, retry with a later deadline")
                 r.expired = True
                 self.counters["expired"] += 1
 
@@ -316,6 +324,7 @@ class ModelRuntime(ABC):
             log.warning("request failed in pipeline: %s", results[owners[0]].error)
             return
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self.recent_call_s.append(elapsed_ms / 1000.0)
         if self.is_large([it for _, it in live]):
             self.release_memory()
         self._count_late({it.request_index for _, it in live}, results)

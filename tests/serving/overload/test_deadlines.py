@@ -70,8 +70,23 @@ def test_expired_request_is_dropped_before_its_call_counted_and_captured_as_expi
     assert next(r for r in records if r["request_id"] == "late")["error_code"] == "UNAVAILABLE"
 
 
+def test_request_that_cannot_finish_before_its_deadline_is_dropped(classifier):
+    rt = classifier
+    rt.clock_ms = lambda: NOW
+    rt.recent_call_s.extend([0.8, 0.5, 0.9])  # the fastest recent call took 500 ms
+    before = rt.counters["expired"]
+    results = rt.handle([RawRequest({"image": tensor(png(32))}, "soon", deadline_ms=NOW + 300),
+                         RawRequest({"image": tensor(png(32, seed=1))}, "later", deadline_ms=NOW + 5000)])
+    assert isinstance(results[0].error, DeadlineExpiredError) and results[0].expired
+    assert "300 ms away, less than the 500 ms" in str(results[0].error)
+    assert results[1].error is None
+    assert rt.counters["expired"] == before + 1
+    rt.recent_call_s.clear()
+
+
 def test_call_that_ends_after_the_deadline_counts_as_late(classifier):
     rt = classifier
+    rt.recent_call_s.clear()
     ticks = iter([NOW, NOW + 5000])  # checked in time, finished 5 s later
     rt.clock_ms = lambda: next(ticks)
     before = rt.counters["finished_late"]
