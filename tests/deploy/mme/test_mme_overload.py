@@ -9,6 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy.invoke import refusal_of
+from serving.capacity.admission import read_policy
+from tests.conftest import ROOT
 from deploy.payload import build_request
 from mme_testlib import http, start_endpoint
 from tests.conftest import gen_args, png
@@ -33,7 +35,7 @@ def test_burst_is_refused_with_503_retry_after_and_counted(endpoint):
                            config=Config(retries={"total_max_attempts": 1}, read_timeout=600,
                                          max_pool_connections=32))
     # Long calls (120 steps), all sent at once: the one instance runs a batch of 4 for seconds,
-    # the queue holds 4 more, and the rest find it full.
+    # the queue holds 8 more, and the rest find it full.
     body, ctype = build_request({"prompt": [b"a red house"], "image": [png(64)],
                                  "gen_args": [gen_args(num_inference_steps=120)]}, binary=True)
     warm, wtype = build_request({"prompt": [b"warm"], "image": [png(64)], "gen_args": [gen_args()]}, binary=True)
@@ -47,7 +49,7 @@ def test_burst_is_refused_with_503_retry_after_and_counted(endpoint):
         except ClientError as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=one) for _ in range(24)]
+    threads = [threading.Thread(target=one) for _ in range(32)]
     for t in threads:
         t.start()
     for t in threads:
@@ -55,12 +57,13 @@ def test_burst_is_refused_with_503_retry_after_and_counted(endpoint):
         assert not t.is_alive()
 
     refused = [r for r in results if r != "ok"]
-    assert refused and len(results) == 24
+    queue_size = read_policy((ROOT / "model_repository" / "sd_img2img" / "config.pbtxt").read_text())["max_queue_size"]
+    assert refused and len(results) == 32
     for exc in refused:
         err, meta = exc.response["Error"], exc.response["ResponseMetadata"]
         assert err["Code"] == "ServiceUnavailable" and meta["HTTPStatusCode"] == 503, exc.response
         assert meta["HTTPHeaders"]["retry-after"] == "1"
-        assert TARGET in err["Message"] and "queue limit 4" in err["Message"], err["Message"]
+        assert TARGET in err["Message"] and f"queue limit {queue_size}" in err["Message"], err["Message"]
         assert "Exceeds maximum queue size" in err["Message"] or "timeout expired" in err["Message"]
         r = refusal_of(exc)  # what `deploy invoke` retries on
         assert r is not None and r.retry_after_s == 1.0

@@ -16,12 +16,12 @@ def test_timeout_leaves_room_for_the_longest_admitted_call():
     p = derive("sd_img2img", 4, deadline_s=DEFAULT_DEADLINE_S, max_request_seconds=45.0)
     assert p.default_timeout_microseconds == 15_000_000
     assert derive("sd_img2img", 4, deadline_s=100.0, max_request_seconds=45.0).default_timeout_microseconds == 55_000_000
-    assert p.max_queue_size >= 4  # at least one full batch
+    assert p.max_queue_size >= 8  # at least two full batches
 
 
 def test_longer_deadline_admits_a_longer_queue_for_fast_models():
     short, long = derive("resnet_classifier", 32, 50.0), derive("resnet_classifier", 32, 1000.0)
-    assert 32 <= short.max_queue_size <= long.max_queue_size <= 1024
+    assert 64 <= short.max_queue_size <= long.max_queue_size <= 1024
 
 
 def test_deadline_shorter_than_the_longest_call_is_refused_by_name():

@@ -13,7 +13,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving.capacity.admission import read_policy
+from serving.capacity.admission import max_batch_size, read_policy
 from serving.deadline import now_ms
 from serving.loadtest.stats import pending_from_metrics
 from serving.retry import is_refusal
@@ -66,8 +66,9 @@ def call(server, protocol: str, steps: int, seed: int, results: list, rows: int 
 
 
 def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(server, model_repo):
-    policy = read_policy((model_repo / MODEL / "config.pbtxt").read_text())
-    queue_size = int(policy["max_queue_size"])
+    config = (model_repo / MODEL / "config.pbtxt").read_text()
+    queue_size = int(read_policy(config)["max_queue_size"])
+    batch = max_batch_size(config)
     before = metrics(server)
     expired0 = counter(before, "pipeline_expired_requests_total")
     late0 = counter(before, "pipeline_late_results_total")
@@ -76,7 +77,7 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
     #    max_batch_size rows) runs while a second long request waits; with one request pending
     #    (stable for the length of a long call) every later request waits for a long call.
     long, threads = [], []
-    for i, rows in enumerate((queue_size, 1)):
+    for i, rows in enumerate((batch, 1)):
         threads.append(threading.Thread(target=call, args=(server, "http", 120, i, long), kwargs={"rows": rows}))
         threads[-1].start()
     wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120, "one long request executing, one queued")
