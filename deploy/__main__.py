@@ -21,6 +21,7 @@ from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
 from serving.deadline import request_parameters, triton_timeout_us
+from serving.retry import PATIENT
 from deploy.payload import PayloadError, build_request, parse_response
 from deploy.safe_extract import TarballError
 
@@ -290,7 +291,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     # Refusals are retried by `invoke` with jitter, not by botocore at once: one attempt per call.
     runtime = _context(args).client("runtime", retries={"max_attempts": 1, "mode": "standard"})
     resp_body, resp_type = invoke(runtime, args.name, target, body, content_type, inference_id=args.inference_id,
-                                  deadline_s=args.deadline)
+                                  deadline_s=args.deadline, policy=PATIENT)
     outputs = parse_response(resp_body, resp_type)
     print(json.dumps({"target_model": target, "content_type": resp_type, "outputs": summarize(outputs)}, indent=2))
     if args.output_dir:

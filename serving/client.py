@@ -17,7 +17,7 @@ import numpy as np
 from serving import MODEL_NAMES
 from serving.deadline import request_parameters, triton_timeout_us
 from serving.response_encoding import PARAMETER, RAW
-from serving.retry import NO_RETRY, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
+from serving.retry import NO_RETRY, PATIENT, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 RAW_IMAGES = {PARAMETER: RAW}
 
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--deadline {a.deadline}: must be > 0 seconds")
     attempts = Attempts()
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol, deadline_s=a.deadline, attempts=attempts)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, deadline_s=a.deadline, policy=PATIENT,
+                    attempts=attempts)
     except InferenceServerException as exc:
         if is_refusal(exc.status(), exc.message()):
             print(f"refused ({attempts.refusals} attempt(s), the server is overloaded; retried with backoff "

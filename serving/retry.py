@@ -68,6 +68,9 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+# One interactive caller (`serving.client`, `deploy invoke`): its few retries load nobody, and
+# waits growing to 5 s span a queue of long SD calls (about 10 s of backoff on average).
+PATIENT = RetryPolicy(max_attempts=10, cap_s=5.0)
 
 
 @dataclass

@@ -125,3 +125,36 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
     call(server, "http", 2, 999, fresh)
     assert fresh == [("http", "ok", None)]
     client.close()
+
+
+def test_client_retries_refusals_within_its_deadline_then_gets_through(server, model_repo):
+    from serving.client import build_inputs, infer
+    from serving.retry import Attempts, RetryPolicy
+
+    config = (model_repo / MODEL / "config.pbtxt").read_text()
+    queue_size, batch = int(read_policy(config)["max_queue_size"]), max_batch_size(config)
+    busy, threads = [], []
+    # The longest calls there are (150 steps): one full batch running, the queue full behind it.
+    for i, rows in enumerate([batch] + [1] * queue_size):
+        threads.append(threading.Thread(target=call, args=(server, "http", 150, 300 + i, busy), kwargs={"rows": rows}))
+        threads[-1].start()
+        if i == 0:
+            wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 0 and threads[0].is_alive(), 60,
+                     "the first batch to start")
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
+
+    inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})
+    short = Attempts()
+    with pytest.raises(InferenceServerException) as e:
+        infer(MODEL, inputs, url=server.http_url, deadline_s=0.3, attempts=short)
+    assert is_refusal(e.value.status(), e.value.message()), e.value.message()
+    assert short.refusals >= 1 and short.count == short.refusals  # refused each time, retried within 0.3 s
+
+    patient = Attempts()
+    out = infer(MODEL, inputs, url=server.http_url, deadline_s=120, attempts=patient,
+                policy=RetryPolicy(max_attempts=1000, cap_s=0.5))  # as many as the deadline allows
+    assert out["generated_image"].shape == (1, 1)
+    assert patient.count == patient.refusals + 1  # refusals, then one success
+    for t in threads:
+        t.join(timeout=300)
+    assert [r[1] for r in busy] == ["ok"] * (queue_size + 1)
