@@ -73,6 +73,7 @@ def test_expired_request_is_dropped_before_its_call_counted_and_captured_as_expi
 def test_request_that_cannot_finish_before_its_deadline_is_dropped(classifier):
     rt = classifier
     rt.clock_ms = lambda: NOW
+    rt.recent_call_s.clear()
     rt.recent_call_s.extend([0.8, 0.5, 0.9])  # the fastest recent call took 500 ms
     before = rt.counters["expired"]
     results = rt.handle([RawRequest({"image": tensor(png(32))}, "soon", deadline_ms=NOW + 300),
