@@ -21,6 +21,8 @@ from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
+from serving.deadline import request_parameters, triton_timeout_us
+from serving.retry import PATIENT
 from deploy.payload import PayloadError, build_request, parse_response
 from deploy.safe_extract import TarballError
 
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference-id")
     p.add_argument("--segment", action="append", type=_key_value, default=[], metavar="NAME=VALUE",
                    help="segment attribute for monitoring (repeatable): request parameter segment.NAME in the body")
+    p.add_argument("--deadline", type=float, default=60.0,
+                   help="give up after this many seconds; refusals (503) are retried with backoff "
+                        "within it and the model drops the request once it passes (default: %(default)s)")
     p.add_argument("--output-dir", help="write BYTES outputs here (images decoded)")
     p.add_argument("--dump-request", help="also write the request body to this file")
 
@@ -370,11 +375,17 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         target = versions.resolve_url(_context(args).client("s3"), args.model_data_url, args.target_model)
     else:
         target = args.target_model if args.target_model.endswith(".tar.gz") else f"{args.target_model}.tar.gz"
-    body, content_type = build_request(_invoke_inputs(args), binary=args.binary, segments=dict(args.segment))
+    if not args.deadline > 0:
+        raise DeployError(f"--deadline {args.deadline}: must be > 0 seconds")
+    params = {**request_parameters(args.deadline), "timeout": triton_timeout_us(args.deadline)}
+    body, content_type = build_request(_invoke_inputs(args), binary=args.binary, parameters=params,
+                                       segments=dict(args.segment))
     if args.dump_request:
         Path(args.dump_request).write_bytes(body)
-    runtime = _context(args).client("runtime")
-    resp_body, resp_type = invoke(runtime, args.name, target, body, content_type, inference_id=args.inference_id)
+    # Refusals are retried by `invoke` with jitter, not by botocore at once: one attempt per call.
+    runtime = _context(args).client("runtime", retries={"max_attempts": 1, "mode": "standard"})
+    resp_body, resp_type = invoke(runtime, args.name, target, body, content_type, inference_id=args.inference_id,
+                                  deadline_s=args.deadline, policy=PATIENT)
     outputs = parse_response(resp_body, resp_type)
     print(json.dumps({"target_model": target, "content_type": resp_type, "outputs": summarize(outputs)}, indent=2))
     if args.output_dir:

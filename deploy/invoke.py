@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import error_code, error_message
 from deploy.errors import DeployError
+from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 _IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"RIFF": ".webp"}
 
@@ -29,8 +31,47 @@ def invoke(
     content_type: str,
     *,
     inference_id: str | None = None,
+    deadline_s: float | None = None,
+    policy: RetryPolicy = RetryPolicy(),
+    attempts: Attempts | None = None,
 ) -> tuple[bytes, str | None]:
-    """Send one request; return (response body, response content type)."""
+    """Send one request; return (response body, response content type).
+
+    Refusals (503, SageMaker's ServiceUnavailable/ThrottlingException, a model's 503) are
+    retried with jittered backoff while `deadline_s` from now allows (serving/retry.py);
+    the final refusal is a DeployError that says it was refused, and how often.
+    """
+    attempts = attempts if attempts is not None else Attempts()
+    deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+    try:
+        return call_with_retries(lambda _remaining: _invoke_once(runtime, endpoint, target_model, body, content_type,
+                                                                 inference_id), deadline, policy, attempts=attempts)
+    except Refused as exc:
+        raise DeployError(f"model {target_model} on {endpoint} refused the request {attempts.refusals} time(s) "
+                          f"(overloaded; retried with backoff within the {deadline_s or 0:g} s deadline): {exc}") from None
+
+
+def refusal_of(exc: ClientError) -> Refused | None:
+    """A Refused when the error means "overloaded, retry later", with the server's Retry-After."""
+    resp = exc.response or {}
+    meta = resp.get("ResponseMetadata", {}) or {}
+    status = meta.get("HTTPStatusCode")
+    original = resp.get("OriginalStatusCode")
+    code = error_code(exc)
+    message = str(resp.get("OriginalMessage") or error_message(exc))
+    if not (is_refusal(status, message) or is_refusal(original, message) or is_refusal(code, message)
+            or code == "ThrottlingException"):
+        return None
+    retry_after = (meta.get("HTTPHeaders", {}) or {}).get("retry-after")
+    try:
+        hint = float(retry_after) if retry_after else None
+    except ValueError:
+        hint = None
+    return Refused(f"{code}: {error_message(exc)}", retry_after_s=hint, cause=exc)
+
+
+def _invoke_once(runtime: Any, endpoint: str, target_model: str, body: bytes, content_type: str,
+                 inference_id: str | None) -> tuple[bytes, str | None]:
     kwargs: dict[str, Any] = {
         "EndpointName": endpoint,
         "TargetModel": target_model,
@@ -42,6 +83,9 @@ def invoke(
     try:
         resp = runtime.invoke_endpoint(**kwargs)
     except ClientError as exc:
+        refused = refusal_of(exc)
+        if refused is not None:
+            raise refused from None
         if error_code(exc) == "ModelError":
             # The container answered with an error; its text is the useful part.
             raise DeployError(f"model {target_model} on {endpoint} failed: {error_message(exc)}") from None

@@ -83,6 +83,7 @@ def build_request(
     outputs: Sequence[str] | None = None,
     request_id: str = "",
     segments: Mapping[str, str] | None = None,
+    parameters: Mapping[str, object] | None = None,
 ) -> tuple[bytes, str]:
     """Return (body, content_type) for an inference request.
 
@@ -91,7 +92,8 @@ def build_request(
 
     `inputs` maps input name to a list of str/bytes (sent as BYTES with shape [len, 1]) or to a
     numpy array (sent with its own shape and dtype). With `binary`, tensors travel as raw bytes
-    after a JSON header and outputs are requested in binary too.
+    after a JSON header and outputs are requested in binary too. `parameters` are request
+    parameters, e.g. `deadline_ms` (serving/deadline.py) and Triton's queue `timeout` (µs).
     """
     if not inputs:
         raise PayloadError("no inputs")
@@ -116,8 +118,9 @@ def build_request(
             doc["outputs"] = [{"name": o} for o in outputs]
         if request_id:
             doc["id"] = request_id
-        if segment_params:
-            doc["parameters"] = segment_params
+        params = {**segment_params, **(parameters or {})}
+        if params:
+            doc["parameters"] = params
         return json.dumps(doc).encode("utf-8"), JSON_CONTENT_TYPE
     infer_inputs = []
     for name, arr in arrays.items():
@@ -126,8 +129,10 @@ def build_request(
         infer_inputs.append(tensor)
     requested = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs] if outputs else None
     # Binary output asked for: images can travel as raw bytes, not the JSON default base64 text.
+    params = {IMAGE_ENCODING: "raw", **segment_params, **(parameters or {})}
+    timeout = params.pop("timeout", None)  # tritonclient reserves the name: it has its own argument
     body, header_size = httpclient.InferenceServerClient.generate_request_body(
-        infer_inputs, outputs=requested, request_id=request_id, parameters={IMAGE_ENCODING: "raw", **segment_params}
+        infer_inputs, outputs=requested, request_id=request_id, parameters=params, timeout=timeout
     )
     if header_size is None:  # no binary tensor after all: the body is plain JSON
         return body, JSON_CONTENT_TYPE

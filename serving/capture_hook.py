@@ -86,7 +86,8 @@ class CaptureHook:
             if attrs:
                 base["segment_attrs"] = attrs
             if result.error is not None:
-                yield dict(base, request_id=rid, outcome="error", error_code=result.error.code,
+                # `expired`: dropped before its pipeline call because the caller's deadline passed
+                yield dict(base, request_id=rid, outcome="expired" if result.expired else "error", error_code=result.error.code,
                            error_message=str(result.error)[:1000],
                            output_nonfinite=True if isinstance(result.error, NonFiniteOutputError) else None)
                 continue

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from serving import MODEL_NAMES
+from serving.deadline import request_parameters, triton_timeout_us
 from serving.response_encoding import PARAMETER, RAW
+from serving.retry import NO_RETRY, PATIENT, Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 RAW_IMAGES = {PARAMETER: RAW}
 
@@ -38,20 +41,36 @@ def build_inputs(model: str, prompt: str | None = None, image: bytes | None = No
     return {k: _bytes_tensor([v]) for k, v in raw.items() if v is not None}
 
 
+def refusal_of(exc: Exception) -> Refused | None:
+    """A Refused for Triton's UNAVAILABLE / HTTP 503 (queue full, queue timeout, expired)."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException) and is_refusal(exc.status(), exc.message()):
+        return Refused(exc.message() or str(exc), cause=exc)
+    return None
+
+
 def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000",
           protocol: str = "http", timeout_s: float = 600.0, request_id: str = "",
-          served_name: str | None = None, segments: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+          served_name: str | None = None, segments: dict[str, str] | None = None,
+          deadline_s: float | None = None, policy: RetryPolicy = RetryPolicy(),
+          attempts: Attempts | None = None) -> dict[str, np.ndarray]:
     """One inference through tritonclient; returns output name -> numpy array (incl. `request_id`).
 
     served_name: the Triton model name when it is not `model` (a versioned `sd_depth-<v>`).
-    segments: segment attributes ({"tenant": "acme"}), sent as request parameters ``segment.<name>``."""
+    segments: segment attributes ({"tenant": "acme"}), sent as request parameters ``segment.<name>``.
+    With `deadline_s`, the request carries the caller's deadline (`deadline_ms`, and Triton's
+    queue `timeout` for what is left of it), refusals are retried with jittered backoff within
+    it (serving/retry.py) and the last refusal raises its InferenceServerException.
+    """
     from monitoring.capture.attributes import as_parameters
 
     if protocol == "grpc":
         import tritonclient.grpc as tc
     else:
         import tritonclient.http as tc
-    client = tc.InferenceServerClient(url=url, **({"network_timeout": timeout_s} if protocol == "http" else {}))
+    budget = min(timeout_s, deadline_s) if deadline_s is not None else timeout_s
+    client = tc.InferenceServerClient(url=url, **({"network_timeout": budget} if protocol == "http" else {}))
     tensors = []
     for name, arr in inputs.items():
         t = tc.InferInput(name, list(arr.shape), "BYTES")
@@ -59,11 +78,28 @@ def infer(model: str, inputs: dict[str, np.ndarray], url: str = "127.0.0.1:8000"
         tensors.append(t)
     outputs = ["probabilities", "label"] if model == "resnet_classifier" else ["generated_image"]
     outputs.append("request_id")
+    params = {**RAW_IMAGES, **as_parameters(segments), **request_parameters(deadline_s)}
+    deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+
+    def send(remaining_s: float):
+        kwargs = {"timeout": triton_timeout_us(remaining_s)} if deadline is not None else {}
+        if protocol == "grpc":
+            kwargs["client_timeout"] = min(remaining_s, timeout_s)
+        try:
+            # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
+            # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
+            return client.infer(served_name or model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
+                                request_id=request_id, parameters=params, **kwargs)
+        except Exception as exc:
+            refused = refusal_of(exc)
+            if refused is not None:
+                raise refused from None
+            raise
+
     try:
-        # Raw image bytes: tritonclient reads binary tensors (gRPC, HTTP binary outputs), so the
-        # base64 text JSON clients get by default is not needed here (serving/response_encoding.py).
-        result = client.infer(served_name or model, tensors, outputs=[tc.InferRequestedOutput(o) for o in outputs],
-                              request_id=request_id, parameters={**RAW_IMAGES, **as_parameters(segments)})
+        result = call_with_retries(send, deadline, policy if deadline is not None else NO_RETRY, attempts=attempts)
+    except Refused as exc:
+        raise exc.cause if exc.cause is not None else exc
     finally:
         client.close()  # an idle keep-alive connection would hold up a graceful server stop
     return {o: result.as_numpy(o) for o in outputs}
@@ -86,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s3-endpoint-url", help="S3 endpoint for --model-data-url (moto, tests)")
     p.add_argument("--segment", action="append", default=[], metavar="NAME=VALUE",
                    help="segment attribute for monitoring, e.g. tenant=acme (repeatable; sent as parameter segment.NAME)")
+    p.add_argument("--deadline", type=float, default=60.0,
+                   help="give up after this many seconds; refusals (UNAVAILABLE/503) are retried with "
+                        "jittered backoff within it (default %(default)s)")
     a = p.parse_args(argv)
     segments = {}
     for spec in a.segment:
@@ -107,9 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     from tritonclient.utils import InferenceServerException
 
+    if not a.deadline > 0:
+        p.error(f"--deadline {a.deadline}: must be > 0 seconds")
+    attempts = Attempts()
     try:
-        out = infer(a.model, inputs, url=url, protocol=a.protocol, served_name=a.served_name, segments=segments)
+        out = infer(a.model, inputs, url=url, protocol=a.protocol, served_name=a.served_name, segments=segments,
+                    deadline_s=a.deadline, policy=PATIENT, attempts=attempts)
     except InferenceServerException as exc:
+        if is_refusal(exc.status(), exc.message()):
+            print(f"refused ({attempts.refusals} attempt(s), the server is overloaded; retried with backoff "
+                  f"within the {a.deadline:g} s deadline): {exc.message()}", file=sys.stderr)
+            return 3
         print(f"error: {exc.message()}", file=sys.stderr)
         return 2
     except ValueError as exc:  # a segment attribute past its bounds, caught before sending

@@ -35,3 +35,10 @@ class CheckpointError(ServingError):
     """Weights are missing, unsafe (pickle) or do not match the model."""
 
     code = "INTERNAL"
+
+
+class DeadlineExpiredError(ServingError):
+    """The caller's deadline passed before the request's pipeline call: not computed, since
+    nobody waits for the answer. UNAVAILABLE (HTTP 503), like Triton's own queue timeout."""
+
+    code = "UNAVAILABLE"

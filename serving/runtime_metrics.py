@@ -16,6 +16,8 @@ NAMES = {
     "nonfinite_outputs": ("pipeline_nonfinite_outputs_total", "Pipeline calls whose output had NaN/inf pixels (answered with an error)"),
     "out_of_memory": ("pipeline_out_of_memory_total", "Pipeline calls that ran out of memory"),
     "memory_releases": ("pipeline_memory_releases_total", "Times cached GPU memory was released (after OOM or a large request)"),
+    "expired": ("pipeline_expired_requests_total", "Requests dropped before their pipeline call because the caller's deadline_ms had passed"),
+    "finished_late": ("pipeline_late_results_total", "Requests whose pipeline call ended after the caller's deadline_ms (work for nobody)"),
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from monitoring.capture import Capturer
 from serving import host_services
+from serving.deadline import parse_deadline
 from serving.errors import ServingError
 from serving.response_encoding import encode_outputs, requested_encoding
 from serving.runtime_metrics import RuntimeMetrics
@@ -151,12 +152,15 @@ class TritonModel:
         pb = self.pb_utils
         raw, ids, encodings, attributes = [], [], [], []
         for request in requests:
+            deadline = None
             try:  # JSON clients get base64 images unless they ask for raw bytes (serving/response_encoding.py)
-                encoding = requested_encoding(request.parameters())
-                attrs = request_segment_attributes(request.parameters())
+                parameters = request.parameters()
+                encoding = requested_encoding(parameters)
+                attrs = request_segment_attributes(parameters)
+                deadline = parse_deadline(parameters)  # the caller's; the runtime drops it once passed
                 encodings.append(encoding)
                 attributes.append(attrs)
-            except ServingError as exc:  # a bad `image_encoding` or segment value: this request's error only
+            except ServingError as exc:  # a bad `image_encoding`/`deadline_ms`/segment value: this request's error only
                 encodings.append(exc)
                 attributes.append(None)
             tensors = {}
@@ -167,7 +171,7 @@ class TritonModel:
             # The caller's request id if it set one, else ours; returned as `request_id` so
             # ground truth can be joined to captured records later.
             ids.append(request.request_id() or new_request_id())
-            raw.append(RawRequest(tensors, ids[-1]))
+            raw.append(RawRequest(tensors, ids[-1], deadline))
         results = self.runtime.handle(raw)
         # A request refused for its parameters is recorded as the error its caller got, not as ok.
         results = [RequestResult(error=enc, compute_ms=res.compute_ms, wait_ms=res.wait_ms, batch_size=res.batch_size)

@@ -71,6 +71,20 @@ class TritonUnavailable(MMEError):
     status, sm_code, sm_status = 503, "ServiceUnavailable", 503
 
 
+class Overloaded(MMEError):
+    """The model refused the request before doing any work (Triton UNAVAILABLE: its queue is
+    full, or the request timed out in it): 503 + Retry-After, which clients retry with backoff."""
+    status, sm_code, sm_status = 503, "ServiceUnavailable", 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def runtime_response(self) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = super().runtime_response()
+        return status, {**headers, "Retry-After": str(self.retry_after_s)}, body
+
+
 class ModelError(MMEError):
     """The model (Triton) answered an invocation with an error status."""
     sm_code, sm_status = "ModelError", 424

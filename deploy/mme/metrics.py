@@ -15,6 +15,9 @@ per TargetModel, read from the cache at scrape time (nothing to update on the re
     mme_model_footprint_bytes{model}             what the LRU budget counts (RSS or disk)
     mme_models_loaded                            models READY or LOADING
     mme_memory_used_bytes, mme_memory_budget_bytes
+    mme_model_refusals_total{model}              invocations refused with 503 + Retry-After because the
+                                                 model's Triton queue was full or the request timed out
+                                                 in it (Triton's own metrics do not count a full queue)
 
 Average load time of a model: rate(mme_model_coldstart_seconds_total{phase="load"}[1h]) /
 rate(mme_model_loads_total[1h]).
@@ -74,9 +77,25 @@ class CacheCollector:
             yield GaugeMetricFamily("mme_memory_budget_bytes", "LRU unloading threshold", value=stats["budgetBytes"])
 
 
-def registry_for(cache: ModelCache) -> CollectorRegistry:
+class RefusalCollector:
+    """`mme_model_refusals_total{model}` from a dict the endpoint increments on each refusal."""
+
+    def __init__(self, refusals: dict[str, int]) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("mme_model_refusals", "Invocations refused (503 + Retry-After): the model's "
+                                     "queue was full or the request timed out in it", labels=["model"])
+        for model, n in sorted(dict(self.refusals).items()):
+            family.add_metric([model], n)
+        yield family
+
+
+def registry_for(cache: ModelCache, refusals: dict[str, int] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CacheCollector(cache))
+    if refusals is not None:
+        registry.register(RefusalCollector(refusals))
     return registry
 
 

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from deploy.mme.cache import ModelCache, ModelRecord
 from deploy.mme.config import MMEConfig
-from deploy.mme.errors import BadRequest, MMEError, ModelError, ModelNotFound, TritonUnavailable
+from deploy.mme.errors import BadRequest, MMEError, ModelError, ModelNotFound, Overloaded, TritonUnavailable
 from deploy.mme.metrics import exposition, registry_for
 from deploy.mme.source import ModelSource, check_target_model
 from deploy.mme.triton import TritonControl, error_text
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 TARGET_HEADER = "X-Amzn-SageMaker-Target-Model"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+# A refusal's Retry-After, seconds (HTTP allows whole seconds only): clients add jitter on top.
+RETRY_AFTER_S = 1
 _MODEL = re.compile(r"/models/([^/]+)")
 _MODEL_INVOKE = re.compile(r"/models/([^/]+)/invoke")
 _ENDPOINT = re.compile(r"/endpoints/([^/]+)/invocations")
@@ -180,7 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                               self.headers.get(INFERENCE_ID_HEADER))
         finally:
             cache.release(rec)
-        self._send(status, out, content_type)
+        extra = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None  # a refusal: retry later
+        self._send(status, out, content_type, extra)
 
     # -- sagemaker-runtime -------------------------------------------------------------------
     def _runtime_invoke(self, endpoint_name: str | None, body: bytes) -> None:
@@ -199,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                        self.headers.get(INFERENCE_ID_HEADER))
             finally:
                 ep.cache.release(rec)
+            if status == 503:
+                raise ep.overloaded(rec, error_text(out))
             if status != 200:
                 raise ModelError(status, error_text(out))
             ep.cache.note_response(rec, time.monotonic() - started)
@@ -226,6 +231,9 @@ class MMEEndpoint:
         self.httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.metrics = None  # prometheus_client registry over the cache, once started
+        self._queue_policies: dict[str, dict] = {}  # Triton model name -> its default_queue_policy
+        self.refusals: dict[str, int] = {}  # TargetModel -> invocations refused with 503 (on /metrics)
+        self._refusals_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -254,7 +262,7 @@ class MMEEndpoint:
         self.cache = ModelCache(self.triton, self.source, work_dir=self.work_dir, budget_bytes=cfg.budget_bytes,
                                 footprint=cfg.footprint, max_bytes=int(cfg.max_model_mb * 2**20),
                                 max_members=cfg.max_members, load_timeout=cfg.load_timeout_s)
-        self.metrics = registry_for(self.cache)
+        self.metrics = registry_for(self.cache, self.refusals)
         handler = type("MMEHandler", (_Handler,), {"endpoint": self})
         try:
             self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), handler)
@@ -318,6 +326,32 @@ class MMEEndpoint:
         length = resp_headers.get("inference-header-content-length")
         ctype = f"{BINARY_CONTENT_TYPE};json-header-size={length}" if length else JSON_CONTENT_TYPE
         return status, ctype, out
+
+    def overloaded(self, rec: ModelRecord, triton_message: str) -> Overloaded:
+        """The refusal a caller sees: which model, why, and the state of its queue."""
+        with self._refusals_lock:  # request threads of the ThreadingHTTPServer
+            self.refusals[rec.key] = self.refusals.get(rec.key, 0) + 1
+        policy = self.queue_policy(rec.triton_name or rec.key)
+        limit = (f"Triton queue limit {policy.get('max_queue_size', '?')}, queue timeout "
+                 f"{int(policy.get('default_timeout_microseconds', 0)) / 1e6:g} s" if policy else "no queue policy")
+        return Overloaded(f"model {rec.key} is overloaded and refused the request before running it "
+                          f"({triton_message}); {rec.in_use} request(s) in flight through this endpoint, "
+                          f"{limit}; retry after {RETRY_AFTER_S} s with backoff", RETRY_AFTER_S)
+
+    def queue_policy(self, triton_name: str) -> dict:
+        """The model's `default_queue_policy` as Triton loaded it (cached: it changes only on reload)."""
+        if triton_name not in self._queue_policies:
+            status, doc = 0, {}
+            try:
+                status, _, body = self.triton.request("GET", f"/v2/models/{triton_name}/config", timeout=5)
+                doc = json.loads(body) if status == 200 else {}
+            except (MMEError, ValueError):
+                pass
+            policy = (doc.get("dynamic_batching") or {}).get("default_queue_policy") or {}
+            if status != 200:
+                return policy  # not cached: ask again next time
+            self._queue_policies[triton_name] = policy
+        return self._queue_policies[triton_name]
 
     def serve_forever(self) -> None:
         assert self._thread is not None

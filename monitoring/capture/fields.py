@@ -26,7 +26,7 @@ FIELDS: tuple[tuple[str, str, bool, str], ...] = (
     ("queue_ms", "float", False, "Time spent queued before execution, ms (None if unknown)."),
     ("compute_ms", "float", False, "Model compute time for the batch holding the request, ms."),
     ("batch_size", "int", False, "Number of requests in the executed batch."),
-    ("outcome", "str", True, "'ok' or 'error'."),
+    ("outcome", "str", True, "'ok', 'error', or 'expired' (the caller's deadline_ms passed before the pipeline call; not computed)."),
     ("error_code", "str", False, "Error code for failed requests, e.g. INVALID_ARG."),
     ("error_message", "str", False, "Error message for failed requests."),
     ("image_width", "int", False, "Input image width, px."),

@@ -71,7 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stats-url", help="Triton HTTP host:port for server-side statistics "
                                        "(default: the --url in http/grpc mode; none for sagemaker)")
     g.add_argument("--no-server-stats", action="store_true", help="do not query Triton's statistics API")
-    g.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds (default 120)")
+    g.add_argument("--timeout", type=float, default=120.0,
+                   help="per-request deadline, seconds (default 120): sent with the request (deadline_ms and "
+                        "Triton's queue timeout) so the server drops it once the caller has given up")
+    g.add_argument("--no-retry", action="store_true",
+                   help="do not retry refusals (UNAVAILABLE/503); by default they are retried with jittered "
+                        "backoff within --timeout")
+    g.add_argument("--no-deadline", action="store_true",
+                   help="do not send the deadline with requests (the behaviour of clients that do not)")
+    g.add_argument("--metrics-url", help="Triton metrics host:port, for the queue after each step "
+                                         "(default: the --url host on port 8002 when --url uses 8000/8001)")
     g.add_argument("--segment", action="append", default=[], metavar="NAME=VALUE",
                    help="segment attribute sent with every request (request parameter segment.NAME; repeatable)")
     m = p.add_argument_group("load")
@@ -129,8 +138,33 @@ def make_transport(args: argparse.Namespace):
             target = resolve_url(s3, args.model_data_url, args.model)
         return SageMakerTransport(args.model, args.endpoint_name, endpoint_url=args.endpoint_url,
                                   region=args.region, target_model=target, binary=not args.json_body,
-                                  timeout_s=args.timeout, max_connections=min(max(workers, 10), 512), segments=segments)
-    return TritonTransport(args.model, args.url, args.protocol, timeout_s=args.timeout, segments=segments)
+                                  timeout_s=args.timeout, max_connections=min(max(workers, 10), 512),
+                                  retry=retry_policy(args), send_deadline=not args.no_deadline, segments=segments)
+    return TritonTransport(args.model, args.url, args.protocol, timeout_s=args.timeout, retry=retry_policy(args),
+                           send_deadline=not args.no_deadline, segments=segments)
+
+
+def retry_policy(args: argparse.Namespace):
+    from serving.retry import NO_RETRY, RetryPolicy
+
+    return NO_RETRY if args.no_retry else RetryPolicy()
+
+
+def metrics_url(args: argparse.Namespace) -> str | None:
+    if args.metrics_url:
+        return args.metrics_url
+    url = args.stats_url or args.url
+    if args.protocol == "sagemaker" and not args.stats_url or not url:
+        return None
+    host, _, port = url.rpartition(":")
+    return f"{host}:8002" if port in ("8000", "8001") else None
+
+
+def make_queue_probe(args: argparse.Namespace, stats):
+    from serving.loadtest.stats import QueueProbe
+
+    url = metrics_url(args)
+    return QueueProbe(url, args.model, stats) if url else None
 
 
 def make_stats(args: argparse.Namespace):
@@ -209,6 +243,16 @@ def summary_line(step: dict[str, Any]) -> str:
                  f"batch {fmt(srv.get('avg_batch_size'))}")
     if step["mode"] == "rate":
         extra += f" | max send lag {fmt(step.get('max_send_lag_ms'))} ms"
+    ov = step.get("overload") or {}
+    if ov:
+        rl = ov.get("refusal_latency_ms") or {}
+        extra += (f" | refused {ov['refused']} (attempts refused {ov['refused_attempts']}, p50 {fmt(rl.get('p50'))} ms)"
+                  f" timeouts {ov['timeouts']}")
+        if ov.get("work_for_nobody") is not None:
+            extra += f", work for nobody {ov['work_for_nobody']} of {ov['server_successes']}"
+    q = step.get("queue_after") or {}
+    if q:
+        extra += f" | queued at end {q.get('pending_at_end')}, drained {fmt(q.get('drained_after_load_s'))} s after the load"
     errs = ", ".join(f"{k}={v}" for k, v in step["errors_by_kind"].items()) or "none"
     return (f"{tag:>12}: {step['throughput_rps']:.2f} req/s  sent {step['sent']} ok {step['ok']} "
             f"errors {step['errors']} ({errs})  latency p50 {fmt(lat['p50'])} p90 {fmt(lat['p90'])} "
@@ -238,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         transport = make_transport(args)
         stats = make_stats(args)
+        probe = make_queue_probe(args, stats)
     except Exception as exc:  # e.g. no AWS region for a real endpoint
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -294,13 +339,14 @@ def run(args: argparse.Namespace) -> int:
                 progress.label = f"step {n + 1}/{len(levels)} c={level}"
                 step = run_concurrency_step(transport, payloads, int(level), duration_s=duration,
                                             max_requests=args.requests, first_index=next_index, stop=stop,
-                                            stats=stats, recorder=recorder)
+                                            stats=stats, recorder=recorder,
+                                            settle=probe.settle if probe else None)
             else:
                 progress.label = f"step {n + 1}/{len(levels)} rate={level}/s"
                 step = run_rate_step(transport, payloads, float(level), duration_s=duration,
                                      max_requests=args.requests, arrival=args.arrival, seed=args.seed + n,
                                      max_workers=args.max_workers, first_index=next_index, stop=stop,
-                                     stats=stats, recorder=recorder)
+                                     stats=stats, recorder=recorder, settle=probe.settle if probe else None)
             next_index += step["sent"] + step.get("not_sent", 0)
             report["steps"].append(step)
             print(summary_line(step), flush=True)

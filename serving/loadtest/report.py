@@ -1,4 +1,5 @@
-"""Write a run's report: `report.json`, `steps.csv`, `requests.csv` and `latency.png`."""
+"""Write a run's report: `report.json`, `steps.csv`, `requests.csv`, `latency.png` and, for open-loop
+runs, `overload.png` (offered load vs goodput, refusals vs timeouts, work done for nobody)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ STEP_COLUMNS = (
     "server_queue_ms", "server_compute_input_ms", "server_compute_infer_ms", "server_compute_output_ms",
     "server_request_ms", "server_avg_batch_size", "server_success_count", "server_fail_count",
     "errors_by_kind", "interrupted",
+    "refused", "timeouts", "refused_attempts", "refusal_p50_ms", "refusal_p99_ms", "ok_after_retry",
+    "work_for_nobody", "work_for_nobody_fraction", "queued_at_end", "drained_after_load_s",
 )
-REQUEST_COLUMNS = ("step", "index", "scheduled_ms", "start_ms", "latency_ms", "service_ms", "error", "injected")
+REQUEST_COLUMNS = ("step", "index", "scheduled_ms", "start_ms", "latency_ms", "service_ms", "error", "injected",
+                   "attempts")
 
 
 def public_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,6 +40,13 @@ def step_row(step: dict[str, Any]) -> dict[str, Any]:
     row.update(server_avg_batch_size=srv.get("avg_batch_size"), server_success_count=srv.get("success_count"),
                server_fail_count=srv.get("fail_count"))
     row["errors_by_kind"] = ";".join(f"{k}={v}" for k, v in (step.get("errors_by_kind") or {}).items())
+    ov = step.get("overload") or {}
+    for k in ("refused", "timeouts", "refused_attempts", "ok_after_retry", "work_for_nobody", "work_for_nobody_fraction"):
+        row[k] = ov.get(k)
+    rl = ov.get("refusal_latency_ms") or {}
+    row.update(refusal_p50_ms=rl.get("p50"), refusal_p99_ms=rl.get("p99"))
+    q = step.get("queue_after") or {}
+    row.update(queued_at_end=q.get("pending_at_end"), drained_after_load_s=q.get("drained_after_load_s"))
     return row
 
 
@@ -73,7 +84,55 @@ def write_report(out_dir: Path, report: dict[str, Any], plot: bool = True) -> di
     if plot:
         paths["png"] = out_dir / "latency.png"
         plot_latency(steps, paths["png"], title=report.get("title", ""))
+        if any(st.get("mode") == "rate" for st in steps):
+            paths["overload_png"] = out_dir / "overload.png"
+            plot_overload(steps, paths["overload_png"], title=report.get("title", ""))
     return paths
+
+
+def plot_overload(steps: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Open-loop steps: offered rate vs goodput (and server successes), and per step the requests
+    refused, timed out at the client, and computed for nobody."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [st for st in steps if st.get("mode") == "rate"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
+    offered = [st["target_rps"] for st in pts]
+    a1.plot(offered, [st["throughput_rps"] for st in pts], "o-", label="goodput (client ok/s)")
+    srv = [((st.get("server") or {}).get("success_count") or 0) / max(st["duration_s"], 1e-9) for st in pts]
+    if any(srv):
+        a1.plot(offered, srv, "s--", label="server successes/s")
+    top = max(offered + [1.0])
+    a1.plot([0, top], [0, top], ":", color="grey", label="offered")
+    a1.set_xlabel("offered load (requests/s)")
+    a1.set_ylabel("requests/s")
+    a1.set_title("offered vs goodput")
+    a1.grid(True, alpha=0.3)
+    a1.legend(fontsize=8)
+    labels = [f"{st['target_rps']:g}/s" for st in pts]
+    x = list(range(len(pts)))
+    width = 0.27
+    for i, (key, name) in enumerate((("refused", "refused (after retries)"), ("timeouts", "client timeouts"),
+                                     ("work_for_nobody", "computed for nobody"))):
+        a2.bar([v + (i - 1) * width for v in x], [(st.get("overload") or {}).get(key) or 0 for st in pts],
+               width, label=name)
+    a2.set_xticks(x)
+    a2.set_xticklabels(labels)
+    a2.set_xlabel("offered load")
+    a2.set_ylabel("requests")
+    a2.set_title("refusals vs timeouts vs work for nobody")
+    a2.grid(True, axis="y", alpha=0.3)
+    a2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def plot_latency(steps: list[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -35,7 +35,7 @@ MAX_REQUESTS_PER_STEP = 1_000_000
 
 
 class Transport(Protocol):
-    def send(self, payload: Payload) -> None: ...
+    def send(self, payload: Payload) -> Any: ...  # transports return serving.retry.Attempts
 
 
 @dataclass
@@ -46,6 +46,9 @@ class RequestRecord:
     finished: float
     error: str | None
     injected: str | None
+    attempts: int = 1
+    refusal_latencies: tuple[float, ...] = ()  # seconds each refused attempt took to be answered
+    expired_answers: int = 0  # attempts the runtime answered "request expired" (Triton: a success)
 
 
 class Recorder:
@@ -89,14 +92,17 @@ class Recorder:
 def _issue(transport: Transport, payload: Payload, recorder: Recorder, scheduled: float | None) -> None:
     recorder.begin()
     started = time.perf_counter()
-    error = None
+    error, info = None, None
     try:
-        transport.send(payload)
+        info = transport.send(payload)
     except RequestFailed as exc:
-        error = exc.kind
+        error, info = exc.kind, exc.attempts
     except Exception as exc:  # a bug or an unexpected client error still counts, by type
         error = f"client:{type(exc).__name__}"
-    recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error))
+    recorder.end(RequestRecord(payload.index, scheduled, started, time.perf_counter(), error, payload.expected_error,
+                               attempts=getattr(info, "count", 1) or 1,
+                               refusal_latencies=tuple(getattr(info, "refusal_latencies_s", ())),
+                               expired_answers=getattr(info, "expired", 0)))
 
 
 def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, arrival: str = "constant",
@@ -120,6 +126,51 @@ def arrival_offsets(rate: float, duration_s: float, max_requests: int | None, ar
             break
         out.append(t)
     return out
+
+
+def overload_summary(recs: list[RequestRecord], ok: int, server: dict | None) -> dict[str, Any]:
+    """Refusals apart from errors and timeouts, and the work the server did for nobody."""
+    refusal_lat = [x for r in recs for x in r.refusal_latencies]
+    out: dict[str, Any] = {
+        "refused": sum(1 for r in recs if r.error == "refused"),  # still refused after its retries
+        "timeouts": sum(1 for r in recs if r.error == "timeout"),
+        "other_errors": sum(1 for r in recs if r.error not in (None, "refused", "timeout")),
+        "attempts": sum(r.attempts for r in recs),
+        "refused_attempts": len(refusal_lat),
+        "ok_after_retry": sum(1 for r in recs if r.error is None and r.attempts > 1),
+        "refusal_latency_ms": latency_summary(refusal_lat),
+        "server_successes": None, "work_for_nobody": None, "work_for_nobody_fraction": None,
+    }
+    # Answers the model process gave without computing (expired deadlines, bad input, its own
+    # errors): Triton's statistics count them as successes too.
+    backend_answers = sum(r.expired_answers for r in recs) + sum(
+        1 for r in recs if r.error is not None and r.error.split(":")[0] in ("invalid_arg", "internal", "unavailable"))
+    out["expired_answers"] = sum(r.expired_answers for r in recs)
+    if server is not None:
+        # Computed, but the caller had gone (timed out) or never got it: server successes minus
+        # client successes (each client success is one server success) minus backend error answers.
+        done = server.get("success_count", 0)
+        nobody = max(0, done - ok - backend_answers)
+        out["server_successes"] = done
+        out["work_for_nobody"] = nobody
+        out["work_for_nobody_fraction"] = round(nobody / done, 4) if done else 0.0
+    return out
+
+
+def queue_after(settled: dict | None, load_end: float) -> dict[str, Any] | None:
+    """`QueueProbe.settle()`'s times as seconds after the load stopped (the last scheduled send)."""
+    if settled is None:
+        return None
+    rel = lambda t, t0=load_end: round(t - t0, 3) if t is not None else None  # noqa: E731
+    last = settled.get("settle_started_at")
+    # Callers who retry refusals keep offering load until their deadline, after the last
+    # scheduled send: the queue's drain is also timed from the last caller's answer.
+    return {"pending_at_end": settled.get("pending_at_end"),
+            "last_answer_after_load_s": rel(last),
+            "drained_after_load_s": rel(settled.get("drained_at")),
+            "idle_after_load_s": rel(settled.get("idle_at")),
+            "drained_after_last_answer_s": rel(settled.get("drained_at"), last) if last is not None else None,
+            "idle_after_last_answer_s": rel(settled.get("idle_at"), last) if last is not None else None}
 
 
 def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], interrupted: bool,
@@ -149,6 +200,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
         "interrupted": interrupted,
         "server": server_delta(before, after),
     }
+    step["overload"] = overload_summary(recs, len(ok), step["server"])
     if kind == "rate":
         lags = [r.started - r.scheduled for r in recs if r.scheduled is not None]
         step["service_latency_ms"] = latency_summary([r.finished - r.started for r in ok])
@@ -160,7 +212,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
          "start_ms": round((r.started - t0) * 1000, 3),
          "latency_ms": round((r.finished - (r.scheduled if r.scheduled is not None else r.started)) * 1000, 3),
          "service_ms": round((r.finished - r.started) * 1000, 3),
-         "error": r.error, "injected": r.injected}
+         "error": r.error, "injected": r.injected, "attempts": r.attempts}
         for r in sorted(recs, key=lambda r: r.index)]
     return step
 
@@ -168,7 +220,7 @@ def _finish(kind: str, recorder: Recorder, t0: float, extra: dict[str, Any], int
 def run_concurrency_step(transport: Transport, payloads: Callable[[int], Payload], concurrency: int, *,
                          duration_s: float, max_requests: int | None = None, first_index: int = 0,
                          stop: threading.Event | None = None, stats: Any = None,
-                         recorder: Recorder | None = None) -> dict[str, Any]:
+                         recorder: Recorder | None = None, settle: Callable[[], dict] | None = None) -> dict[str, Any]:
     """Closed loop: `concurrency` workers send back to back until the duration or count is reached."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency {concurrency} must be within [1, {MAX_CONCURRENCY}]")
@@ -195,8 +247,9 @@ def run_concurrency_step(transport: Transport, payloads: Callable[[int], Payload
         t.start()
     for t in threads:
         t.join()
+    queue = queue_after(settle() if settle else None, time.perf_counter())
     after = stats.snapshot() if stats else None
-    return _finish("concurrency", recorder, t0, {"concurrency": concurrency, "target_rps": None},
+    return _finish("concurrency", recorder, t0, {"concurrency": concurrency, "target_rps": None, "queue_after": queue},
                    stop.is_set(), before, after)
 
 
@@ -204,7 +257,8 @@ def run_rate_step(transport: Transport, payloads: Callable[[int], Payload], rate
                   duration_s: float, max_requests: int | None = None, arrival: str = "constant",
                   seed: int = 0, max_workers: int = 128, first_index: int = 0,
                   stop: threading.Event | None = None, stats: Any = None,
-                  recorder: Recorder | None = None, lead_s: float = 0.05) -> dict[str, Any]:
+                  recorder: Recorder | None = None, lead_s: float = 0.05,
+                  settle: Callable[[], dict] | None = None) -> dict[str, Any]:
     """Open loop: requests are issued at scheduled times whatever the server's pace."""
     if not 1 <= max_workers <= 4096:
         raise ValueError(f"max_workers {max_workers} must be within [1, 4096]")
@@ -230,8 +284,11 @@ def run_rate_step(transport: Transport, payloads: Callable[[int], Payload], rate
     finally:
         # Requests still queued for a free worker were never sent: drop them on a stop.
         pool.shutdown(wait=True, cancel_futures=stop.is_set())
+    # The server may still hold work for callers who gave up: wait for its queue to drain (and
+    # time it) before the statistics snapshot, so that work counts in this step.
+    queue = queue_after(settle() if settle else None, t0 + (offsets[-1] if offsets else 0.0))
     after = stats.snapshot() if stats else None
-    extra = {"concurrency": None, "target_rps": rate, "arrival": arrival, "scheduled": len(offsets),
+    extra = {"concurrency": None, "target_rps": rate, "queue_after": queue, "arrival": arrival, "scheduled": len(offsets),
              "dispatched": dispatched, "not_sent": len(offsets) - recorder.sent,
              "schedule_span_s": round(offsets[-1], 4) if offsets else 0.0, "max_workers": max_workers}
     return _finish("rate", recorder, t0, extra, stop.is_set(), before, after)

@@ -9,6 +9,7 @@ after the step, divided by the difference in counts.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -108,3 +109,73 @@ def server_delta(before: dict[str, int] | None, after: dict[str, int] | None) ->
 
 def finite(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def pending_from_metrics(text: str, model: str) -> int | None:
+    """Triton's `nv_inference_pending_request_count` of `model` (all versions) from /metrics text."""
+    total, found = 0, False
+    for line in text.splitlines():
+        if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line:
+            try:
+                total += int(float(line.rsplit(" ", 1)[1]))
+                found = True
+            except (IndexError, ValueError):
+                continue
+    return total if found else None
+
+
+class QueueProbe:
+    """The model's queue after the load: how many requests were still waiting when the last
+    caller was answered or gave up, and when the server had finished with all of them."""
+
+    def __init__(self, metrics_url: str, model: str, stats: ServerStats | None = None, max_wait_s: float = 120.0):
+        self.url = metrics_url if metrics_url.startswith("http") else f"http://{metrics_url}"
+        self.model, self.stats, self.max_wait_s = model, stats, max_wait_s
+
+    def pending(self) -> int | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
+                return pending_from_metrics(r.read().decode(errors="replace"), self.model)
+        except OSError:
+            return None
+
+    def _done_count(self) -> tuple[int, float] | None:
+        snap = self.stats.snapshot() if self.stats else None
+        if snap is None:
+            return None
+        execs = max(1, snap.get("execution_count", 0))
+        return snap.get("success_count", 0) + snap.get("fail_count", 0), snap.get("compute_infer_ns", 0) / execs / 1e9
+
+    def settle(self) -> dict[str, Any]:
+        """Poll until the queue is empty and no execution is finishing (counts stable for twice
+        the mean execution time, at least 1 s); return the queue at the start and when it drained."""
+        start = time.perf_counter()
+        first = self.pending()
+        deadline = start + self.max_wait_s
+        drained_at = None
+        while time.perf_counter() < deadline:
+            n = self.pending()
+            if n is None:
+                break
+            if n == 0:
+                drained_at = time.perf_counter()
+                break
+            time.sleep(0.05)  # polling a server we do not control
+        idle_at = drained_at
+        if drained_at is not None and self.stats is not None:
+            last, stable_since = self._done_count(), time.perf_counter()
+            while last is not None and time.perf_counter() < deadline:
+                quiet = max(1.0, 2 * last[1])
+                time.sleep(0.1)
+                now = self._done_count()
+                if now is None:
+                    break
+                if now[0] != last[0]:
+                    last, stable_since = now, time.perf_counter()
+                    idle_at = stable_since
+                elif time.perf_counter() - stable_since >= quiet:
+                    break
+        return {"pending_at_end": first, "drained_at": drained_at, "idle_at": idle_at,
+                "settle_started_at": start}

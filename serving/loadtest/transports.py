@@ -3,20 +3,28 @@
 Every transport has `send(payload)`, which returns on success and raises `RequestFailed`
 with a short error kind otherwise, and is safe to call from many threads (HTTP and gRPC keep
 one client per thread; the boto3 client is thread-safe). `classify_error` turns the server's
-message into the kind used in reports, e.g. "invalid_arg:image", "invalid_arg:gen_args",
+message into the kind used in reports, e.g. "refused", "invalid_arg:image", "invalid_arg:gen_args",
 "unavailable", "timeout", "connection", "internal".
+
+Each request carries the caller's deadline (`--timeout` from its send: `deadline_ms` and
+Triton's queue `timeout`), and refusals ("refused": a full queue, a queue timeout, an expired
+deadline) are retried with jittered backoff within it (serving/retry.py); `send` returns the
+`Attempts`, and a `RequestFailed` carries them too, so reports count refusals apart from errors.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from serving.deadline import request_parameters, triton_timeout_us
 from serving.loadtest.payloads import Payload
 from serving.response_encoding import PARAMETER, RAW
+from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 RAW_IMAGES = {PARAMETER: RAW}  # tritonclient reads binary tensors: raw image bytes, not base64 text
 
@@ -27,10 +35,27 @@ _GEN_ARG = re.compile(r"\bgen_args\b")
 
 
 class RequestFailed(Exception):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, attempts: Attempts | None = None):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+        self.attempts = attempts
+
+
+def _with_retries(send_once, timeout_s: float, policy: RetryPolicy) -> Attempts:
+    """Run `send_once(remaining_s)` with refusals retried within `timeout_s`; return the Attempts."""
+    attempts = Attempts()
+    deadline = time.monotonic() + timeout_s
+    try:
+        call_with_retries(send_once, deadline, policy, attempts=attempts)
+    except Refused as exc:
+        cause = exc.cause if isinstance(exc.cause, RequestFailed) else RequestFailed("refused", str(exc))
+        cause.attempts = attempts
+        raise cause from None
+    except RequestFailed as exc:
+        exc.attempts = attempts
+        raise
+    return attempts
 
 
 def classify_error(status: str | int | None, message: str) -> str:
@@ -38,6 +63,8 @@ def classify_error(status: str | int | None, message: str) -> str:
     s = str(status or "").upper().replace("STATUSCODE.", "")
     text = message or ""
     low = text.lower()
+    if is_refusal(s, text):  # before "timeout": Triton's queue timeout says "Request timeout expired"
+        return "refused"
     if any(k in low for k in ("timed out", "timeout", "deadline exceeded", "deadline_exceeded")) or s in (
             "DEADLINE_EXCEEDED", "504", "408"):
         return "timeout"
@@ -84,12 +111,14 @@ class TritonTransport:
     """Triton's KServe v2 API through tritonclient, HTTP or gRPC, binary tensors."""
 
     def __init__(self, model: str, url: str, protocol: str = "http", timeout_s: float = 120.0,
+                 retry: RetryPolicy = RetryPolicy(), send_deadline: bool = True,
                  segments: dict[str, str] | None = None):
         from monitoring.capture.attributes import as_parameters
 
         if protocol not in ("http", "grpc"):
             raise ValueError(f"protocol {protocol!r}: http or grpc")
         self.model, self.url, self.protocol, self.timeout_s = model, url, protocol, timeout_s
+        self.retry, self.send_deadline = retry, send_deadline
         # segment attributes for monitoring (request parameters segment.<name>), checked once here
         self.parameters = {**RAW_IMAGES, **as_parameters(segments)}
         self._local = threading.local()
@@ -119,7 +148,11 @@ class TritonTransport:
             except Exception:
                 pass
 
-    def send(self, payload: Payload) -> None:
+    def send(self, payload: Payload) -> Attempts:
+        params = {**self.parameters, **(request_parameters(self.timeout_s) if self.send_deadline else {})}
+        return _with_retries(lambda remaining: self._send_once(payload, remaining, params), self.timeout_s, self.retry)
+
+    def _send_once(self, payload: Payload, remaining_s: float, params: dict) -> None:
         from tritonclient.utils import InferenceServerException
 
         tc = self._tc
@@ -130,14 +163,19 @@ class TritonTransport:
             tensors.append(t)
         names = OUTPUTS.get(self.model, DEFAULT_OUTPUTS)
         outputs = [tc.InferRequestedOutput(o) for o in names]
-        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        kwargs = {"client_timeout": remaining_s} if self.protocol == "grpc" else {}
+        if self.send_deadline:  # Triton rejects it from the queue once the caller has given up
+            kwargs["timeout"] = triton_timeout_us(remaining_s)
         try:
-            result = self._client().infer(self.model, tensors, outputs=outputs, parameters=self.parameters, **kwargs)
+            result = self._client().infer(self.model, tensors, outputs=outputs, parameters=params, **kwargs)
         except InferenceServerException as exc:
             kind = classify_error(exc.status(), exc.message() or str(exc))
             if kind in ("connection", "timeout"):
                 self._drop_client()
-            raise RequestFailed(kind, exc.message() or str(exc)) from None
+            failed = RequestFailed(kind, exc.message() or str(exc))
+            if kind == "refused":
+                raise Refused(failed.message, cause=failed) from None
+            raise failed from None
         except Exception as exc:  # socket errors, gevent timeouts: not an answer from Triton
             self._drop_client()
             kind = classify_error(None, f"{type(exc).__name__}: {exc}")
@@ -150,7 +188,8 @@ class TritonTransport:
         self._drop_client()
 
 
-def sagemaker_request(payload: Payload, binary: bool = True, segments: dict[str, str] | None = None) -> tuple[bytes, str]:
+def sagemaker_request(payload: Payload, binary: bool = True, parameters: dict | None = None,
+                      segments: dict[str, str] | None = None) -> tuple[bytes, str]:
     """(body, content type) of one KServe v2 request for SageMaker's Triton front end."""
     import base64
 
@@ -161,7 +200,7 @@ def sagemaker_request(payload: Payload, binary: bool = True, segments: dict[str,
         if not binary and name in ("image", "mask_image"):
             value = base64.b64encode(value)  # JSON bodies carry images as base64 text
         inputs[name] = [value]
-    return build_request(inputs, binary=binary, segments=segments)
+    return build_request(inputs, binary=binary, parameters=parameters, segments=segments)
 
 
 class SageMakerTransport:
@@ -170,9 +209,11 @@ class SageMakerTransport:
     def __init__(self, model: str, endpoint_name: str, *, endpoint_url: str | None = None,
                  region: str | None = None, target_model: str | None = None, binary: bool = True,
                  timeout_s: float = 70.0, max_connections: int = 64, client: Any = None,
+                 retry: RetryPolicy = RetryPolicy(), send_deadline: bool = True,
                  segments: dict[str, str] | None = None):
         self.model = model
         self.segments = dict(segments or {})
+        self.timeout_s, self.retry, self.send_deadline = timeout_s, retry, send_deadline
         self.endpoint_name = endpoint_name
         self.target_model = target_model or f"{model}.tar.gz"
         self.binary = binary
@@ -181,21 +222,30 @@ class SageMakerTransport:
 
             local = endpoint_url is not None and any(h in endpoint_url for h in ("127.0.0.1", "localhost", "[::1]"))
             ctx = AwsContext(region=region or ("us-east-1" if local else None), endpoint_url=endpoint_url)
-            client = ctx.client("runtime", read_timeout=timeout_s, max_pool_connections=max_connections)
+            # One attempt per call: refusals are retried here, with jitter, not by botocore at once.
+            client = ctx.client("runtime", read_timeout=timeout_s, max_pool_connections=max_connections,
+                                retries={"max_attempts": 1, "mode": "standard"})
         self.client = client
 
-    def request_kwargs(self, payload: Payload) -> dict[str, Any]:
-        body, content_type = sagemaker_request(payload, self.binary, self.segments)
+    def request_kwargs(self, payload: Payload, parameters: dict | None = None) -> dict[str, Any]:
+        body, content_type = sagemaker_request(payload, self.binary, parameters, self.segments)
         return {"EndpointName": self.endpoint_name, "TargetModel": self.target_model,
                 "ContentType": content_type, "Accept": content_type.split(";")[0], "Body": body}
 
-    def send(self, payload: Payload) -> None:
+    def send(self, payload: Payload) -> Attempts:
+        params = None
+        if self.send_deadline:
+            params = {**request_parameters(self.timeout_s), "timeout": triton_timeout_us(self.timeout_s)}
+        kwargs = self.request_kwargs(payload, params)
+        return _with_retries(lambda remaining: self._send_once(kwargs), self.timeout_s, self.retry)
+
+    def _send_once(self, kwargs: dict[str, Any]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from deploy.payload import PayloadError, parse_response
 
         try:
-            resp = self.client.invoke_endpoint(**self.request_kwargs(payload))
+            resp = self.client.invoke_endpoint(**kwargs)
             body = resp["Body"].read()
         except ClientError as exc:
             err = exc.response.get("Error", {})
@@ -206,7 +256,14 @@ class SageMakerTransport:
             kind = classify_error(status, message)
             if code == "ThrottlingException":
                 kind = "throttled"
-            raise RequestFailed(kind, f"{code}: {message}") from None
+            if code == "ServiceUnavailable" or (code == "ModelError" and is_refusal(status, message)):
+                kind = "refused"
+            failed = RequestFailed(kind, f"{code}: {message}")
+            if kind in ("refused", "throttled"):
+                hint = (exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}).get("retry-after")
+                raise Refused(failed.message, retry_after_s=float(hint) if hint and hint.isdigit() else None,
+                              cause=failed) from None
+            raise failed from None
         except BotoCoreError as exc:
             kind = classify_error(None, f"{type(exc).__name__}: {exc}")
             raise RequestFailed("connection" if kind.startswith("error") else kind, str(exc)) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,9 @@ from serving.batching import plan_batches
 from monitoring.capture.record import Contribution
 from serving.capacity.limits import RequestLimits, Workload, number_parameter
 from serving.device import DeviceSpec, is_out_of_memory, prepare_device, release_memory
-from serving.errors import (InvalidInputError, NonFiniteOutputError, PipelineError, ResourceExhaustedError,
-                            ServingError)
+from serving.deadline import now_ms
+from serving.errors import (DeadlineExpiredError, InvalidInputError, NonFiniteOutputError, PipelineError,
+                            ResourceExhaustedError, ServingError)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class RawRequest:
 
     inputs: dict[str, np.ndarray]
     request_id: str = ""
+    deadline_ms: int | None = None  # the caller's deadline, epoch ms (serving/deadline.py)
 
 
 @dataclass
@@ -63,6 +66,8 @@ class RequestResult:
     compute_ms: float = 0.0
     wait_ms: float = 0.0  # inside execute(): time until this request's pipeline call started
     batch_size: int = 0
+    deadline_ms: int | None = None
+    expired: bool = False  # dropped before its pipeline call: its deadline had passed
 
 
 def classify_failure(exc: BaseException) -> ServingError:
@@ -93,7 +98,14 @@ class ModelRuntime(ABC):
         self.capture_embeddings = False
         self.pipeline_calls = 0  # how many predict() calls ran: lets tests see batching
         # Failures worth a metric (serving.triton_adapter publishes them) and memory releases.
-        self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0}
+        # `expired`: requests dropped because their deadline passed before their pipeline call;
+        # `finished_late`: requests whose call started in time but ended after their deadline.
+        self.counters = {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0,
+                         "expired": 0, "finished_late": 0}
+        self.clock_ms = now_ms  # epoch ms; tests replace it to expire requests deterministically
+        # Durations of the latest pipeline calls: a request whose deadline falls before even
+        # the fastest of them could end is dropped too (it would be computed for nobody).
+        self.recent_call_s: deque[float] = deque(maxlen=8)
         self.limits: RequestLimits | None = None
         # record field -> the Tap that produces it; `_load` declares them (see serving/embeddings.py)
         self.taps: dict[str, Any] = {}
@@ -222,7 +234,7 @@ class ModelRuntime(ABC):
     # -- the entry point ----------------------------------------------------------------
     def handle(self, requests: list[RawRequest]) -> list[RequestResult]:
         self._handle_start = time.perf_counter()
-        results = [RequestResult() for _ in requests]
+        results = [RequestResult(deadline_ms=r.deadline_ms) for r in requests]
         items: list[Item] = []
         for i, request in enumerate(requests):
             try:
@@ -252,8 +264,31 @@ class ModelRuntime(ABC):
                 result.error = classify_failure(exc)
         return results
 
+    def _expire(self, group_items: list[Item], results: list[RequestResult]) -> None:
+        """Drop the requests of this call whose caller's deadline has passed: computing them
+        would be work for nobody, and it delays everyone queued behind."""
+        now = self.clock_ms()
+        # The fastest recent call: under-estimates this one, so only hopeless requests are dropped.
+        eta_ms = int(min(self.recent_call_s) * 1000) if self.recent_call_s else 0
+        for it in group_items:
+            r = results[it.request_index]
+            if r.error is None and r.deadline_ms is not None and now + eta_ms >= r.deadline_ms:
+                when = (f"passed {now - r.deadline_ms} ms before its pipeline call" if now >= r.deadline_ms else
+                        f"is {r.deadline_ms - now} ms away, less than the {eta_ms} ms the fastest recent call took")
+                r.error = DeadlineExpiredError(
+                    f"request expired: its deadline (deadline_ms {r.deadline_ms}) {when} on model '{self.name}'; "
+                    "not computed, retry with a later deadline")
+                r.expired = True
+                self.counters["expired"] += 1
+
+    def _count_late(self, owners: set[int], results: list[RequestResult]) -> None:
+        now = self.clock_ms()
+        self.counters["finished_late"] += sum(
+            1 for i in owners if results[i].deadline_ms is not None and now >= results[i].deadline_ms)
+
     def _run_group(self, group_items: list[Item], group: list[int], outputs: dict[int, ItemOutput],
                    results: list[RequestResult], oom_retry: bool = True) -> None:
+        self._expire(group_items, results)
         live = [(k, it) for k, it in zip(group, group_items) if results[it.request_index].error is None]
         if not live:
             return
@@ -289,8 +324,10 @@ class ModelRuntime(ABC):
             log.warning("request failed in pipeline: %s", results[owners[0]].error)
             return
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self.recent_call_s.append(elapsed_ms / 1000.0)
         if self.is_large([it for _, it in live]):
             self.release_memory()
+        self._count_late({it.request_index for _, it in live}, results)
         for (k, it), out in zip(live, produced):
             outputs[k] = out
             results[it.request_index].compute_ms = elapsed_ms

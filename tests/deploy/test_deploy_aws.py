@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import random
 import subprocess
@@ -119,7 +120,11 @@ def test_full_flow(cli, clients, bucket: str, role_arn: str, dist: Path, moto_ur
     rc, out, err = cli("invoke", "--name", "sd-mme", "--target-model", "sd_depth", "--prompt", "a fox",
                        "--image", str(image), "--inference-id", "req-1", "--dump-request", str(dumped))
     assert (rc, err) == (0, "")
-    assert json.loads(dumped.read_bytes()) == {"inputs": [
+    sent = json.loads(dumped.read_bytes())
+    # The caller's deadline travels (default 60 s): epoch ms for the runtime, µs for Triton's queue.
+    params = sent.pop("parameters")
+    assert params["timeout"] == 60_000_000 and abs(params["deadline_ms"] - time.time() * 1000 - 60_000) < 30_000
+    assert sent == {"inputs": [
         {"name": "prompt", "shape": [1, 1], "datatype": "BYTES", "data": ["a fox"]},
         {"name": "image", "shape": [1, 1], "datatype": "BYTES", "data": ["iVBORw0KGgpwaXhlbHM="]},
     ]}

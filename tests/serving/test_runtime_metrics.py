@@ -15,5 +15,6 @@ def test_failure_counters_are_published_per_model(model_repo, tmp_path):
         text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
     finally:
         assert server.stop() == 0
-    for name in ("pipeline_nonfinite_outputs_total", "pipeline_out_of_memory_total", "pipeline_memory_releases_total"):
+    for name in ("pipeline_nonfinite_outputs_total", "pipeline_out_of_memory_total", "pipeline_memory_releases_total",
+                 "pipeline_expired_requests_total", "pipeline_late_results_total"):
         assert f'{name}{{model="resnet_classifier",version="1"}} 0' in text, name

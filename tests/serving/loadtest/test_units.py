@@ -263,7 +263,7 @@ def test_sagemaker_request_is_a_kserve_binary_body():
     assert p.inputs["image"] in body[size:] and p.inputs["mask_image"] in body[size:]
 
     client = _runtime_client()
-    t = SageMakerTransport("sd_inpaint", "my-endpoint", client=client)
+    t = SageMakerTransport("sd_inpaint", "my-endpoint", client=client, send_deadline=False)  # a fixed body
     kwargs = t.request_kwargs(p)
     assert kwargs["TargetModel"] == "sd_inpaint.tar.gz" and kwargs["EndpointName"] == "my-endpoint"
     reply = json.dumps({"outputs": [{"name": "generated_image", "shape": [1, 1], "datatype": "BYTES",
@@ -274,6 +274,9 @@ def test_sagemaker_request_is_a_kserve_binary_body():
         t.send(p)
         stub.assert_no_pending_responses()
     assert parse_response(reply, "application/json")["generated_image"].shape == (1, 1)
+
+    deadline_body, _ = sagemaker_request(p, parameters={"deadline_ms": 1_800_000_000_000, "timeout": 5_000_000})
+    assert json.loads(deadline_body[:header_size(_)])["parameters"]["deadline_ms"] == 1_800_000_000_000
 
     json_body, json_type = sagemaker_request(p, binary=False)
     doc = json.loads(json_body)

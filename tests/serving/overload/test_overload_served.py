@@ -1,0 +1,160 @@
+"""A burst far above capacity against the real tritonserver: fast refusals, nothing computed
+for a caller who has gone, and a server that is ready and idle right after."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from serving.capacity.admission import max_batch_size, read_policy
+from serving.deadline import now_ms
+from serving.loadtest.stats import pending_from_metrics
+from serving.retry import is_refusal
+from serving.server import TritonProcess
+from tests.conftest import free_port, png, wait_for
+
+MODEL = "sd_img2img"
+
+
+@pytest.fixture(scope="module")
+def server(model_repo, tmp_path_factory):
+    s = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                      models=(MODEL,), log_path=tmp_path_factory.mktemp("overload") / "tritonserver.log",
+                      extra_env={"OMP_NUM_THREADS": "1"}).start(wait_s=600)
+    yield s
+    assert s.stop() == 0, s.log_tail()
+
+
+def metrics(server) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+
+
+def counter(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'model="{MODEL}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} for {MODEL} not on /metrics")
+
+
+def inputs(tc, steps: int, seed: int, rows: int = 1):
+    args = json.dumps({"num_inference_steps": steps, "seed": seed}).encode()
+    out = []
+    for name, value in (("prompt", b"a red house"), ("image", png(64, seed)), ("gen_args", args)):
+        t = tc.InferInput(name, [rows, 1], "BYTES")
+        t.set_data_from_numpy(np.array([[value]] * rows, dtype=np.object_))
+        out.append(t)
+    return out
+
+
+def call(server, protocol: str, steps: int, seed: int, results: list, rows: int = 1, **kw) -> None:
+    tc = grpcclient if protocol == "grpc" else httpclient
+    client = tc.InferenceServerClient(url=server.grpc_url if protocol == "grpc" else server.http_url)
+    try:
+        client.infer(MODEL, inputs(tc, steps, seed, rows), **kw)
+        results.append((protocol, "ok", None))
+    except InferenceServerException as exc:
+        results.append((protocol, str(exc.status()), exc.message()))
+    finally:
+        client.close()
+
+
+def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(server, model_repo):
+    config = (model_repo / MODEL / "config.pbtxt").read_text()
+    queue_size = int(read_policy(config)["max_queue_size"])
+    batch = max_batch_size(config)
+    before = metrics(server)
+    expired0 = counter(before, "pipeline_expired_requests_total")
+    late0 = counter(before, "pipeline_late_results_total")
+
+    # 1. Occupy the one instance with long work (no deadline): a full batch (one request of
+    #    max_batch_size rows) runs while a second long request waits; with one request pending
+    #    (stable for the length of a long call) every later request waits for a long call.
+    long, threads = [], []
+    for i, rows in enumerate((batch, 1)):
+        threads.append(threading.Thread(target=call, args=(server, "http", 120, i, long), kwargs={"rows": rows}))
+        threads[-1].start()
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120, "one long request executing, one queued")
+
+    # 2. Fill the queue with callers who give up in 200 ms and only say so with deadline_ms (no
+    #    Triton timeout): they are still queued when the long call ends, so the runtime must drop them.
+    short = []
+    deadline = {"deadline_ms": now_ms() + 200}
+    for i in range(queue_size - 1):
+        threads.append(threading.Thread(target=call, args=(server, "http", 20, 100 + i, short),
+                                        kwargs={"parameters": deadline}))
+        threads[-1].start()
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
+
+    # 3. The burst, far above what the queue holds, over both protocols.
+    burst = []
+    for i in range(40):
+        protocol = "grpc" if i % 2 else "http"
+        threads.append(threading.Thread(target=call, args=(server, protocol, 20, 200 + i, burst)))
+        threads[-1].start()
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive(), "a request was never answered"
+
+    assert [r[1] for r in long] == ["ok", "ok"]
+    # Refusals: UNAVAILABLE over gRPC, 503 over HTTP, each a recognised refusal, all of the burst.
+    assert len(burst) == 40
+    for protocol, status, message in burst:
+        assert status == ("StatusCode.UNAVAILABLE" if protocol == "grpc" else "503"), (protocol, status, message)
+        assert is_refusal(status, message), message
+    # The expired ones: refused by the runtime before computing anything for them.
+    for protocol, status, message in short:
+        assert status == "503" and "request expired" in message, message
+    after = wait_for(lambda: (m := metrics(server)) and pending_from_metrics(m, MODEL) == 0 and m, 60,
+                     "the queue to drain")
+    assert len(short) == queue_size - 1
+    assert counter(after, "pipeline_expired_requests_total") - expired0 == queue_size - 1
+    # Nothing was computed for a caller who had gone: no call finished after its caller's deadline.
+    assert counter(after, "pipeline_late_results_total") - late0 == 0
+
+    # Ready and idle right after: empty queue, and a new request is served at once.
+    client = httpclient.InferenceServerClient(server.http_url)
+    assert client.is_server_ready() and client.is_model_ready(MODEL)
+    fresh = []
+    call(server, "http", 2, 999, fresh)
+    assert fresh == [("http", "ok", None)]
+    client.close()
+
+
+def test_client_retries_refusals_within_its_deadline_then_gets_through(server, model_repo):
+    from serving.client import build_inputs, infer
+    from serving.retry import Attempts, RetryPolicy
+
+    config = (model_repo / MODEL / "config.pbtxt").read_text()
+    queue_size, batch = int(read_policy(config)["max_queue_size"]), max_batch_size(config)
+    busy, threads = [], []
+    # The longest calls there are (150 steps): one full batch running, the queue full behind it.
+    for i, rows in enumerate([batch] + [1] * queue_size):
+        threads.append(threading.Thread(target=call, args=(server, "http", 150, 300 + i, busy), kwargs={"rows": rows}))
+        threads[-1].start()
+        if i == 0:
+            wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 0 and threads[0].is_alive(), 60,
+                     "the first batch to start")
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
+
+    inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})
+    short = Attempts()
+    with pytest.raises(InferenceServerException) as e:
+        infer(MODEL, inputs, url=server.http_url, deadline_s=0.3, attempts=short)
+    assert is_refusal(e.value.status(), e.value.message()), e.value.message()
+    assert short.refusals >= 1 and short.count == short.refusals  # refused each time, retried within 0.3 s
+
+    patient = Attempts()
+    out = infer(MODEL, inputs, url=server.http_url, deadline_s=120, attempts=patient,
+                policy=RetryPolicy(max_attempts=1000, cap_s=0.5))  # as many as the deadline allows
+    assert out["generated_image"].shape == (1, 1)
+    assert patient.count == patient.refusals + 1  # refusals, then one success
+    for t in threads:
+        t.join(timeout=300)
+    assert [r[1] for r in busy] == ["ok"] * (queue_size + 1)
