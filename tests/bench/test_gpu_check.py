@@ -24,7 +24,8 @@ def test_tiny_gpu_check_writes_a_complete_report(tmp_path):
     assert all(r["error"] is None and r["finite"] and r["latency_s"] > 0 for r in sd["runs"])
     assert sd["attention"] == "sdpa" and any("scaled_dot_product" in k for k in sd["attention_kernels"])
     assert sd["determinism"]["max_abs_pixel_diff"] <= 1  # fp32 CPU: batched and alone agree to rounding
-    assert sd["counters"] == {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0}
+    assert sd["counters"] == {"out_of_memory": 0, "nonfinite_outputs": 0, "memory_releases": 0, "expired": 0,
+                              "finished_late": 0}
     assert report["models"]["resnet_classifier"]["runs"][0]["error"] is None
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# GPU check: cpu (tiny)") and "| sd_img2img | standard, capture on | 64 | 1 | 2 |" in md
