@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from serving import MODEL_NAMES, host_services  # noqa: E402
 from serving.loadtest.payloads import PayloadFactory  # noqa: E402
+from serving.loadtest.loss import match_ids  # noqa: E402
 from serving.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
 from serving.watchdog import list_stubs  # noqa: E402
 
@@ -472,10 +473,10 @@ class Soak:
                 df = read_records_df(self.store.uri, model, columns=["request_id", "outcome"], dedup=False,
                                      s3_endpoint_url=self.store.url)
             except Exception as exc:  # noqa: BLE001 - an empty store for a model is a finding, not a crash
-                out[model] = {"error": str(exc)[:200], "ids": Counter(), "errors": 0, "watchdog_errors": 0}
+                out[model] = {"error": str(exc)[:200], "ids": [], "errors": 0, "watchdog_errors": 0}
                 continue
             ok = df[df.outcome == "ok"]
-            out[model] = {"ids": Counter(ok.request_id), "errors": int((df.outcome == "error").sum()),
+            out[model] = {"ids": list(ok.request_id), "errors": int((df.outcome == "error").sum()),
                           "watchdog_errors": int(df.request_id.str.startswith("watchdog:").sum())}
         return out
 
@@ -492,19 +493,23 @@ class Soak:
                 unexplained.append({"model": o.model, "kind": o.kind, "status": o.status, "message": o.message,
                                     "t": round(o.end - t0, 1)})
         captured = self.captured()  # the store is still up: read back after the server is gone
-        records, lost_outside = {}, []
+        records, lost_outside, duplicated = {}, [], {}
         for model in self.models:
             oks = [o for o in self.outcomes if o.model == model and o.status == "ok"]
-            ids = captured[model]["ids"]
-            lost = [o for o in oks if o.request_id not in ids]
+            # By request id, not by totals: a lost record and a duplicate must not cancel out.
+            match = match_ids([o.request_id for o in oks], captured[model]["ids"])
+            missing = set(match.missing)
+            lost = [o for o in oks if o.request_id in missing]
             unflushed = [o for o in lost if any(f.loses_unflushed(o) for f in self.faults if f.injected_at)]
             # Dropped at the spool bound: documented as long as it was counted (Triton's metric).
             counted = sum(f.detail.get("records_dropped", {}).get(model, 0) for f in self.faults)
             rest = [o for o in lost if o not in unflushed]
             as_dropped = min(len(rest), counted)
             lost_outside += [o.request_id for o in rest[as_dropped:]]
-            records[model] = {"ok_responses": len(oks), "ok_records": sum(1 for o in oks if o.request_id in ids),
-                              "duplicates": sum(1 for c in ids.values() if c > 1),
+            duplicated.update({f"{model}/{rid}": n for rid, n in match.duplicated.items()})
+            records[model] = {"ok_responses": len(oks), "ok_records": match.answered - len(match.missing),
+                              "duplicates": len(match.duplicated),
+                              "records_of_unanswered_ids": len(match.unexpected),
                               "lost_unflushed_at_kill": len(unflushed), "lost_dropped_counted": as_dropped,
                               "dropped_counted": counted, "lost_outside": len(rest) - as_dropped,
                               "error_records": captured[model].get("errors", 0),
@@ -537,6 +542,7 @@ class Soak:
                                                               and self.classify_error(o) != "expected_bad_input"
                                                               and f.explains(o)) for f in self.faults},
             "records": records, "records_lost_outside": lost_outside[:50],
+            "records_duplicated": dict(list(duplicated.items())[:50]),
             "rss_slopes": slopes, "rss_samples": self.rss,
             "tritonserver_exit_codes": self.exit_codes, "sidecar_drained": drained, "goals": goals,
         }
@@ -620,6 +626,13 @@ def markdown(rep: dict) -> str:
               f"{rep['sidecar_drained']}", ""]
     if rep["unexplained"]:
         lines += ["## Unexplained errors (first 50)", ""] + [f"- {json.dumps(u)}" for u in rep["unexplained"]]
+    # The ids themselves, so that a loss is traced to a request, not inferred from a total.
+    if rep.get("records_lost_outside"):
+        lines += ["", "## Request ids lost outside the fault windows (first 50)", "",
+                  ", ".join(rep["records_lost_outside"])]
+    if rep.get("records_duplicated"):
+        lines += ["", "## Request ids with more than one record (first 50)", "",
+                  ", ".join(f"{k} x{v}" for k, v in rep["records_duplicated"].items())]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,7 @@ from deploy.package import package_repository
 from deploy.weights import allow_test_weights, check_manifest_weights, require_deployable
 from deploy.payload import build_request, parse_response
 from serving import MODEL_NAMES, demo_client, host_services
+from serving.loadtest.loss import match_ids
 from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
 from serving.triton_http import CONTROL_HEADER, TritonHTTP, error_text
 
@@ -269,7 +270,8 @@ def read_store(s3_url: str) -> dict[str, list[dict]]:
     out = {}
     for model in MODEL_NAMES:
         try:
-            df = read_records_df(f"s3://{BUCKET}/{STORE_PREFIX}", model, s3_endpoint_url=s3_url)
+            # dedup=False: a duplicated record must be seen to be reported (check()).
+            df = read_records_df(f"s3://{BUCKET}/{STORE_PREFIX}", model, dedup=False, s3_endpoint_url=s3_url)
         except (FileNotFoundError, ValueError):
             out[model] = []
             continue
@@ -285,17 +287,16 @@ def check(tally: Tally, stored: dict[str, list[dict]]) -> list[str]:
         sent = tally.ok.get(model, [])
         if not sent:
             problems.append(f"{model}: no successful request")
-        counts: dict[str, int] = {}
-        dims: dict[str, int] = {}
-        for rec in stored.get(model, []):
-            counts[rec["request_id"]] = counts.get(rec["request_id"], 0) + 1
-            dims[rec["request_id"]] = rec["dim"]
-        missing = [r for r in sent if r not in counts]
-        doubled = [r for r in sent if counts.get(r, 0) > 1]
-        empty = [r for r in sent if r in dims and dims[r] == 0]
-        for what, ids in (("missing", missing), ("more than one record", doubled), ("no embedding", empty)):
+        recs = stored.get(model, [])
+        match = match_ids(sent, [rec["request_id"] for rec in recs])
+        empty = sorted({rec["request_id"] for rec in recs if rec["dim"] == 0} & set(sent))
+        for what, ids in (("missing", match.missing), ("more than one record", list(match.duplicated)),
+                          ("no embedding", empty)):
             if ids:
                 problems.append(f"{model}: {len(ids)} of {len(sent)} requests with {what}: {ids[:3]}")
+        if match.unexpected:  # a record that no answered request made
+            problems.append(f"{model}: {len(match.unexpected)} records of request ids never answered: "
+                            f"{match.unexpected[:3]}")
     return problems
 
 
@@ -314,13 +315,14 @@ def _wait(pred, timeout_s: float, every_s: float = 1.0) -> bool:
     return bool(pred())
 
 
-def _count(s3_url: str, model: str) -> int:
+def _stored_ids(s3_url: str, model: str) -> set[str]:
     from monitoring.store import read_records
 
     try:
-        return read_records(f"s3://{BUCKET}/{STORE_PREFIX}", model, columns=["request_id"], s3_endpoint_url=s3_url).num_rows
+        table = read_records(f"s3://{BUCKET}/{STORE_PREFIX}", model, columns=["request_id"], s3_endpoint_url=s3_url)
     except (FileNotFoundError, ValueError):
-        return 0
+        return set()
+    return set(table["request_id"].to_pylist())
 
 
 def _window_phase(tally: Tally, runtime, window_ms: int, n: int, first: int, dark: bool) -> tuple[int, list[str]]:
@@ -344,11 +346,12 @@ def watch_phases(tally: Tally, runtime, s3_url: str, window_s: int, n: int) -> t
 
     store = f"s3://{BUCKET}/{STORE_PREFIX}"
     window_ms = window_s * 1000
-    before = _count(s3_url, WATCH_MODEL)
+    first = len(tally.ok.get(WATCH_MODEL, []))
     since = int(time.time() * 1000)
     for i in range(n * 2):  # the baseline traffic
         tally.invoke(runtime, f"{WATCH_MODEL}.tar.gz", WATCH_MODEL, 10_000 + i)
-    if not _wait(lambda: _count(s3_url, WATCH_MODEL) >= before + 2 * n, 120):
+    baseline_ids = set(tally.ok.get(WATCH_MODEL, [])[first:])  # wait for these ids, not for a total
+    if not baseline_ids or not _wait(lambda: baseline_ids <= _stored_ids(s3_url, WATCH_MODEL), 120):
         return [f"watch: baseline records of {WATCH_MODEL} did not reach the store within 120 s"], []
     rc = monitoring_main(["baseline", "build", "--model", WATCH_MODEL, "--from", "records", "--store", store,
                           "--s3-endpoint-url", s3_url, "--since", str(since)])

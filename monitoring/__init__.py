@@ -1,11 +1,31 @@
 """Monitoring for the serving platform: request capture, the capture store, drift scoring.
 
-Sub-packages are imported on demand so that the model process only pays for what it uses:
+Sub-packages are imported on demand so that the model process only pays for what it uses.
+By role, in the order a record travels:
 
-* :mod:`monitoring.capture` -- runs inside each model process (stdlib + numpy only).
-* :mod:`monitoring.store` -- the Parquet store: schema, writer, compaction, read API.
-* :mod:`monitoring.sidecar` -- the per-host process moving spooled records into the store.
-* :mod:`monitoring.drift` -- drift detectors.
+Capture (inside the model process)
+  * :mod:`monitoring.capture` -- builds, samples and spools request records (stdlib + numpy only).
+
+Ingest (records into the store)
+  * :mod:`monitoring.sidecar` -- the per-host process moving spooled records into the store.
+  * :mod:`monitoring.store` -- the Parquet store: schema, writer, compaction, read API.
+  * :mod:`monitoring.artifacts` -- where baselines, scores and actuals live inside the store.
+
+Analysis (drift and quality from the stored records)
+  * :mod:`monitoring.baseline` -- versioned baselines: embedding and metadata samples, manifest.
+  * :mod:`monitoring.drift` -- the drift detectors (embeddings and request metadata).
+  * :mod:`monitoring.scoring` -- scores a model's records against its baseline, window by window.
+  * :mod:`monitoring.fleet` -- the same at fleet scale: per-partition states, merged, scored.
+  * :mod:`monitoring.actuals` -- labels posted later, joined to predictions by request id.
+  * :mod:`monitoring.watch` -- scores every window as it closes and publishes each result.
+
+Outputs (to people and other tools)
+  * :mod:`monitoring.report` -- the self-contained HTML drift report.
+  * :mod:`monitoring.alerts` -- Prometheus gauges and the webhook on alarm.
+  * :mod:`monitoring.export` -- exports to the monitors teams already run (Arize, Fiddler).
+  * :mod:`monitoring.explore` -- the window and its baseline in Phoenix's embedding explorer.
+
+And :mod:`monitoring.demo` (``make demo``) drives the whole workflow end to end, offline.
 
 ``python -m monitoring --help`` lists the command-line tools (see :mod:`monitoring.cli`).
 """

@@ -1,8 +1,9 @@
 """Penultimate-layer embeddings captured with forward hooks during the normal forward pass.
 
 A `Tap` hooks one named module and, only while armed, keeps a pooled copy of each output.
-The pooled rows stay on the model's device until the pipeline has returned (`rows()` copies
-them to the CPU once), so a GPU pipeline never waits on a device-to-host copy mid-call. Per model:
+The pooled rows stay on the model's device until the pipeline has returned (`first_rows()` /
+`last_call_rows()` copy them to the CPU once), so a GPU pipeline never waits on a
+device-to-host copy mid-call. Per model:
 
 | model | embedding (module, pooling) | text_embedding | output_embedding |
 |---|---|---|---|

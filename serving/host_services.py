@@ -15,23 +15,12 @@ The same code path runs in every shape: ``make serve``, ``make mme``, the stock 
 and ``make rehearse``. In the docker image the entrypoint supervisor runs the sidecar itself and
 sets ``HOST_SERVICES_SKIP=sidecar`` (see deploy/docker/entrypoint.py).
 
-Adding a service (e.g. a watchdog) is one provider function, registered at import time::
-
-    from serving.host_services import HostService, HostSettings, register_service
-
-    def watchdog(settings: HostSettings) -> HostService | None:
-        if not settings.get("WATCHDOG_ENABLED", "1") == "1":
-            return None                      # not wanted on this host
-        return HostService(
-            name="watchdog",
-            argv=(settings.python, "-m", "serving.watchdog", "--exit-with-pid", str(settings.server_pid)),
-            lock=os.path.join(settings.state_dir, "watchdog.lock"),  # the service must hold an
-        )                                                            # exclusive flock on it while it runs
-
-    register_service(watchdog)
-
-A service's contract: take ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``lock`` at start and exit
-(any status) if it is held; hold it until exit; exit when ``--exit-with-pid`` is gone.
+Adding a service is one provider function ``(HostSettings) -> HostService | None`` (None: not
+wanted on this host) passed to :func:`register_service` at import time; `sidecar_service` and
+`watchdog_service` below are the two there are. A service's contract: take
+``fcntl.flock(LOCK_EX | LOCK_NB)`` on its ``lock`` at start and exit (any status) if it is held;
+hold it until exit; exit when the tritonserver pid it is given is gone (the sidecar's
+``--exit-with-pid``, the watchdog's ``--server-pid``).
 
 Settings come from the model's config.pbtxt parameters (any key starting with ``CAPTURE_``,
 ``MONITORING_`` or ``HOST_SERVICES_``), then the environment; parameters win because SageMaker

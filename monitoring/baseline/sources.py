@@ -1,9 +1,11 @@
 """Where a baseline's rows come from: captured records, a Parquet file, or a folder of images.
 
-Each source returns ``(embeddings (n, d) float32, metadata DataFrame (n rows), info dict)``.
-``from_images`` serves the pictures through the model's own runtime in-process
-(:mod:`.served_model`, monitoring's one adapter onto serving), and builds each row with the
-capture hook's own record function: baseline rows and served records of the same images agree.
+Records and Parquet files give ``(spaces, metadata DataFrame, info dict)``, one embedding
+sample per space (`spaces_from_records`, `spaces_from_parquet`); images give
+``(embeddings (n, d) float32, metadata DataFrame (n rows), info dict)``: ``from_images`` serves
+the pictures through the model's own runtime in-process (:mod:`.served_model`, monitoring's one
+adapter onto serving), and builds each row with the capture hook's own record function:
+baseline rows and served records of the same images agree.
 """
 
 from __future__ import annotations
@@ -16,48 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .served_model import default_checkpoint, embed_images
-from .spaces import SOURCE_COLUMNS, VECTOR_COLUMNS, embeddings_from_column, spaces_of_frame
-from .store import CONTEXT_FIELDS, KEPT_FIELDS, METADATA_FIELDS
+from .spaces import SOURCE_COLUMNS, VECTOR_COLUMNS, spaces_of_frame
+from .store import KEPT_FIELDS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-def _frame_to_rows(df: pd.DataFrame, info: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
-    if "embedding" not in df.columns:
-        raise ValueError(f"no 'embedding' column (columns: {list(df.columns)})")
-    if "outcome" in df.columns:
-        df = df[df["outcome"].fillna("ok") == "ok"]
-    X, mask = embeddings_from_column(df["embedding"])
-    if X.shape[0] == 0:
-        raise ValueError("no rows with an embedding: was capture on (CAPTURE_SPOOL_DIR) when they were served?")
-    kept = df[mask].reset_index(drop=True)
-    cols = [c for c in (*METADATA_FIELDS, *CONTEXT_FIELDS) if c in kept.columns]
-    meta = kept[cols].copy()
-    src = kept["embedding_source"].dropna().unique().tolist() if "embedding_source" in kept.columns else []
-    if len(src) > 1:
-        raise ValueError(f"rows mix embedding sources {src}: select one model/source")
-    info = dict(info, rows=int(len(kept)), skipped_without_embedding=int((~mask).sum()))
-    info["embedding_source"] = src[0] if src else None
-    return X, meta, info
-
-
-def from_records(store: Any, model: str, since: Any = None, until: Any = None, s3_endpoint_url: str | None = None):
-    """Captured records of ``model`` in ``[since, until)``."""
-    from monitoring.store.reader import read_records_df, to_epoch_ms
-
-    cols = ["request_id", "ts_ms", "outcome", "embedding", "embedding_source",
-            *[c for c in METADATA_FIELDS], "pred_label", "pred_top_prob", "pred_entropy"]
-    df = read_records_df(store, model, since, until, columns=list(dict.fromkeys(cols)), s3_endpoint_url=s3_endpoint_url)
-    return _frame_to_rows(df, {"kind": "records", "store": str(store), "since_ms": to_epoch_ms(since), "until_ms": to_epoch_ms(until)})
-
-
-def from_parquet(path: str | os.PathLike[str]):
-    """A Parquet file or directory with an ``embedding`` column (list of floats) and any of the
-    metadata columns (brightness, contrast, sharpness, ...; optional ``label``)."""
-    import pyarrow.parquet as pq
-
-    df = pq.read_table(os.fspath(path)).to_pandas()
-    return _frame_to_rows(df, {"kind": "parquet", "path": str(path)})
 
 
 def list_images(directory: str | os.PathLike[str]) -> list[tuple[Path, str | None]]:

@@ -81,25 +81,3 @@ def cluster_shift_explanation(
         "lost": [int(c) for c in order if delta[c] < 0],
         "top_clusters": top,
     }
-
-
-def explain_window(detector: Any, X_window: np.ndarray, *, n_examples: int = 5) -> dict[str, Any]:
-    """Cluster-level explanation of a window without running the calibrated test.
-
-    ``detector`` is a fitted :class:`~monitoring.drift.cluster.ClusterJSD` (or a fitted
-    :class:`~monitoring.drift.suite.DriftSuite`, whose ``cluster_jsd`` member is used).
-    """
-    inner = getattr(detector, "detectors", None)
-    if isinstance(inner, dict):
-        if "cluster_jsd" not in inner:
-            raise ValueError("explain_window needs a suite with a 'cluster_jsd' detector")
-        detector = inner["cluster_jsd"]
-    X = detector._check_window(X_window)
-    labels, dist = detector.assign(X)
-    return cluster_shift_explanation(
-        labels,
-        dist,
-        detector.baseline_share_,
-        top_clusters=detector.top_clusters,
-        n_examples=n_examples,
-    )

@@ -36,7 +36,6 @@ positions) are left out of merged results; cluster shares and top moved dimensio
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -252,23 +251,6 @@ def score_state(suite: DriftSuite, state: Mapping[str, Any]) -> dict[str, DriftR
     if "metadata" in state and getattr(suite, "metadata_fitted_", False):
         out["metadata"] = score_metadata_state(suite.metadata, state["metadata"])
     return out
-
-
-def state_digest(state: Mapping[str, Any]) -> int:
-    """CRC of a merged state's numbers (to compare runs on different engines cheaply)."""
-    crc = 0
-    for name in sorted(state):
-        st = state[name]
-        arrays = [np.asarray(st.n)]
-        if isinstance(st, CountState):
-            arrays.append(st.total)
-        elif isinstance(st, SampleState):
-            arrays += [st.keys, st.rows]
-        elif isinstance(st, ValuesState):
-            arrays += [np.sort(st.values[k]) for k in sorted(st.values)]
-        for a in arrays:
-            crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
-    return crc
 
 
 # ---------------------------------------------------------------------------------------------

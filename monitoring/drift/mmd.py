@@ -86,17 +86,6 @@ def rbf_kernel_row_sums(X: np.ndarray, Y: np.ndarray, gamma: float, block_size: 
     return out
 
 
-def mmd2_unbiased(X: np.ndarray, Y: np.ndarray, gamma: float, block_size: int = 1024) -> float:
-    """Unbiased MMD^2 with ``k(x,y) = exp(-gamma ||x-y||^2)``, computed blockwise (exact kernel)."""
-    m, n = X.shape[0], Y.shape[0]
-    if m < 2 or n < 2:
-        raise ValueError(f"MMD^2_u needs at least 2 rows per sample, got {m} and {n}")
-    kxx = rbf_kernel_row_sums(X, X, gamma, block_size).sum() - m
-    kyy = rbf_kernel_row_sums(Y, Y, gamma, block_size).sum() - n
-    kxy = rbf_kernel_row_sums(X, Y, gamma, block_size).sum()
-    return float(kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n))
-
-
 def mmd2_from_sums(sx: np.ndarray, m: int, sy: np.ndarray, n: int) -> np.ndarray | float:
     """Unbiased MMD^2 from feature sums for a unit-diagonal feature kernel (phi(x).phi(x) = 1).
 

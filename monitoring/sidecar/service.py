@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".sidecar.lock"
 REJECTED_DIR = "_rejected"
 DEFAULT_METRICS_PORT = 8090
+#: a spool ``.tmp`` older than this (or whose writer pid is gone) is a crash leftover
+STALE_TMP_S = 300.0
+#: segments ingested per pass, so that a long backlog still lets a stop or a compaction in
+MAX_SEGMENTS_PER_PASS = 200
 
 
 class SidecarBusy(RuntimeError):
@@ -78,7 +82,6 @@ class Sidecar:
         datacapture: also export SageMaker Data Capture JSON lines there (dir or s3://).
         poll_interval: seconds between spool scans when idle.
         retry_initial_s, retry_max_s: backoff bounds after a failed store write.
-        stale_tmp_s: a spool ``.tmp`` older than this (or whose writer pid is gone) is a crash leftover.
         drain_timeout: on stop, keep ingesting the spool at most this long.
         exit_with_pid: stop (and drain) once this process is gone: the tritonserver whose
             models started this sidecar (serving/host_services.py), so it never outlives it.
@@ -102,9 +105,7 @@ class Sidecar:
         poll_interval: float = 0.2,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
-        stale_tmp_s: float = 300.0,
         drain_timeout: float = 30.0,
-        max_segments_per_pass: int = 200,
         metrics: SidecarMetrics | None = None,
         exit_with_pid: int | None = None,
         retain_days: float | None = None,
@@ -123,9 +124,7 @@ class Sidecar:
         self.compact_every = compact_every
         self.poll_interval = poll_interval
         self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
-        self.stale_tmp_s = stale_tmp_s
         self.drain_timeout = drain_timeout
-        self.max_segments_per_pass = max_segments_per_pass
         self.stop_event = threading.Event()
         self.last_error: str | None = None
         self.consecutive_failures = 0
@@ -290,13 +289,13 @@ class Sidecar:
         return out
 
     def run_once(self, ignore_stop: bool = False) -> int:
-        """Ingest up to ``max_segments_per_pass`` segments; returns how many were ingested."""
+        """Ingest up to ``MAX_SEGMENTS_PER_PASS`` segments; returns how many were ingested."""
         if time.monotonic() < self._retry_at:
             return 0
         segs = self.pending_segments()
         self._set_backlog(segs)
         done = 0
-        for path, _size in segs[: self.max_segments_per_pass]:
+        for path, _size in segs[:MAX_SEGMENTS_PER_PASS]:
             if self.stop_event.is_set() and not ignore_stop:
                 break
             if not self._ingest(path):
@@ -487,7 +486,7 @@ class Sidecar:
                     st = os.stat(p)
                 except (ValueError, OSError):
                     continue
-                if _pid_alive(pid) and now - st.st_mtime < self.stale_tmp_s:
+                if _pid_alive(pid) and now - st.st_mtime < STALE_TMP_S:
                     continue  # a live model process is writing it right now
                 try:
                     os.unlink(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -92,36 +92,6 @@ def _listing_prefixes(model: str, since_ms: int | None, until_ms: int | None) ->
 def partition_of(key: str) -> str:
     """``model=<m>/date=<d>/hour=<h>`` of a store key (its directory)."""
     return key.rsplit("/", 1)[0]
-
-
-def iter_partitions(
-    store: str | os.PathLike[str] | Backend,
-    model: str,
-    since: TimeBound = None,
-    until: TimeBound = None,
-    columns: Sequence[str] | None = None,
-    *,
-    dedup: bool = True,
-    s3_endpoint_url: str | None = None,
-) -> Iterator[tuple[str, pa.Table]]:
-    """Stream ``model``'s records one hour partition at a time: ``(partition, table)``.
-
-    Same bounds, columns and dedup as :func:`read_records`, but only one partition is in memory
-    at a time: partitions outside [since, until) are never listed or opened (pruning by
-    model/date/hour), and only ``columns`` are decoded from each file (projection). A request
-    repeated by a crash window has the same ``ts_ms`` and so the same hour partition, so
-    deduplicating within a partition is the same as deduplicating the whole range.
-    """
-    check_model_name(model)
-    backend = _backend(store, s3_endpoint_url)
-    since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
-    by_part: dict[str, list[str]] = {}
-    for key in list_files(backend, model, since_ms, until_ms):
-        by_part.setdefault(partition_of(key), []).append(key)
-    for part, keys in by_part.items():
-        table = _read_keys(backend, model, keys, since_ms, until_ms, columns, dedup)
-        if table.num_rows:
-            yield part, table
 
 
 def read_partition(

@@ -39,6 +39,8 @@ PARQUET_SUFFIX = ".parquet"
 META_COMPACTED_FROM = b"monitoring.compacted_from"
 META_SOURCE = b"monitoring.source"
 MS_PER_HOUR = 3_600_000
+#: compaction merges the files of a partition below this size; larger ones are left as they are
+SMALL_FILE_BYTES = 32 * 1024 * 1024
 
 
 def partition_dir(model: str, hour_bucket: int) -> str:
@@ -127,9 +129,8 @@ class RecoveryReport:
 class StoreWriter:
     """Writes record tables into a :class:`Backend` as Hive-partitioned Parquet."""
 
-    def __init__(self, backend: Backend, small_file_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.small_file_bytes = small_file_bytes
         # partitions written since the last successful compact_pending(); None = not known yet
         # (a fresh process: the first pass looks at everything once)
         self._dirty: set[str] | None = None
@@ -219,7 +220,7 @@ class StoreWriter:
         for d, files in sorted(groups.items()):
             if skip_dirs and d in skip_dirs:
                 continue
-            small = [(k, s) for k, s in files if s < self.small_file_bytes]
+            small = [(k, s) for k, s in files if s < SMALL_FILE_BYTES]
             if len(small) < min_files:
                 continue
             tables = [_read_file(self.backend, k) for k, _ in small]

@@ -93,6 +93,8 @@ class ModelRuntime(ABC):
         self.device = device or DeviceSpec.auto()
         self.max_pipeline_batch = max_pipeline_batch
         self.parameters = dict(parameters or {})
+        # True once load() has finished (KServe's Model.ready): a failed load leaves it False.
+        # Triton's own readiness comes from initialize(); this is the in-process caller's.
         self.ready = False
         # Set by the monitoring hook: predict() then also returns embeddings from forward hooks.
         self.capture_embeddings = False

@@ -24,6 +24,17 @@ def test_check_finds_missing_doubled_and_empty_records():
     assert rehearse.check(rehearse.Tally(), {})[0].endswith("no successful request")
 
 
+def test_check_matches_by_id_so_a_loss_and_a_duplicate_do_not_cancel_out():
+    tally = rehearse.Tally(ok={m: [f"{m}-1", f"{m}-2"] for m in MODEL_NAMES})
+    stored = {m: [{"request_id": f"{m}-1", "dim": 8}, {"request_id": f"{m}-2", "dim": 8}] for m in MODEL_NAMES}
+    # Two records for two answers, but -1 twice and -2 never; and a record nobody was answered with.
+    stored["sd_img2img"] = [{"request_id": "sd_img2img-1", "dim": 8}] * 2 + [{"request_id": "stray", "dim": 8}]
+    problems = rehearse.check(tally, stored)
+    assert problems == ["sd_img2img: 1 of 2 requests with missing: ['sd_img2img-2']",
+                        "sd_img2img: 1 of 2 requests with more than one record: ['sd_img2img-1']",
+                        "sd_img2img: 1 records of request ids never answered: ['stray']"], problems
+
+
 def test_leak_check_sees_this_venv_in_this_process():
     """Positive control: pytest runs from the venv, so its own process must be reported."""
     import numpy  # noqa: F401 - maps numpy's shared libraries from the venv

@@ -11,7 +11,6 @@ flushed, docs/reliability.md).
 
 from __future__ import annotations
 
-import collections
 import io
 import re
 import tarfile
@@ -27,6 +26,7 @@ from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.package import package_repository
 from deploy.payload import build_request, parse_response
 from monitoring.store import read_records
+from serving.loadtest.loss import match_ids
 from tests.deploy.mme.mme_testlib import extracted_size, http, runtime_client
 from tests.conftest import png
 from tests.reliability.reliability_testlib import wait_for
@@ -121,5 +121,5 @@ def test_model_evicted_while_requests_are_queued(two_models, tmp_path):
     # Capture: every success, across the eviction, is in the store exactly once.
     for model, ids in ok.items():
         table = read_records(str(store), model, columns=["request_id"], dedup=False)
-        counts = collections.Counter(table["request_id"].to_pylist())
-        assert set(ids) <= set(counts) and all(counts[i] == 1 for i in ids), (model, ids, counts)
+        match = match_ids(ids, table["request_id"].to_pylist())
+        assert not match.missing and not match.duplicated, (model, match.summary())

@@ -13,7 +13,9 @@ from mme_testlib import http, runtime_client
 
 from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.payload import build_request, parse_response
+from monitoring.store import read_records
 from serving import host_services
+from serving.loadtest.loss import match_ids
 from serving.server import ROOT, sidecar_of
 from tests.conftest import png
 
@@ -66,3 +68,7 @@ def test_mme_captures_into_the_store_and_exports_cache_metrics(mme_dist, tmp_pat
                           "--store", str(store), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["count"] == len(ids)
+    # By id too (a lost record and a duplicate would cancel out in the count above).
+    match = match_ids(ids, read_records(str(store), "resnet_classifier", columns=["request_id"],
+                                        dedup=False)["request_id"].to_pylist())
+    assert match.exact, match.summary()

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from monitoring.drift import EMBEDDING_METHODS, ClusterJSD, DriftSuite, MetadataDrift, default_detectors, explain_window
+from monitoring.drift import EMBEDDING_METHODS, ClusterJSD, DriftSuite, MetadataDrift, default_detectors
 
 from drift_testlib import blur, flat, image_metadata
 
@@ -49,14 +49,14 @@ def test_clean_digits_window_is_quiet(fitted, digits):
     assert not any(r.is_drift for r in results.values()), {k: r.p_value for k, r in results.items()}
 
 
-def test_explain_window_on_suite_lists_window_positions(fitted, digits):
+def test_suite_cluster_explanation_lists_window_positions(fitted, digits):
     _, held = digits
     # a window made only of zeros and ones: clusters holding those digits gain mass
     from sklearn.datasets import load_digits
 
     data = load_digits()
     sel = np.flatnonzero(np.isin(data.target, [0, 1]))[:150]
-    ex = explain_window(fitted, flat(data.images[sel]))
+    ex = fitted.score(flat(data.images[sel]))["cluster_jsd"].explanation
     assert ex["top_clusters"][0]["direction"] == "gained"
     positions = ex["top_clusters"][0]["window_positions"]
     assert positions and all(0 <= p < 150 for p in positions)

@@ -65,17 +65,19 @@ def test_bad_input_rejected_before_writing(tmp_path):
     assert list_baselines(tmp_path, "m") == []
 
 
-def test_from_records_and_parquet(digit_store, tmp_path):
+def test_spaces_from_records_and_parquet(digit_store, tmp_path):
+    """The two sources `baseline build --from records|parquet` reads, on the same rows, agree."""
     store, ids = digit_store
     # the clean day only (2024-05-06)
-    X, meta, info = sources.from_records(store, MODEL, "2024-05-06", "2024-05-07")
+    spaces, meta, info = sources.spaces_from_records(store, MODEL, "2024-05-06", "2024-05-07")
+    X = spaces["image"].embeddings
     assert X.shape == (200, 64) and info["embedding_source"] == "pixels" and info["rows"] == 200
     assert set(meta["request_id"]) == {rid for rid, _ in ids["clean"]}
     t = read_records(store, MODEL, "2024-05-06", "2024-05-07")
     pq.write_table(t, tmp_path / "ref.parquet")
-    X2, meta2, info2 = sources.from_parquet(tmp_path / "ref.parquet")
-    np.testing.assert_array_equal(X, X2)
-    assert info2["kind"] == "parquet"
+    spaces2, meta2, info2 = sources.spaces_from_parquet(tmp_path / "ref.parquet")
+    np.testing.assert_array_equal(X, spaces2["image"].embeddings)
+    assert info2["kind"] == "parquet" and list(meta2["request_id"]) == list(meta["request_id"])
 
 
 def test_cli_build_list_show(digit_store, capsys):
