@@ -82,14 +82,22 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def fitted_suite(d: int, n_ref: int) -> tuple[DriftSuite, float]:
+def fitted_suite(d: int, n_ref: int, projected: bool = False) -> tuple[DriftSuite, float]:
+    """The baseline suite; ``projected``: fitted on the seeded 128-d projection of the same sample
+    (as ``Baseline.fit_suite(projection=...)``), so it scores the store's projected column."""
     import pandas as pd
+
+    from monitoring.store.projection import DEFAULT_PROJECTION
 
     rng = np.random.default_rng(12345)
     X = Recipe(d).sample(rng, n_ref, hour=0)
     meta = pd.DataFrame({"brightness": rng.normal(120.0, 20.0, n_ref), "contrast": rng.normal(50.0, 8.0, n_ref)})
     t = time.perf_counter()
-    suite = DriftSuite().fit(X, meta)
+    if projected:
+        suite = DriftSuite().fit(DEFAULT_PROJECTION.apply(X), meta)
+        suite.projection_ = DEFAULT_PROJECTION
+    else:
+        suite = DriftSuite().fit(X, meta)
     return suite, time.perf_counter() - t
 
 
@@ -101,13 +109,15 @@ def score_job(store: Path, d: int, n_ref: int, cluster: str | None, phase: str =
 
     ``phase``: ``raw`` (24 hourly windows from the raw partitions; writes each hour's state, as
     scoring does when none is stored), ``states`` (the day from the stored states), ``hour`` (the
-    last hour alone from its state), ``dask`` (raw partitions, map on ``cluster``, no states).
+    last hour alone from its state), ``dask`` (raw partitions, map on ``cluster``, no states),
+    ``proj`` (raw partitions, a suite fitted on the projected baseline reads only the stored
+    128-d projected column; no states).
     """
     from monitoring.fleet.states import StateCache
     from monitoring.store.backend import open_backend
 
     t0 = time.perf_counter()
-    suite, fit_s = fitted_suite(d, n_ref)
+    suite, fit_s = fitted_suite(d, n_ref, projected=phase == "proj")
     rss_after_fit = rss_mb()
     client = None
     if cluster == "local2":
@@ -118,7 +128,7 @@ def score_job(store: Path, d: int, n_ref: int, cluster: str | None, phase: str =
         from distributed import Client
 
         client = Client(cluster)
-    cache = None if phase == "dask" else StateCache(open_backend(store), MODEL, "image", f"{STATE_TAG}-d{d}-r{n_ref}")
+    cache = None if phase in ("dask", "proj") else StateCache(open_backend(store), MODEL, "image", f"{STATE_TAG}-d{d}-r{n_ref}")
     hours = list(range(24)) if phase != "hour" else [23]
     windows = [w for h, w in enumerate(hourly_windows(DAY_MS, 24)) if h in hours]
     t, cpu = time.perf_counter(), cpu_s()
@@ -175,6 +185,13 @@ def same_numbers(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ds = max(abs(a["statistics"][m][i] - b["statistics"][m][j]) / max(abs(a["statistics"][m][i]), 1e-300)
              for m in b["statistics"] for j, i in enumerate(idx))
     return {"same_verdicts": bool(same), "max_p_value_gap": float(dp), "max_statistic_rel_gap": float(ds)}
+
+
+def same_verdicts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Verdicts only (another space: p-values and statistics are not comparable)."""
+    per = {m: a["verdicts"][m] == b["verdicts"][m] for m in b["verdicts"]}
+    return {"same_verdicts": all(per.values()), "per_method": per, "same_any_drift": a["any_drift"] == b["any_drift"],
+            "same_page": a["page"] == b["page"]}
 
 
 def false_alarms(d: int, n_window: int, n_ref: int, n_baselines: int, per_baseline: int, seed: int = 2026) -> dict[str, Any]:
@@ -236,36 +253,60 @@ def store_bytes(root: Path) -> int:
 
 def ingest_cost(d: int, rows: int, n_ref: int, tmp: Path) -> dict[str, Any]:
     """A proxy for the sidecar's CPU per record with states on vs off: writing an hour partition of
-    ``rows`` records (what the sidecar's store write does, without segment decoding) vs making that
-    partition's states afterwards (what the ingest hook adds: read the hour back, map it)."""
-    from monitoring.fleet.score import PartitionTask, map_partition, partition_id
+    ``rows`` records (what the sidecar's store write does, without segment decoding; the writer now
+    also stores the 128-d projection) vs making that partition's states: from the rows in memory
+    (what the compaction hook does now), and, for comparison, by reading the hour back (the old
+    hook), and from the rows with a suite fitted on the projection."""
+    from monitoring.fleet.score import PartitionTask, map_partition, map_table, partition_id
     from monitoring.fleet.synthetic import records_table
     from monitoring.store.backend import open_backend
+    from monitoring.store.projection import add_projections
+    from monitoring.store.schema import FILE_SCHEMA
     from monitoring.store.writer import StoreWriter
 
     suite, _ = fitted_suite(d, n_ref)
+    psuite, _ = fitted_suite(d, n_ref, projected=True)
     store = tmp / "ingest-cost"
     shutil.rmtree(store, ignore_errors=True)
     rng = np.random.default_rng(11)
     X = Recipe(d).sample(rng, rows, 0)
     table = records_table(MODEL, X, DAY_MS + np.sort(rng.integers(0, 3_600_000, rows)), rng, "ing")
     del X
-    backend = open_backend(store)
-    c = cpu_s()
-    parts = StoreWriter(backend).write_parts(table, "ing")
-    write_cpu = cpu_s() - c
-    keys = tuple(sorted(e.key for e in backend.list(f"model={MODEL}/") if e.key.endswith(".parquet")))
-    part = keys[0].rsplit("/", 1)[0]
     from threadpoolctl import threadpool_limits
 
-    c = cpu_s()
-    with threadpool_limits(limits=1):
-        map_partition(PartitionTask(partition_id(part), 0, part, keys, 0, 2**62), suite, backend, MODEL)
-    states_cpu = cpu_s() - c
+    out: dict[str, Any] = {"rows": rows, "dim": d}
+    with threadpool_limits(limits=1):  # the sidecar's hook runs with one BLAS thread, as scoring does
+        c = cpu_s()
+        StoreWriter(open_backend(tmp / "ingest-cost-noproj"), projection=None).write_parts(table, "ing")
+        out["write_noproj_cpu_s"] = cpu_s() - c
+        shutil.rmtree(tmp / "ingest-cost-noproj", ignore_errors=True)
+        backend = open_backend(store)
+        c = cpu_s()
+        parts = StoreWriter(backend).write_parts(table, "ing")
+        write_cpu = cpu_s() - c
+        keys = tuple(sorted(e.key for e in backend.list(f"model={MODEL}/") if e.key.endswith(".parquet")))
+        part = keys[0].rsplit("/", 1)[0]
+        task = PartitionTask(partition_id(part), 0, part, keys, 0, 2**62)
+        rows_table, _ = add_projections(table.select(FILE_SCHEMA.names))  # what compaction holds in memory
+        c = cpu_s()
+        map_partition(task, suite, backend, MODEL)
+        out["states_reread_cpu_s"] = cpu_s() - c
+        c = cpu_s()
+        map_table(task, suite, rows_table)
+        states_cpu = cpu_s() - c
+        c = cpu_s()
+        map_table(task, psuite, rows_table)
+        out["states_rows_projected_cpu_s"] = cpu_s() - c
     shutil.rmtree(store, ignore_errors=True)
-    return {"rows": rows, "dim": d, "files": len(parts), "write_cpu_s": write_cpu, "states_cpu_s": states_cpu,
-            "write_us_per_record": 1e6 * write_cpu / rows, "states_us_per_record": 1e6 * states_cpu / rows,
-            "ratio_on_off": (write_cpu + states_cpu) / write_cpu}
+    out.update(files=len(parts), write_cpu_s=write_cpu, states_cpu_s=states_cpu,
+               write_us_per_record=1e6 * write_cpu / rows, states_us_per_record=1e6 * states_cpu / rows,
+               states_reread_us_per_record=1e6 * out["states_reread_cpu_s"] / rows,
+               states_rows_projected_us_per_record=1e6 * out["states_rows_projected_cpu_s"] / rows,
+               write_noproj_us_per_record=1e6 * out["write_noproj_cpu_s"] / rows,
+               ratio_on_off=(write_cpu + states_cpu) / write_cpu,
+               ratio_on_off_reread=(write_cpu + out["states_reread_cpu_s"]) / write_cpu,
+               ratio_on_off_projected=(write_cpu + out["states_rows_projected_cpu_s"]) / write_cpu)
+    return out
 
 
 def float16_check(recipe: Recipe, n: int, suite: DriftSuite, tmp: Path) -> dict[str, Any]:
@@ -372,6 +413,21 @@ def markdown(doc: dict[str, Any]) -> str:
         any_right = sum(a == t for a, t in zip(s["any_drift"], s["truth"]))
         lines.append(f"| {p['n']:,} | {p['store_bytes'] / 1e9:.2f} | {s['score_s']:.1f} | {s['score_cpu_s']:.1f} | {s['fit_s']:.1f} | "
                      f"{s['process_s']:.1f} | {s['peak_rss_mb']:.0f} | {right} | {any_right} |")
+    if any("proj" in p for p in doc["points"]):
+        lines += ["", "### The raw day from the stored 128-d projection (issue #28 item 3)", "",
+                  "Same store; the suite is fitted on the seeded random projection of the same baseline sample and "
+                  "reads only the `embedding__p128` column (written by the store writer beside the full embedding); "
+                  "no states are read or written.", "",
+                  "| records | score 24 windows s | its CPU s | process total s | peak RSS MB | right verdicts (of 24) per method | same verdicts as full width (per method, any-drift, page) |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in doc["points"]:
+            if "proj" not in p:
+                continue
+            q, sv = p["proj"], p["proj_vs_raw"]
+            right = ", ".join(f"{k} {v}" for k, v in q["correct_windows"].items())
+            lines.append(f"| {p['n']:,} | {q['score_s']:.1f} | {q['score_cpu_s']:.1f} | {q['process_s']:.1f} | {q['peak_rss_mb']:.0f} | "
+                         f"{right} | {'yes' if sv['same_verdicts'] else 'NO'}, {'yes' if sv['same_any_drift'] else 'NO'}, "
+                         f"{'yes' if sv['same_page'] else 'NO'} |")
     lines += ["", "### The same day from the states (made by the raw run, as at ingest), and one new hour", "",
               "| records | states on disk MB | day from states s | its peak RSS MB | one hour from its state s | same verdicts (states, hour, Dask) as raw | largest p-value gap |",
               "|---|---|---|---|---|---|---|"]
@@ -408,6 +464,11 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["## Goal", "", f"1M records: score {goal['score_s']:.1f} s (goal <= 30 s): "
                   f"**{'met' if goal['time_met'] else 'NOT met'}**; peak RSS {goal['peak_rss_mb']:.0f} MB (goal <= 2048 MB): "
                   f"**{'met' if goal['rss_met'] else 'NOT met'}**.", ""]
+        if "proj_score_s" in goal:
+            lines += [f"1M records from the projected column: score {goal['proj_score_s']:.1f} s: "
+                      f"**{'met' if goal['proj_time_met'] else 'NOT met'}**; peak RSS {goal['proj_peak_rss_mb']:.0f} MB: "
+                      f"**{'met' if goal['proj_rss_met'] else 'NOT met'}**; same verdicts as full width: "
+                      f"**{'yes' if goal['proj_same_verdicts'] else 'NO'}**.", ""]
     else:
         pending = doc.get("pending_sizes") or []
         why = (f"sizes {pending} were still to run when these results were written" if pending
@@ -496,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"n={n}: raw day {score['score_s']:.1f} s, peak RSS {score['peak_rss_mb']:.0f} MB, "
               f"right {score['correct_windows']}", flush=True)
         point: dict[str, Any] = {"n": n, "store_bytes": nbytes, "generate_s": gen_s, "score": score}
+        point["proj"] = run_score(store, args.dim, args.n_ref, None, "proj")
+        point["proj_vs_raw"] = same_verdicts(score, point["proj"])
+        print(f"n={n}: projected raw day {point['proj']['score_s']:.1f} s, peak RSS {point['proj']['peak_rss_mb']:.0f} MB, "
+              f"right {point['proj']['correct_windows']}, same verdicts as full {point['proj_vs_raw']['same_verdicts']}", flush=True)
         point["states"] = run_score(store, args.dim, args.n_ref, None, "states")
         point["hour"] = run_score(store, args.dim, args.n_ref, None, "hour")
         point["states_bytes"] = sum(q.stat().st_size for q in (store / "_monitoring").rglob("*.npz"))
@@ -521,6 +586,10 @@ def write_results(doc: dict[str, Any], out: Path, suffix: str, date: str, starte
                        "time_met": s["score_s"] <= 30.0, "rss_met": s["peak_rss_mb"] <= 2048.0,
                        "states_day_s": big[-1]["states"]["score_s"], "states_day_met": big[-1]["states"]["score_s"] <= 3.0,
                        "hour_s": big[-1]["hour"]["score_s"], "hour_met": big[-1]["hour"]["score_s"] <= 2.0}
+        if "proj" in big[-1]:
+            q = big[-1]["proj"]
+            doc["goal"].update(proj_score_s=q["score_s"], proj_peak_rss_mb=q["peak_rss_mb"], proj_time_met=q["score_s"] <= 30.0,
+                               proj_rss_met=q["peak_rss_mb"] <= 2048.0, proj_same_verdicts=big[-1]["proj_vs_raw"]["same_verdicts"])
     doc["pending_sizes"] = pending
     png = out / f"fleet{suffix}-{date}.png"
     plot(doc["points"], png)

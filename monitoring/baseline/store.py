@@ -43,6 +43,14 @@ DEFAULT_MAX_ROWS = 10_000
 FORMAT_VERSION = 2  # 2: several embedding spaces (space-<name>.npy + rows); 1 still loads
 
 
+def _projected(baseline: "Baseline", projection: Any, fit: Any, X: np.ndarray | None = None):
+    """``fit(projection.apply(X))`` with the projection recorded on the suite (``projection_``):
+    the same seeded matrix the store's writer used, so baseline and windows live in one space."""
+    suite = fit(projection.apply(baseline.embeddings if X is None else X))
+    suite.projection_ = projection
+    return suite
+
+
 def default_detector_config() -> dict[str, Any]:
     from monitoring.drift import EMBEDDING_METHODS
     from monitoring.drift.calibration import DEFAULT_ALPHA, DEFAULT_N_NULL
@@ -86,8 +94,16 @@ class Baseline:
                 and self.metadata[c].notna().any()]
         return self.metadata[cols] if cols else None
 
-    def fit_suite(self, **overrides: Any):
-        """A :class:`~monitoring.drift.DriftSuite` fitted on the primary space + metadata (deterministic)."""
+    def fit_suite(self, projection: Any = None, **overrides: Any):
+        """A :class:`~monitoring.drift.DriftSuite` fitted on the primary space + metadata (deterministic).
+
+        ``projection``: a :class:`~monitoring.store.projection.Projection`: fit on the projected
+        sample instead (the suite then scores the store's projected column; see that module)."""
+        if projection is not None:
+            return _projected(self, projection, lambda X: self._fit_suite_on(X, overrides))
+        return self._fit_suite_on(self.embeddings, overrides)
+
+    def _fit_suite_on(self, X: np.ndarray, overrides: dict[str, Any]):
         from monitoring.drift import DriftSuite
 
         cfg = dict(self.detector_config, **overrides)
@@ -96,19 +112,22 @@ class Baseline:
         if meta is not None and len(meta) != len(self.embeddings):
             meta = self.space_metadata(self.primary_space)[meta.columns]
         try:
-            return suite.fit(self.embeddings, meta)
+            return suite.fit(X, meta)
         except ValueError:
             if meta is None:
                 raise
-            return suite.fit(self.embeddings, None)  # no usable metadata column: embeddings only
+            return suite.fit(X, None)  # no usable metadata column: embeddings only
 
-    def fit_space(self, space: str, **overrides: Any):
-        """An embeddings-only :class:`~monitoring.drift.DriftSuite` fitted on one space's sample."""
+    def fit_space(self, space: str, projection: Any = None, **overrides: Any):
+        """An embeddings-only :class:`~monitoring.drift.DriftSuite` fitted on one space's sample
+        (``projection``: on its seeded random projection, as :meth:`fit_suite`)."""
         from monitoring.drift import DriftSuite
 
         cfg = dict(self.detector_config, **overrides)
         suite = DriftSuite(tuple(cfg["methods"]), metadata=False, alpha=cfg["alpha"], n_null=cfg["n_null"],
                            random_state=cfg["random_state"])
+        if projection is not None:
+            return _projected(self, projection, suite.fit, self.spaces[space].embeddings)
         return suite.fit(self.spaces[space].embeddings)
 
     def fit_metadata(self):

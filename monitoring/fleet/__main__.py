@@ -19,6 +19,7 @@ from typing import Any
 from monitoring.alerts.levels import page_level
 from monitoring.baseline.store import load_baseline
 from monitoring.drift.result import to_jsonable
+from monitoring.store.projection import DEFAULT_PROJECTION
 from monitoring.fleet.score import FleetWindowResult, hourly_windows, score_windows, window_label
 
 
@@ -54,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-version", type=int, default=None)
     ap.add_argument("--min-window", type=int, default=20, help="windows with fewer rows are not scored")
     ap.add_argument("--s3-endpoint-url", default=None)
+    ap.add_argument("--projected", action="store_true",
+                    help="score the stored seeded random projection (128-d) instead of the full embedding: "
+                         "about 1/16 of the bytes read; files without it are projected in memory")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.hours < 1:
         ap.error(f"--hours must be >= 1, got {a.hours}")
     baseline = load_baseline(a.store, a.model, a.baseline_version, s3_endpoint_url=a.s3_endpoint_url)
-    suite = baseline.fit_suite()
+    suite = baseline.fit_suite(projection=DEFAULT_PROJECTION if a.projected else None)
     windows = score_windows(suite, a.store, a.model, hourly_windows(a.day, a.hours), cluster=a.cluster,
                             min_window=a.min_window, s3_endpoint_url=a.s3_endpoint_url)
     text = json.dumps(summary(a.model, windows), indent=2)

@@ -34,6 +34,7 @@ from monitoring.drift.mergeable import merge_states, metadata_state, score_metad
 from monitoring.drift.result import DriftResult
 from monitoring.drift.suite import DriftSuite
 from monitoring.store.backend import Backend, open_backend
+from monitoring.store.projected_reader import read_projected
 from monitoring.store.reader import TimeBound, list_files, partition_of, read_partition, to_epoch_ms
 from monitoring.store.writer import partition_start_ms
 
@@ -145,9 +146,35 @@ def map_partition(
     if metadata is None and getattr(suite, "metadata_fitted_", False):
         metadata = suite.metadata
     meta_fields = list(metadata.fields_) if metadata is not None else []
-    columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
-    table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
-                           s3_endpoint_url=s3_endpoint_url)
+    projection = getattr(suite, "projection_", None)
+    if projection is not None:
+        # a suite fitted on projected embeddings reads only the stored projected column (1/16 of
+        # the bytes at 128-d); files without it are projected here from their full column
+        backend = store if hasattr(store, "open_input") else open_backend(store, s3_endpoint_url)
+        table, _ = read_projected(backend, task.keys, embedding_column, projection, ["outcome", *meta_fields],
+                                  task.since_ms, task.until_ms)
+        embedding_column = "__x"
+    else:
+        columns = ["ts_ms", embedding_column, "outcome", *meta_fields]
+        table = read_partition(store, model, task.keys, task.since_ms, task.until_ms, columns, sort=False,
+                               s3_endpoint_url=s3_endpoint_url)
+    return map_table(task, suite, table, embedding_column=embedding_column, slice_rows=slice_rows, metadata=metadata)
+
+
+def map_table(task: PartitionTask, suite: DriftSuite, table: pa.Table, *, embedding_column: str = "embedding",
+              slice_rows: int = 8192, metadata: Any = None) -> tuple[int, int, dict[str, Any]]:
+    """``(window, rows, {method: state})`` of rows already in memory (file order, as read by
+    :func:`map_partition`, or as just compacted by the sidecar: then no re-read is needed)."""
+    if metadata is None and getattr(suite, "metadata_fitted_", False):
+        metadata = suite.metadata
+    meta_fields = list(metadata.fields_) if metadata is not None else []
+    projection = getattr(suite, "projection_", None)
+    if projection is not None and embedding_column != "__x":
+        stored = projection.column(embedding_column)
+        if stored in table.column_names:
+            embedding_column = stored
+        else:
+            raise ValueError(f"table has no {stored!r} column for a suite fitted on projection {projection}")
     # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding.
     # Rows stay in file order: every state but the sample is order-free, and the sample's keys are
     # seeded by (partition, position), so no embedding column is reordered (arrow's take copied

@@ -143,6 +143,65 @@ def write_partition_states(backend: Backend, partitions: Iterable[str], *, now_m
     return written
 
 
+def _closed_recent(partition: str, now_ms: int, max_age_ms: int) -> bool:
+    from monitoring.store.writer import partition_start_ms
+
+    start = partition_start_ms(partition + "/x.parquet")
+    return start is not None and now_ms - max_age_ms <= start + MS_PER_HOUR <= now_ms
+
+
+def _latest_fits(backend: Backend, model: str, fits_cache: dict[tuple[str, int], Any]) -> Any:
+    from monitoring.baseline.store import list_baselines, load_baseline
+
+    versions = list_baselines(backend, model)
+    if not versions:
+        return None
+    version = int(versions[-1]["version"])
+    fits = fits_cache.get((model, version))
+    if fits is None:
+        from monitoring.scoring.runner import ModelFits
+
+        fits = fits_cache[(model, version)] = ModelFits.fit(load_baseline(backend, model, version))
+    return fits
+
+
+def states_from_rows(backend: Backend, partition: str, key: str, nbytes: int, table: Any, *, now_ms: int | None = None,
+                     fits_cache: dict[tuple[str, int], Any] | None = None, max_age_ms: int = INGEST_MAX_AGE_MS) -> int:
+    """Ingest side, without a re-read: the states of a partition whose only file (``key``,
+    ``nbytes`` long) was just written from ``table`` (the compaction's rows, in file order).
+
+    The state equals the one a later read of that file would make (same rows, same order, same
+    partition seed), and is stored under the same fingerprint, so :func:`write_partition_states`
+    and scoring find it valid. Same policy as there: closed, recent hours; a model's latest
+    baseline. Returns the number of state files written.
+    """
+    from monitoring.baseline.spaces import SPACE_BY_NAME
+
+    from .score import PartitionTask, map_table, partition_id
+
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if not partition.startswith("model=") or not _closed_recent(partition, now_ms, max_age_ms):
+        return 0
+    model = partition.split("/", 1)[0][len("model="):]
+    fits = _latest_fits(backend, model, {} if fits_cache is None else fits_cache)
+    if fits is None:
+        return 0
+    fp = fingerprint([(key, nbytes)])
+    primary = fits.baseline.primary_space
+    task = PartitionTask(partition_id(partition), 0, partition, (key,), 0, 2**62)
+    written = 0
+    for space, suite in fits.spaces.items():
+        column = SPACE_BY_NAME[space].column
+        if column not in table.column_names:
+            continue
+        cache = StateCache(backend, model, space, baseline_tag(fits.baseline, space))
+        _, rows, state = map_table(task, suite, table, embedding_column=column,
+                                   metadata=fits.metadata if space == primary else None)
+        cache.save(partition, fp, rows, state)
+        written += 1
+    return written
+
+
 def ensure_states(backend: Backend, model: str, fits: Any, partitions: Iterable[str]) -> int:
     """Make (or refresh) every space's state of each partition for ``fits``' baseline; returns writes."""
     from .score import PartitionTask, map_partition, partition_id

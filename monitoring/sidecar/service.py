@@ -144,6 +144,9 @@ class Sidecar:
         # (monitoring/fleet/states.py); off where the drift libraries are not installed
         self.states_at_ingest = states_at_ingest
         self._fits_cache: dict[Any, Any] = {}
+        if states_at_ingest:
+            # a compacted hour's states from the rows just merged (in memory), not a re-read
+            self.writer.on_compacted = self._states_from_rows
         self.exit_with_pid = exit_with_pid
         self.retain_days = retain_days
         self._next_retention = 0.0
@@ -471,6 +474,17 @@ class Sidecar:
             return
         if n:
             log.info("wrote %d drift states", n)
+
+    def _states_from_rows(self, partition: str, key: str, table: Any, nbytes: int, whole: bool) -> None:
+        if not (self.states_at_ingest and whole):
+            return  # other files in the hour: the pass after compaction reads it (write_partition_states)
+        try:
+            from monitoring.fleet.states import states_from_rows
+        except ImportError:
+            return  # no drift libraries: _write_states turns states off
+        n = states_from_rows(self.backend, partition, key, nbytes, table, fits_cache=self._fits_cache)
+        if n:
+            log.info("wrote %d drift states of %s from its compacted rows", n, partition)
 
     def _remove_stale_spool_tmp(self) -> tuple[list[str], int]:
         removed, nbytes = [], 0

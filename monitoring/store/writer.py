@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from monitoring.capture.fields import SCHEMA_VERSION
 
 from .backend import Backend
+from .projection import DEFAULT_PROJECTION, Projection, add_projections
 from .schema import FILE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,15 @@ class RecoveryReport:
 class StoreWriter:
     """Writes record tables into a :class:`Backend` as Hive-partitioned Parquet."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, projection: Projection | None = DEFAULT_PROJECTION) -> None:
         self.backend = backend
+        # a seeded random projection stored beside each embedding (monitoring/store/projection.py):
+        # raw rescoring reads it instead of the full width; None writes embeddings only
+        self.projection = projection
+        #: called as ``on_compacted(dir, key, table, data_bytes, whole)`` after each compacted
+        #: file is written: ``table`` = its rows (already in memory), ``whole`` = it is now the
+        #: partition's only file. The sidecar makes drift states from them without a re-read.
+        self.on_compacted: Any = None
         # partitions written since the last successful compact_pending(); None = not known yet
         # (a fresh process: the first pass looks at everything once)
         self._dirty: set[str] | None = None
@@ -147,8 +155,9 @@ class StoreWriter:
             for hour in sorted(set(hours[models == model].tolist())):
                 mask = (models == model) & (hours == hour)
                 sub = table.filter(pa.array(mask)).select(file_cols)
+                sub, pmeta = add_projections(sub, self.projection)
                 key = f"{partition_dir(model, int(hour))}/{PART_PREFIX}{part_name}{PARQUET_SUFFIX}"
-                data = to_parquet_bytes(sub, {META_SOURCE: part_name.encode()})
+                data = to_parquet_bytes(sub, {META_SOURCE: part_name.encode(), **pmeta})
                 self.backend.write(key, data)
                 if self._dirty is not None:
                     self._dirty.add(key.rsplit("/", 1)[0])
@@ -228,13 +237,20 @@ class StoreWriter:
             n_in = merged.num_rows
             merged = dedupe(merged)
             merged = merged.take(pc.sort_indices(merged["ts_ms"]))
+            # (re)project: inputs written before projections existed get theirs here
+            merged, pmeta = add_projections(merged, self.projection)
             sources = [k.rsplit("/", 1)[-1] for k, _ in small]
             first_ts = int(merged["ts_ms"][0].as_py()) if merged.num_rows else 0
             name = f"{COMPACT_PREFIX}{first_ts:013d}-{uuid.uuid4().hex[:12]}{PARQUET_SUFFIX}"
-            data = to_parquet_bytes(merged, {META_COMPACTED_FROM: json.dumps(sources).encode()})
+            data = to_parquet_bytes(merged, {META_COMPACTED_FROM: json.dumps(sources).encode(), **pmeta})
             self.backend.write(f"{d}/{name}", data)
             for k, _ in small:  # a crash here leaves sources; recover() removes them
                 self.backend.delete(k)
+            if self.on_compacted is not None:
+                try:
+                    self.on_compacted(d, f"{d}/{name}", merged, len(data), len(small) == len(files))
+                except Exception as e:  # a hook failure must not fail compaction (states are remade on read)
+                    log.warning("compaction hook failed for %s: %s", d, e)
             rep.partitions += 1
             rep.files_before += len(small)
             rep.files_after += 1

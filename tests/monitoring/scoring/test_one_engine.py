@@ -273,6 +273,67 @@ def test_sidecar_compaction_writes_states_that_scoring_then_reads(tmp_path):
     assert [k for k in made if "/baseline=v1-" in k] == made
 
 
+def test_sidecar_states_come_from_the_compacted_rows_without_a_reread(tmp_path):
+    """The compaction hook maps the rows it just merged: no partition file is opened for states,
+    and the state equals the one a read of the compacted file makes (same fingerprint: valid)."""
+    import time
+
+    from monitoring.baseline.store import load_baseline
+    import io
+
+    from monitoring.drift.mergeable import states_to_bytes
+    from monitoring.fleet.score import PartitionTask, map_partition, partition_id
+    from monitoring.fleet.states import StateCache, baseline_tag, fingerprint, partition_files
+    from monitoring.sidecar.service import Sidecar
+    from monitoring.store.backend import LocalBackend
+
+    class Opens(LocalBackend):
+        def __init__(self, root):
+            super().__init__(root)
+            self.opened = []
+
+        def open_input(self, key):
+            self.opened.append(key)
+            return super().open_input(key)
+
+    root, spool = tmp_path / "store", tmp_path / "spool"
+    spool.mkdir()
+    now = int(time.time() * 1000)
+    day = (now // 3_600_000 - 3) * 3_600_000
+    write_day(root, MODEL, day, 2 * 300, _sampler, hours=2, files_per_hour=3, seed=5)
+    rng = np.random.default_rng(0)
+    X = (CENTERS[rng.integers(0, 4, 1000)] + rng.standard_normal((1000, D))).astype(np.float32)
+    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1000), "contrast": rng.normal(50, 8, 1000)}),
+                  detectors={"n_null": 200})
+    backend = Opens(root)
+    svc = Sidecar(spool, backend, compact_every=0)
+    try:
+        svc.compact()
+    finally:
+        svc.close()
+    compacted = [e.key for e in backend.list(f"model={MODEL}/") if e.key.endswith(".parquet")]
+    assert len(compacted) == 2 and all("/compact-" in k for k in compacted)
+    # compaction read the 3 small parts of each hour once; nothing read the compacted files back
+    assert not [k for k in backend.opened if "/compact-" in k], backend.opened
+    b = load_baseline(backend, MODEL)
+    cache = StateCache(backend, MODEL, "image", baseline_tag(b, "image"))
+    files = partition_files(backend, {k.rsplit("/", 1)[0] for k in compacted})
+    suite, meta = b.fit_space("image"), b.fit_metadata()
+    for part, fl in files.items():
+        got = cache.load(part, fingerprint(fl))
+        assert got is not None, part
+        task = PartitionTask(partition_id(part), 0, part, tuple(k for k, _ in fl), 0, 2**62)
+        _, rows, reread = map_partition(task, suite, backend, MODEL, metadata=meta)
+        assert got[0] == rows == 300
+        assert set(got[1]) == set(reread) >= {"centroid", "mmd", "domain_classifier", "metadata"}
+        # every array of the two states, bit for bit (the .npz bytes differ only in zip timestamps)
+        a, c = np.load(io.BytesIO(states_to_bytes(got[1]))), np.load(io.BytesIO(states_to_bytes(reread)))
+        assert sorted(a.files) == sorted(c.files) and len(a.files) > 4
+        for f in a.files:
+            np.testing.assert_array_equal(a[f], c[f], err_msg=f)
+    assert (cache.hits, cache.misses) == (2, 0)
+
+
 def test_save_scores_takes_the_typed_run(store, tmp_path):
     from monitoring.scoring import ScoreRun, load_latest_scores, save_scores, score_run
 
