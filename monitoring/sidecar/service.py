@@ -112,7 +112,7 @@ class Sidecar:
         states_at_ingest: bool = True,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
-        self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
+        self.backend = open_backend(store, s3_endpoint_url)
         self.writer = StoreWriter(self.backend)
         self.dc_backend = open_backend(datacapture, s3_endpoint_url) if datacapture else None
         self.dc_endpoint, self.dc_variant = datacapture_endpoint, datacapture_variant
