@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from monitoring.capture.fields import check_model_name
-from monitoring.drift.result import to_jsonable
+from monitoring.jsonable import to_jsonable
 from monitoring.store.backend import Backend
 
 ROOT = "_monitoring"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from monitoring.artifacts import read_json, scores_prefix, write_json
 from monitoring.store.backend import open_backend
-from monitoring.drift.result import to_jsonable
+from monitoring.jsonable import to_jsonable
 from monitoring.baseline.spaces import embeddings_from_column
 from monitoring.baseline.spaces import SOURCE_COLUMNS, SPACE_BY_NAME, VECTOR_COLUMNS, qualified
 from monitoring.baseline.store import METADATA_FIELDS, OUTPUT_COLUMNS, SETTINGS_COLUMNS, Baseline, load_baseline
