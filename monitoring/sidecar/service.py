@@ -31,7 +31,7 @@ from monitoring.store.schema import split_valid
 from monitoring.store.writer import StoreWriter, drop_expired
 import serving.procfs as procfs  # the module itself: the layer check sees "serving.procfs"
 
-from .command import DEFAULT_METRICS_PORT, LOCK_NAME
+from .command import LOCK_NAME
 from .metrics import SidecarMetrics
 from .watching import SidecarWatch, start_watch_thread
 
