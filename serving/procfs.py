@@ -120,3 +120,28 @@ def cwd(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return None
+
+
+# -- the machine -------------------------------------------------------------------------------
+def cpu_model() -> str | None:
+    """The first ``model name`` of ``/proc/cpuinfo`` (None: not there, e.g. some ARM kernels)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def mem_total_bytes() -> int | None:
+    """``MemTotal`` of ``/proc/meminfo``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

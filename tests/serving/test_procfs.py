@@ -63,3 +63,9 @@ def test_stat_skips_a_command_name_with_spaces_and_parens(tmp_path):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def test_machine_facts():
+    assert procfs.mem_total_bytes() > 1 << 28  # any machine that runs these tests has > 256 MiB
+    model = procfs.cpu_model()
+    assert model is None or (isinstance(model, str) and model)
