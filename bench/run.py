@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from serving import procfs  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 ALL = ("p1", "p2", "p3", "p4", "p5", "p7")
 
@@ -64,15 +66,10 @@ def machine() -> dict[str, Any]:
             info["packages"][pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             info["packages"][pkg] = "not installed"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
-        info["mem_gib"] = round(int(mem[1]) / 2**20, 1)
-    except OSError:
-        pass
+    if cpu := procfs.cpu_model():
+        info["cpu_model"] = cpu
+    if mem := procfs.mem_total_bytes():
+        info["mem_gib"] = round(mem / 2**30, 1)
     return info
 
 

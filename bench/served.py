@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from serving import procfs  # noqa: E402
 from serving.loadtest.payloads import PayloadFactory  # noqa: E402
 from serving.loadtest.runner import run_concurrency_step  # noqa: E402
 from serving.loadtest.stats import ServerStats, server_delta  # noqa: E402
@@ -99,32 +100,12 @@ def _raw_request(payload) -> Any:
 
 def _proc_cpu_s(pids: list[int]) -> float:
     """user + system CPU seconds used so far by `pids` (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum(procfs.cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def _server_pids(root_pid: int) -> list[int]:
     """tritonserver and its descendants (the Python-backend stubs)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            pass
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
+    return procfs.descendants(root_pid)
 
 
 def _inprocess_window(runtime, reqs, seconds: float) -> dict[str, float]:

@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving import MODEL_NAMES, host_services  # noqa: E402
+from serving import MODEL_NAMES, host_services, procfs  # noqa: E402
 from serving.loadtest.payloads import PayloadFactory  # noqa: E402
 from serving.loadtest.loss import match_ids  # noqa: E402
 from serving.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
@@ -415,10 +415,8 @@ class Soak:
 
     def sample(self, t0: float) -> None:
         for name, pid in self.processes().items():
-            try:
-                with open(f"/proc/{pid}/statm") as fh:
-                    rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, ValueError):
+            rss = procfs.rss_bytes(pid)
+            if rss is None:
                 continue
             self.rss.append({"t": round(time.time() - t0, 1), "process": name, "pid": pid, "rss_mb": round(rss / 2**20, 1)})
 

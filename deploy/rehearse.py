@@ -61,7 +61,7 @@ from deploy.errors import DeployError
 from deploy.package import package_repository
 from deploy.weights import allow_test_weights, check_manifest_weights, require_deployable
 from deploy.payload import build_request, parse_response
-from serving import MODEL_NAMES, demo_client, host_services
+from serving import MODEL_NAMES, demo_client, host_services, procfs
 from serving.loadtest.loss import match_ids
 from serving.server import ROOT, TritonProcess, free_port, pytriton_dir
 from serving.triton_http import CONTROL_HEADER, TritonHTTP, error_text
@@ -174,20 +174,7 @@ class Tally:
 # -- the stock-container checks -----------------------------------------------------------------
 def processes_under(root_pid: int) -> list[int]:
     """root_pid and every descendant (stubs; the sidecar is detached but still a stub's child)."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += kids.get(pid, [])
-    return out
+    return procfs.descendants(root_pid)
 
 
 def extracted_envs(pids: list[int]) -> set[Path]:
@@ -195,12 +182,7 @@ def extracted_envs(pids: list[int]) -> set[Path]:
     by our processes (it uses /tmp/python_env_XXXXXX and removes them when it exits cleanly)."""
     found = set()
     for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            path = line.split(maxsplit=5)[-1]
+        for path in procfs.mapped_paths(pid) or ():
             if path.startswith("/tmp/python_env_"):
                 found.add(Path("/tmp") / path.split("/")[2])
     return found
@@ -213,15 +195,12 @@ def leaks(pids: list[int]) -> list[str]:
     allowed = (os.path.join(site, "pytriton"), os.path.join(site, "nvidia_pytriton.libs"))
     found = set()
     for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
+        paths, cwd = procfs.mapped_paths(pid), procfs.cwd(pid)
+        if paths is None or cwd is None:
             continue
         if cwd == str(ROOT) or cwd.startswith(str(ROOT) + os.sep):
             found.add(f"pid {pid}: cwd {cwd}")
-        for line in maps.splitlines():
-            path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+        for path in paths:
             if path.startswith(site) and not path.startswith(allowed):
                 found.add(f"pid {pid}: {path}")
     return sorted(found)
@@ -541,22 +520,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _mapped(pid: int, package: str) -> str:
     """Where a process loaded `package`'s shared libraries from (the env, not this venv)."""
-    try:
-        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-            path = line.split(maxsplit=5)[-1]
-            if f"/{package}/" in path:
-                return path.split(f"/{package}/")[0]
-    except OSError:
-        pass
+    for path in procfs.mapped_paths(pid) or ():
+        if f"/{package}/" in path:
+            return path.split(f"/{package}/")[0]
     return "?"
 
 
 def _environ_of(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+    return procfs.environ(pid)
 
 
 def endpoint_request(method: str, url: str) -> int:

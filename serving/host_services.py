@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring.capture.private import private_dir
+import monitoring.sidecar.command as sidecar_command
 from serving.triton_http import CONTROL_KEY_ENV
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ SETTING_PREFIXES = ("CAPTURE_", "MONITORING_", "HOST_SERVICES_")
 DEFAULT_CHECK_S = 5.0
 # Where records wait for the sidecar when a store is set but no spool: local disk of the host.
 DEFAULT_SPOOL_DIR = os.path.join(tempfile.gettempdir(), "triton-capture-spool")
-DEFAULT_SIDECAR_METRICS_PORT = "8090"
-SIDECAR_LOCK = ".sidecar.lock"  # monitoring.sidecar.service.LOCK_NAME (not imported: pyarrow)
+SIDECAR_LOCK = sidecar_command.LOCK_NAME
 
 
 @dataclass(frozen=True)
@@ -316,24 +316,16 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
     spool, store = settings.get("CAPTURE_SPOOL_DIR"), settings.get("CAPTURE_STORE")
     if not spool or not store:
         return None
-    port = settings.get("CAPTURE_SIDECAR_METRICS_PORT", DEFAULT_SIDECAR_METRICS_PORT)
-    int(port)  # ValueError at model load, not in the detached process's log
-    argv = [settings.python, "-m", "monitoring.sidecar", "--spool", os.path.abspath(spool), "--store", store,
-            "--metrics-port", port, "--metrics-addr", settings.get("CAPTURE_SIDECAR_METRICS_ADDR", "127.0.0.1")]
-    if settings.server_pid > 0:  # 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself
-        argv += ["--exit-with-pid", str(settings.server_pid)]
-    for key, flag in (("CAPTURE_S3_ENDPOINT_URL", "--s3-endpoint-url"), ("CAPTURE_DATACAPTURE_DIR", "--datacapture-dir"),
-                      ("CAPTURE_DRAIN_TIMEOUT_S", "--drain-timeout"), ("CAPTURE_COMPACT_EVERY_S", "--compact-every"),
-                      ("CAPTURE_SIDECAR_RETRY_MAX_S", "--retry-max"), ("CAPTURE_RETAIN_DAYS", "--retain-days")):
-        if settings.get(key):
-            argv += [flag, settings.get(key)]
+    # ValueError (a bad port) here, at model load, not in the detached process's log.
+    # server_pid 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself.
+    argv = sidecar_command.argv(settings, python=settings.python, exit_with_pid=settings.server_pid)
     env = {}
     root = _package_root("monitoring")
     if root and os.path.isfile(os.path.join(root, "config.pbtxt")):
         root = snapshot_package(Path(root) / "monitoring", Path(settings.state_dir) / "code")
     if root:  # the stub runs Python isolated; the sidecar's interpreter must find the same packages
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return HostService(name="sidecar", argv=tuple(argv), lock=os.path.join(os.path.abspath(spool), SIDECAR_LOCK),
+    return HostService(name="sidecar", argv=tuple(argv), lock=sidecar_command.lock_path(spool),
                        env=env, log_path=settings.get("CAPTURE_SIDECAR_LOG") or None)
 
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import io
 import warnings
+from typing import Any
 
 from PIL import Image
 
@@ -86,6 +87,18 @@ def decode_image(field: str, raw: bytes, max_pixels: int, mode: str = "RGB") -> 
     # what the client sent, before the conversion every runtime wants: the data-quality view counts it
     out.info["source_mode"], out.info["source_format"] = img.mode, img.format
     return out
+
+
+def read_image(field: str, cell: Any, max_pixels: int, min_side: int, mode: str = "RGB") -> Image.Image:
+    """A request cell (bytes, or text of them) decoded as in `decode_image`, refusing images whose
+    shorter side is under `min_side` pixels: the one image check every runtime makes."""
+    raw = bytes(cell) if isinstance(cell, (bytes, bytearray)) else str(cell).encode()
+    img = decode_image(field, raw, max_pixels, mode)
+    if min(img.size) < min_side:
+        raise InvalidInputError(
+            f"input '{field}': {img.width}x{img.height} is smaller than the minimum side of {min_side} pixels"
+        )
+    return img
 
 
 def encode_image(img: Image.Image, output_format: str = "png") -> bytes:

@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from serving import procfs
+
 #: The header Triton checks on restricted APIs (lower case: gRPC metadata keys must be).
 CONTROL_HEADER = "triton-control-key"
 #: On gRPC, Triton 2.51 expects the header under this prefixed name (seen in its refusal:
@@ -90,9 +92,9 @@ def hide_in_argv(pid: int, key: str) -> bool:
     host forbids it, e.g. Yama ptrace_scope >= 2); returns False when it could not.
     """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = procfs.stat_fields(pid)
+        if fields is None:
+            return False
         # proc(5): arg_start and arg_end are fields 48 and 49; fields[0] is field 3.
         start, end = int(fields[45]), int(fields[46])
         needle = key.encode()
@@ -104,8 +106,8 @@ def hide_in_argv(pid: int, key: str) -> bool:
                 mem.seek(start + at)
                 mem.write(b"*" * len(needle))
                 at = args.find(needle, at + len(needle))
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return needle not in fh.read()
+        argv = procfs.cmdline(pid)
+        return argv is not None and needle not in b"\0".join(argv)
     except (OSError, ValueError, IndexError):
         return False
 

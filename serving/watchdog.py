@@ -41,6 +41,7 @@ from typing import Any
 
 from urllib.parse import quote
 
+from serving import procfs
 from serving.triton_http import CONTROL_KEY_ENV, TritonError, TritonHTTP, control_key
 
 log = logging.getLogger(__name__)
@@ -61,28 +62,20 @@ class Stub:
 def list_stubs(server_pid: int) -> dict[int, Stub]:
     """Stub processes whose parent is `server_pid`, by pid (zombies included: a dead stub)."""
     stubs: dict[int, Stub] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid in procfs.pids():
+        if procfs.parent_of(pid) != server_pid:
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-            # Fields after the parenthesised command name: state ppid ...
-            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
-            if int(ppid) != server_pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except (OSError, ValueError):
+        state, argv = procfs.state(pid), procfs.cmdline(pid)
+        if state is None or argv is None:
             continue
-        zombie = state == b"Z"
+        zombie = state == "Z"
         if zombie and not argv[0]:  # a zombie has no cmdline left: it is our child, it is a stub
             argv = [STUB_NAME.encode()]
         if not argv[0].endswith(STUB_NAME.encode()):
             continue
         # argv: stub model.py shm-region shm-size shm-growth parent-pid backend-dir ipc-size instance kind
         instance = argv[8].decode(errors="replace") if len(argv) > 8 else ""
-        stubs[int(entry)] = Stub(int(entry), instance, zombie)
+        stubs[pid] = Stub(pid, instance, zombie)
     return stubs
 
 
@@ -97,16 +90,10 @@ def model_of(instance: str, models: set[str]) -> str | None:
 
 def find_server_pid(http_port: int) -> int | None:
     """The tritonserver serving HTTP on `http_port` (when the launcher did not tell us its pid)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for pid in procfs.pids():
+        argv = [a.decode(errors="replace") for a in procfs.cmdline(pid) or ()]
         if argv and argv[0].endswith("tritonserver") and f"--http-port={http_port}" in argv:
-            return int(entry)
+            return pid
     return None
 
 
@@ -242,12 +229,8 @@ class Watchdog:
 
     # -- one poll -----------------------------------------------------------------------------
     def server_alive(self) -> bool:
-        try:
-            with open(f"/proc/{self.server_pid}/stat", "rb") as fh:
-                stat = fh.read()
-            return stat[stat.rindex(b")") + 2:].split()[0] != b"Z"
-        except OSError:
-            return False
+        state = procfs.state(self.server_pid)
+        return state is not None and state != "Z"
 
     def ready_models(self) -> dict[str, str]:
         """READY models of the repository index: name -> version."""
@@ -447,11 +430,10 @@ class Watchdog:
 
 def server_options(server_pid: int) -> dict[str, str] | None:
     """tritonserver's ``--name=value`` options from its command line (None: no such process)."""
-    try:
-        with open(f"/proc/{server_pid}/cmdline", "rb") as fh:
-            argv = fh.read().decode(errors="replace").split("\0")
-    except OSError:
+    raw = procfs.cmdline(server_pid)
+    if raw is None:
         return None
+    argv = [a.decode(errors="replace") for a in raw]
     return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
 
 

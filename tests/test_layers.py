@@ -12,7 +12,8 @@ PACKAGES = ("serving", "monitoring", "deploy", "bench")
 
 #: layer -> module prefixes (the longest matching prefix decides); see docs/architecture.md
 LAYERS = {
-    "contract": ("monitoring.capture",),
+    # + the stdlib-only leaves every side shares: reading /proc, the sidecar's command line
+    "contract": ("monitoring.capture", "serving.procfs", "monitoring.sidecar.command"),
     "runtime": ("serving",),
     "analysis": ("monitoring",),
     "launch": ("serving.server", "serving.client", "serving.demo_client", "deploy"),

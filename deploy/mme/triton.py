@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 from deploy.mme.errors import LoadFailed, TritonUnavailable, looks_like_oom
+from serving import procfs
 from serving.triton_http import TritonError, TritonHTTP, error_text
 
 STUB_NAME = "triton_python_backend_stub"
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 __all__ = ["TritonControl", "error_text"]
 
@@ -64,27 +64,18 @@ class TritonControl(TritonHTTP):
         """
         prefix = f"{self.repository}/{name}/"
         pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    argv = fh.read().split(b"\0")
-            except OSError:
-                continue
+        for pid in procfs.pids():
+            argv = procfs.cmdline(pid) or []
             if len(argv) > 1 and argv[0].endswith(STUB_NAME.encode()) and \
                     argv[1].decode(errors="replace").startswith(prefix):
-                pids.append(int(entry))
+                pids.append(pid)
         return pids
 
     def stub_rss(self, name: str) -> int | None:
         """Total resident bytes of the model's stub processes (None: no stub found)."""
         total, found = 0, False
         for pid in self.stub_pids(name):
-            try:
-                with open(f"/proc/{pid}/statm") as fh:
-                    total += int(fh.read().split()[1]) * _PAGE
-                found = True
-            except (OSError, ValueError, IndexError):
-                continue
+            rss = procfs.rss_bytes(pid)
+            if rss is not None:
+                total, found = total + rss, True
         return total if found else None

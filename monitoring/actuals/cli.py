@@ -20,7 +20,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 @command("actuals", help="post ground-truth labels (request_id,label CSV); joined to predictions by request id", configure=_args)
 def cmd_actuals(args: argparse.Namespace) -> int:
     from monitoring.actuals.labels import accuracy_of, join_actuals, read_labels_csv, save_actuals
-    from monitoring.artifacts import backend_of, list_models
+    from monitoring.artifacts import list_models
+    from monitoring.store.backend import open_backend
     from monitoring.store.reader import read_records_df
 
     try:
@@ -28,7 +29,7 @@ def cmd_actuals(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    backend = backend_of(args.store, args.s3_endpoint_url)
+    backend = open_backend(args.store, args.s3_endpoint_url)
     key = save_actuals(backend, labels)
     models = args.model or list_models(backend)
     out = {"file": str(args.file), "labels": int(len(labels)), "stored_as": key, "models": {}}

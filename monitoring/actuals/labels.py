@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from monitoring.artifacts import ACTUALS_PREFIX, backend_of, read_arrow, write_arrow
+from monitoring.artifacts import ACTUALS_PREFIX, read_arrow, write_arrow
+from monitoring.store.backend import open_backend
 
 REQUIRED = ("request_id", "label")
 
@@ -57,13 +58,13 @@ def save_actuals(store: Any, labels: pd.DataFrame, s3_endpoint_url: str | None =
                                                        ("model", pa.string()), ("posted_ms", pa.int64())]),
                                  preserve_index=False)
     key = f"{ACTUALS_PREFIX}batch-{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}.arrow"
-    write_arrow(backend_of(store, s3_endpoint_url), key, table)
+    write_arrow(open_backend(store, s3_endpoint_url), key, table)
     return key
 
 
 def load_actuals(store: Any, s3_endpoint_url: str | None = None) -> pd.DataFrame:
     """Every stored label (request_id, label, model, posted_ms); the latest post wins per id."""
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     keys = sorted(e.key for e in backend.list(ACTUALS_PREFIX) if e.key.endswith(".arrow"))
     if not keys:
         return pd.DataFrame({"request_id": pd.Series(dtype=str), "label": pd.Series(dtype=str),

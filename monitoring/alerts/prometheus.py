@@ -38,7 +38,8 @@ import logging
 import time
 from typing import Any, Iterable
 
-from monitoring.artifacts import ROOT, backend_of, read_json
+from monitoring.artifacts import ROOT, read_json
+from monitoring.store.backend import open_backend
 
 from .levels import LEVEL_RANK, level_of
 
@@ -66,7 +67,7 @@ class DriftScoresCollector:
     model shows at once. 0 lists on every scrape."""
 
     def __init__(self, store: Any, s3_endpoint_url: str | None = None, list_interval_s: float = 0.0) -> None:
-        self.backend = backend_of(store, s3_endpoint_url)
+        self.backend = open_backend(store, s3_endpoint_url)
         self.list_interval_s = list_interval_s
         self._keys: list[str] = []
         self._listed_at: float | None = None

@@ -30,17 +30,10 @@ import numpy as np
 import pyarrow as pa
 
 from monitoring.capture.fields import check_model_name
-from monitoring.drift.result import to_jsonable
-from monitoring.store.backend import Backend, open_backend
+from monitoring.jsonable import to_jsonable
+from monitoring.store.backend import Backend
 
 ROOT = "_monitoring"
-
-
-def backend_of(store: Any, s3_endpoint_url: str | None = None) -> Backend:
-    """A backend for ``store`` (a directory, ``s3://...`` or a backend object)."""
-    if hasattr(store, "list") and hasattr(store, "write") and hasattr(store, "read"):
-        return store
-    return open_backend(os.fspath(store), s3_endpoint_url)
 
 
 def baselines_prefix(model: str) -> str:

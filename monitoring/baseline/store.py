@@ -21,10 +21,11 @@ import pandas as pd
 import pyarrow as pa
 
 from monitoring.artifacts import (
-    backend_of, baseline_dir, baselines_prefix, read_arrow, read_json, read_npy, write_arrow, write_json, write_npy,
+    baseline_dir, baselines_prefix, read_arrow, read_json, read_npy, write_arrow, write_json, write_npy,
 )
 from monitoring.drift.outputs import OUTPUT_STAT_FIELDS, OutputChecks
 from monitoring.drift.settings import SettingsDrift
+from monitoring.store.backend import open_backend
 
 from .spaces import SPACE_BY_NAME, SpaceSample, primary_space
 
@@ -164,7 +165,7 @@ def _now_iso() -> str:
 
 def list_baselines(store: Any, model: str, s3_endpoint_url: str | None = None) -> list[dict[str, Any]]:
     """Manifests of every stored baseline version of ``model``, oldest first."""
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     out = []
     for e in backend.list(baselines_prefix(model)):
         if e.key.endswith("/baseline.json"):
@@ -254,7 +255,7 @@ def save_baseline(
                          + "; ".join(f"{k} space: {v}" for k, v in skipped.items()))
     primary = primary_space(fitted) or "image"
     X = fitted[primary].embeddings
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     versions = [m["version"] for m in list_baselines(backend, model)]
     version = (max(versions) + 1) if versions else 1
     manifest = {
@@ -290,7 +291,7 @@ def save_baseline(
 
 def load_baseline(store: Any, model: str, version: int | None = None, s3_endpoint_url: str | None = None) -> Baseline:
     """Load ``version`` (default: the latest) of ``model``'s baseline."""
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     manifests = list_baselines(backend, model)
     if not manifests:
         raise LookupError(f"no baseline for model {model!r} in {backend.url()}: build one with "

@@ -107,13 +107,14 @@ def ensure_sd_checkpoints(models: tuple[str, ...]) -> None:
 
 
 def start_sidecar(spool: Path, store: Path, port: int, log_path: Path) -> subprocess.Popen:
+    import monitoring.sidecar.command as sidecar_command
     from serving.server import server_env
 
+    argv = sidecar_command.argv({"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_STORE": str(store),
+                                 "CAPTURE_SIDECAR_METRICS_PORT": str(port), "CAPTURE_COMPACT_EVERY_S": "0"})
     with open(log_path, "ab") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
-             "--metrics-port", str(port), "--metrics-addr", "127.0.0.1", "--compact-every", "0"],
-            stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
+            argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 120.0) -> int:

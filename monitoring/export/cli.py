@@ -55,7 +55,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _datacapture(args: argparse.Namespace, out: str) -> int:
     """Data Capture JSON lines of the window + Model Monitor ground truth for its posted actuals."""
     from monitoring.actuals.labels import load_actuals
-    from monitoring.artifacts import backend_of
     from monitoring.export.groundtruth import export_groundtruth
     from monitoring.store import open_backend
     from monitoring.store.datacapture import export_records
@@ -69,7 +68,7 @@ def _datacapture(args: argparse.Namespace, out: str) -> int:
     name = f"{args.model}-export"
     keys = export_records(dest, recs, name, args.endpoint, args.variant, vectors=True)
     ids = {r["request_id"] for r in recs}
-    act = load_actuals(backend_of(args.store, args.s3_endpoint_url), args.s3_endpoint_url)
+    act = load_actuals(open_backend(args.store, args.s3_endpoint_url), args.s3_endpoint_url)
     act = act[act["request_id"].isin(ids)]
     gt = export_groundtruth(dest, act, "groundtruth", name) if len(act) else []
     print(f"datacapture: {len(recs)} events in {len(keys)} file(s), {len(act)} ground-truth labels in {len(gt)} file(s) under {out}")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.actuals.labels import join_actuals, load_actuals
-from monitoring.artifacts import backend_of
+from monitoring.store.backend import open_backend
 from monitoring.baseline.spaces import SPACE_BY_NAME, embeddings_from_column
 from monitoring.baseline.store import METADATA_FIELDS, load_baseline
 from monitoring.store.reader import read_records_df
@@ -71,7 +71,7 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
 
 def window_frame(store: Any, model: str, since: Any = None, until: Any = None, s3_endpoint_url: str | None = None) -> pd.DataFrame:
     """Successful records of ``model`` in [since, until) with their posted actuals."""
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     df = read_records_df(backend, model, since, until, columns=["model", *COLUMNS], s3_endpoint_url=s3_endpoint_url)
     df = df[df["outcome"].fillna("ok") == "ok"]
     # every record with at least one embedding: text2img requests have a prompt and an output, no input image
@@ -89,7 +89,7 @@ def window_frame(store: Any, model: str, since: Any = None, until: Any = None, s
 
 def baseline_frame(store: Any, model: str, version: int | None = None, s3_endpoint_url: str | None = None) -> pd.DataFrame:
     """The stored baseline sample as the reference set (timestamp: when the baseline was built)."""
-    b = load_baseline(backend_of(store, s3_endpoint_url), model, version)
+    b = load_baseline(open_backend(store, s3_endpoint_url), model, version)
     meta = b.metadata.reset_index(drop=True).copy()
     if "request_id" not in meta or meta["request_id"].isna().all():
         meta["request_id"] = [f"baseline-v{b.version}-{i}" for i in range(len(meta))]

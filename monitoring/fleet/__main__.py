@@ -18,7 +18,7 @@ from typing import Any
 
 from monitoring.alerts.levels import page_level
 from monitoring.baseline.store import load_baseline
-from monitoring.drift.result import to_jsonable
+from monitoring.jsonable import to_jsonable
 from monitoring.store.projection import DEFAULT_PROJECTION
 from monitoring.fleet.score import FleetWindowResult, hourly_windows, score_windows, window_label
 

@@ -88,7 +88,7 @@ def partition_tasks(
     check_model_name(model)
     if not windows:
         return []
-    backend = store if hasattr(store, "list") else open_backend(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
     by_part: dict[str, list[str]] = {}
     for key in list_files(backend, model, lo, hi):

@@ -19,7 +19,7 @@ from monitoring.alerts.levels import ALERT_LEVELS, level_of, window_levels, wors
 from monitoring.baseline.spaces import embeddings_from_column
 
 from .explorer import MAP_MAX_POINTS, WINDOW_COLUMNS, Space, WindowRows, build_space, report_spaces
-from .page import document
+from .page import document, table
 
 from .generative import spaces_section
 
@@ -109,8 +109,8 @@ def quality_section(run: dict[str, Any]) -> str:
     if not rows:
         return ""
     return ("<h2>Data quality</h2><p class='small'>Every record of the window, failed ones included: counts, not tests.</p>"
-            + _table(["window", "records", "errors", "by code", "decode failures", "image sizes (top)", "modes as sent",
-                      "output checks"], rows))
+            + table(["window", "records", "errors", "by code", "decode failures", "image sizes (top)", "modes as sent",
+                     "output checks"], rows))
 
 
 def segments_section(run: dict[str, Any]) -> str:
@@ -128,7 +128,7 @@ def segments_section(run: dict[str, Any]) -> str:
                 for sv in seg["segments"]]
         parts.append(f"<h3>{html.escape(w['label'])}</h3><p class='small'>Each segment scored with thresholds calibrated "
                      f"to its own size; Bonferroni across the {c['m']} tested segments (alpha {c['alpha_per_segment']:.3g} "
-                     "per method).</p>" + _table(["segment", "records", "est. accuracy", "verdict"], rows))
+                     "per method).</p>" + table(["segment", "records", "est. accuracy", "verdict"], rows))
     return ("<h2>Segments</h2>" + "".join(parts)) if parts else ""
 
 
@@ -160,12 +160,6 @@ def plot_accuracy(run: dict[str, Any], path: Path) -> str | None:
         ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return _png(fig, path)
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
 def _f(x: Any, spec: str = ".3f") -> str:
@@ -242,7 +236,7 @@ def _window_section(i: int, w: dict[str, Any], spaces: list[dict[str, Any]]) -> 
     parts = [f"<section id='window-{i}'><h3>{html.escape(w['label'])}</h3>",
              f"<p><b>{html.escape(e.get('summary', ''))}</b> — n={w['n']}, accuracy {_f(w.get('accuracy'), '.2f')}. "
              f"<button onclick='explorerShowWindow({i})'>show on the map</button></p>",
-             _table(["method", "statistic", "threshold", "p", "level"], rows)]
+             table(["method", "statistic", "threshold", "p", "level"], rows)]
     for sp in spaces:
         sw = next((x for x in sp["windows"] if x["index"] == i), None)
         if sw is None:
@@ -287,11 +281,11 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
     ``projection``: ``umap`` (default; PCA when umap-learn is missing) or ``pca``.
     ``max_points``: points drawn per map (sampled; the page states the sample size).
     """
-    from monitoring.artifacts import backend_of
+    from monitoring.store.backend import open_backend
     from monitoring.baseline.store import load_baseline
     from monitoring.scoring.runner import load_latest_scores
 
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     if run is None:
         run = load_latest_scores(backend, model)
         if run is None:
@@ -325,7 +319,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
                      _f(m.get("cluster_jsd", {}).get("statistic")), _f(m.get("centroid", {}).get("statistic")),
                      _f(m.get("mmd", {}).get("p_value")), _f(m.get("domain_classifier", {}).get("statistic")),
                      html.escape(str(w.get("explanation", {}).get("top_field") or "–")), verdict])
-    sec.append("<h2>Summary</h2>" + _table(["window", "n", "accuracy", "est. accuracy [95%]", "JSD", "centroid dist", "MMD p", "AUC", "metadata top field", "verdict"], rows))
+    sec.append("<h2>Summary</h2>" + table(["window", "n", "accuracy", "est. accuracy [95%]", "JSD", "centroid dist", "MMD p", "AUC", "metadata top field", "verdict"], rows))
     sec.append("<h2>Drift per method over time</h2><p class='small'>Green band: below the threshold calibrated to the window's "
                "size (no-drift region); orange points warning, red critical. Click a point to open its window.</p>")
     drift = _drift_series(run)
@@ -355,7 +349,7 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
         rows = [[html.escape(f["field"]), _f(f["ks_statistic"]), _f(f["p_adjusted"], ".2g"), _f(f["psi"], ".2f"), _f(f["effect_size"], ".2f"),
                  _f(f["baseline_median"], ".4g"), _f(f["window_median"], ".4g"),
                  "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w["metadata_top"]]
-        sec.append(f"<h3>{html.escape(w['label'])}</h3>" + _table(
+        sec.append(f"<h3>{html.escape(w['label'])}</h3>" + table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
     sec.append(segments_section(run))  # score --by: per-segment verdicts (issue 23)
     sec.append(quality_section(run))

@@ -12,11 +12,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+from .page import table
 
 
 def _verdict(drift: bool) -> str:
@@ -37,7 +33,7 @@ def _prompts(p: dict[str, Any]) -> str:
     rows += [[html.escape(t["term"]), f"{t['baseline_share']:.0%}", f"{t['window_share']:.0%}", f"{t['delta']:+.3f}"]
              for t in p.get("terms_fell", [])[:6]]
     if rows:
-        out.append(_table(["term", "prompts with it (baseline)", "(window)", "tf-idf change"], rows))
+        out.append(table(["term", "prompts with it (baseline)", "(window)", "tf-idf change"], rows))
     for c in p.get("clusters", []):
         side = "window" if c["direction"] == "gained" else "baseline"
         ex = "".join(f"<li>{html.escape(t)}</li>" for t in c["typical_prompts"])
@@ -69,19 +65,19 @@ def spaces_section(run: dict[str, Any]) -> str:
             if k in m:
                 rows.append([k, m[k].get("window_size", "–"), "–" if m[k].get("p_value") is None else f"{m[k]['p_value']:.3g}",
                              _verdict(bool(m[k]["is_drift"]))])
-        parts = [f"<h3>{html.escape(w['label'])}</h3>", _table(["space", "n", "p (MMD / adj.)", "verdict"], rows)]
+        parts = [f"<h3>{html.escape(w['label'])}</h3>", table(["space", "n", "p (MMD / adj.)", "verdict"], rows)]
         prompt = w.get("spaces", {}).get("prompt", {})
         if prompt.get("prompts") and prompt.get("any_drift"):
             parts.append("<h4>Prompts that moved</h4>" + _prompts(prompt["prompts"]))
         st = w.get("settings", {})
         moved = [f for f in st.get("fields", []) if f.get("drifted")]
         if moved:
-            parts.append("<h4>Generation settings that moved</h4>" + _table(
+            parts.append("<h4>Generation settings that moved</h4>" + table(
                 ["setting", "baseline", "window", "p (adj.)"],
                 [[html.escape(f["field"]), _shares(f["baseline"]), _shares(f["window"]), f"{f['p_adjusted']:.2g}"] for f in moved]))
         outp = w.get("outputs", {})
         if outp.get("checks"):
-            parts.append("<h4>Output checks</h4>" + _table(
+            parts.append("<h4>Output checks</h4>" + table(
                 ["check", "baseline share", "window share", "count", "p (adj.)", ""],
                 [[c["check"], "–" if c["baseline_share"] is None else f"{c['baseline_share']:.1%}",
                   "–" if c["window_share"] is None else f"{c['window_share']:.1%}", f"{c['count']}/{c['of']}",

@@ -147,6 +147,13 @@ document.body.dataset.ready = '1';
 """
 
 
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table: ``headers`` escaped here; cells are inserted as given (already HTML)."""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
 def script_block(plotly_js: str) -> str:
     return f"<script>{plotly_js}</script>"
 

@@ -10,8 +10,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from monitoring.artifacts import backend_of, read_json, scores_prefix, write_json
-from monitoring.drift.result import to_jsonable
+from monitoring.artifacts import read_json, scores_prefix, write_json
+from monitoring.store.backend import open_backend
+from monitoring.jsonable import to_jsonable
 from monitoring.baseline.spaces import embeddings_from_column
 from monitoring.baseline.spaces import SOURCE_COLUMNS, SPACE_BY_NAME, VECTOR_COLUMNS, qualified
 from monitoring.baseline.store import METADATA_FIELDS, OUTPUT_COLUMNS, SETTINGS_COLUMNS, Baseline, load_baseline
@@ -345,7 +346,7 @@ def score_run(
         raise ValueError(f"engine must be 'auto', 'rows' or 'states', got {engine!r}")
     if memory_budget_mb is not None and not memory_budget_mb > 0:
         raise ValueError(f"memory_budget_mb must be > 0, got {memory_budget_mb}")
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     b = baseline or load_baseline(backend, model, baseline_version)
     fits = ModelFits.fit(b)
     since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
@@ -527,7 +528,7 @@ def save_scores(store: Any, run: dict[str, Any] | ScoreRun, s3_endpoint_url: str
     ``latest.json`` under the model's scores prefix."""
     if isinstance(run, ScoreRun):
         run = run.to_json(keep_results=False)
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     clean = dict(run, windows=[{k: v for k, v in w.items() if k != "_results"} for w in run["windows"]])
     p = scores_prefix(run["model"])
     key = f"{p}run-{run['created_ms']:013d}.json"
@@ -537,7 +538,7 @@ def save_scores(store: Any, run: dict[str, Any] | ScoreRun, s3_endpoint_url: str
 
 
 def load_latest_scores(store: Any, model: str, s3_endpoint_url: str | None = None) -> dict[str, Any] | None:
-    backend = backend_of(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     key = f"{scores_prefix(model)}latest.json"
     if not backend.exists(key):
         return None

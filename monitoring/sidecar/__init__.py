@@ -1,6 +1,26 @@
-"""The per-host capture sidecar (``python -m monitoring sidecar``): spool -> Parquet store."""
+"""The per-host capture sidecar (``python -m monitoring sidecar``): spool -> Parquet store.
 
-from .metrics import SidecarMetrics
-from .service import DEFAULT_METRICS_PORT, Sidecar, SidecarBusy, StartupReport
+``command`` (how others start it) is stdlib only and imported by the model processes; the
+service itself (pyarrow, boto3, prometheus-client) loads only when one of its names is used.
+"""
 
-__all__ = ["DEFAULT_METRICS_PORT", "Sidecar", "SidecarBusy", "SidecarMetrics", "StartupReport"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_METRICS_PORT": ".command",
+    "SidecarMetrics": ".metrics",
+    "Sidecar": ".service",
+    "SidecarBusy": ".service",
+    "StartupReport": ".service",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

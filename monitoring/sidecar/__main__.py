@@ -3,7 +3,7 @@
 ``python -m monitoring sidecar`` builds the full command registry (scoring, reports: pandas,
 scikit-learn); the model execution env ships only what the sidecar needs (pyarrow, boto3,
 prometheus-client), so the model processes start it through this entry (serving/host_services.py).
-Same flags as ``python -m monitoring sidecar``.
+Same flags as ``python -m monitoring sidecar`` (one parser: monitoring/sidecar/cli.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import argparse
 import logging
 import sys
 
-from monitoring.cli import _sidecar_args, cmd_sidecar
+from monitoring.sidecar.cli import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitoring.sidecar", description=__doc__)
-    _sidecar_args(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return int(cmd_sidecar(args) or 0)
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":

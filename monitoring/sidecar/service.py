@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+# The score gauges read saved artefacts only (numpy + pyarrow, no pandas/scikit-learn: the
+# execution env's sidecar imports it; tests/monitoring/sidecar checks it stays that light).
+from monitoring.alerts import export_scores
 from monitoring.capture.fields import MODEL_NAME_RE
 from monitoring.capture.private import private_dir
 from monitoring.capture.segments import SEGMENT_SUFFIX, TMP_SUFFIX, Segment, encode_segment, read_segment, write_file_atomic
@@ -26,15 +29,15 @@ from monitoring.store.backend import Backend, open_backend
 from monitoring.store.datacapture import export_records
 from monitoring.store.schema import split_valid
 from monitoring.store.writer import StoreWriter, drop_expired
+import serving.procfs as procfs  # the module itself: the layer check sees "serving.procfs"
 
+from .command import LOCK_NAME
 from .metrics import SidecarMetrics
 from .watching import SidecarWatch, start_watch_thread
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".sidecar.lock"
 REJECTED_DIR = "_rejected"
-DEFAULT_METRICS_PORT = 8090
 #: a spool ``.tmp`` older than this (or whose writer pid is gone) is a crash leftover
 STALE_TMP_S = 300.0
 #: segments ingested per pass, so that a long backlog still lets a stop or a compaction in
@@ -65,11 +68,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a killed process its parent has not reaped yet is gone for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    # a killed process its parent has not reaped yet is gone for our purposes
+    return procfs.state(pid) != "Z"
 
 
 class Sidecar:
@@ -113,7 +113,7 @@ class Sidecar:
         states_at_ingest: bool = True,
     ) -> None:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
-        self.backend = store if hasattr(store, "write") else open_backend(store, s3_endpoint_url)
+        self.backend = open_backend(store, s3_endpoint_url)
         self.writer = StoreWriter(self.backend)
         self.dc_backend = open_backend(datacapture, s3_endpoint_url) if datacapture else None
         self.dc_endpoint, self.dc_variant = datacapture_endpoint, datacapture_variant
@@ -180,15 +180,8 @@ class Sidecar:
             from prometheus_client import start_http_server
 
             # Latest drift scores and accuracy per model, read from the store at each scrape.
-            # Optional: the model execution env (where the models start this sidecar) ships
-            # no pandas/scikit-learn; the sidecar's own metrics do not need them.
-            try:
-                from monitoring.alerts import export_scores
-            except ImportError as e:
-                log.warning("drift score gauges off (%s); capture metrics only", e)
-            else:
-                # The scores prefix keeps every past run: list it once a minute, not per scrape.
-                export_scores(self.metrics.registry, self.backend, list_interval_s=60.0)
+            # The scores prefix keeps every past run: list it once a minute, not per scrape.
+            export_scores(self.metrics.registry, self.backend, list_interval_s=60.0)
 
             self._http, _t = start_http_server(self.metrics_port_requested, addr=self.metrics_addr, registry=self.metrics.registry)
             self.metrics_port = self._http.server_address[1]

@@ -153,8 +153,11 @@ class S3Backend:
 Backend = LocalBackend | S3Backend
 
 
-def open_backend(location: str | os.PathLike[str], endpoint_url: str | None = None) -> Backend:
-    """``s3://bucket/prefix`` -> :class:`S3Backend`; anything else is a local directory."""
+def open_backend(location: str | os.PathLike[str] | Backend, endpoint_url: str | None = None) -> Backend:
+    """The one store opener: ``s3://bucket/prefix`` -> :class:`S3Backend`; a backend object is
+    returned as it is (callers take "a path or a Backend"); anything else is a local directory."""
+    if isinstance(location, (LocalBackend, S3Backend)):
+        return location
     loc = os.fspath(location)
     if loc.startswith("s3://"):
         return S3Backend(loc, endpoint_url=endpoint_url)

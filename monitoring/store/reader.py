@@ -111,12 +111,8 @@ def read_partition(
     ``sort=False`` leaves rows in file order (sorting copies every column; a caller that walks
     the rows in slices can sort its index instead).
     """
-    backend = _backend(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     return _read_keys(backend, model, list(keys), to_epoch_ms(since), to_epoch_ms(until), columns, dedup, sort)
-
-
-def _backend(store: Any, s3_endpoint_url: str | None) -> Backend:
-    return store if hasattr(store, "list") and hasattr(store, "open_input") else open_backend(store, s3_endpoint_url)
 
 
 def read_records(
@@ -138,7 +134,7 @@ def read_records(
     ``dedup=False``. A model with nothing captured gives an empty table with the full schema.
     """
     check_model_name(model)
-    backend = _backend(store, s3_endpoint_url)
+    backend = open_backend(store, s3_endpoint_url)
     since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
     return _read_keys(backend, model, list_files(backend, model, since_ms, until_ms), since_ms, until_ms, columns, dedup)
 

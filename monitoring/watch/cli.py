@@ -30,7 +30,7 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 @command("watch", help="score every window as it closes (remembering what was scored) and publish the results", configure=_args)
 def cmd_watch(args: argparse.Namespace) -> int:
-    from monitoring.artifacts import backend_of
+    from monitoring.store.backend import open_backend
     from monitoring.store.reader import to_epoch_ms
     from monitoring.watch.loop import PassReport, WatchSettings, Watcher
 
@@ -43,7 +43,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 2
     # EMF lines own stdout: the pass summaries go to stderr then.
     out = sys.stderr if args.cloudwatch and args.cloudwatch_mode == "emf" else sys.stdout
-    w = Watcher(backend_of(args.store, args.s3_endpoint_url), settings, pubs)
+    w = Watcher(open_backend(args.store, args.s3_endpoint_url), settings, pubs)
 
     def show(rep: PassReport) -> None:
         if args.json:

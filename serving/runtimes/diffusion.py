@@ -24,7 +24,7 @@ from serving.capacity.limits import VAE_TILE_SIDE, RequestLimits, Workload
 from serving.embeddings import Tap, identity, mean_over_tokens, spatial_mean
 from serving.errors import CheckpointError, InvalidInputError, NonFiniteOutputError
 from serving.gen_args import GenArgSpec, parse_gen_args
-from serving.images import OUTPUT_FORMATS, decode_image, encode_image
+from serving.images import OUTPUT_FORMATS, encode_image, read_image
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
 from serving.checkpoints.safety import check_checkpoint
 
@@ -221,15 +221,7 @@ class DiffusionRuntime(ModelRuntime):
         """Model-specific cross-field checks; raise InvalidInputError."""
 
     def read_image(self, name: str, raw: Any, mode: str = "RGB") -> Image.Image:
-        if not isinstance(raw, (bytes, bytearray)):
-            raw = str(raw).encode()
-        img = decode_image(name, bytes(raw), self.max_image_pixels, mode)
-        w, h = img.size
-        if min(w, h) < self.min_image_side:
-            raise InvalidInputError(
-                f"input '{name}': {w}x{h} is smaller than the minimum side of {self.min_image_side} pixels"
-            )
-        return img
+        return read_image(name, raw, self.max_image_pixels, self.min_image_side, mode)
 
     def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
         items = []

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, ResNetForImageClassification
 
-from serving.errors import InvalidInputError
-from serving.images import decode_image
+from serving.images import read_image
 from monitoring.capture.image_stats import DEFAULT_TOP_K, MAX_TOP_K, check_top_k
 from monitoring.capture.record import Contribution
 from serving.runtimes.base import Item, ItemOutput, ModelRuntime, RawRequest
@@ -55,15 +54,7 @@ class ResNetClassifierRuntime(ModelRuntime):
     def check_inputs(self, request: RawRequest, request_index: int) -> list[Item]:
         items = []
         for row in range(self.rows(request)):
-            raw = self.cell(request, "image", row)
-            if not isinstance(raw, (bytes, bytearray)):
-                raw = str(raw).encode()
-            img = decode_image("image", bytes(raw), self.max_image_pixels)
-            if min(img.size) < self.min_image_side:
-                raise InvalidInputError(
-                    f"input 'image': {img.width}x{img.height} is smaller than the minimum side of "
-                    f"{self.min_image_side} pixels"
-                )
+            img = read_image("image", self.cell(request, "image", row), self.max_image_pixels, self.min_image_side)
             items.append(ClassifierItem(request_index=request_index, image=img))
         return items
 

@@ -76,7 +76,7 @@ def test_registry_accepts_new_subcommands(monkeypatch, capsys):
 
     assert cli.main(["hello", "--model", "m9"]) == 3
     assert seen == {"model": "m9"} and capsys.readouterr().out == "hi m9\n"
-    assert list(cli.COMMANDS)[:2] == ["sidecar", "records"]
+    assert list(cli.COMMANDS)[:2] == ["records", "sidecar"]  # cli.py's own, then COMMAND_MODULES in order
     with pytest.raises(ValueError, match="subcommand 'records' is already registered"):
         cli.register("records", lambda a: 0, help="clash")
 

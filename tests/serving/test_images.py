@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from serving.errors import InvalidInputError
-from serving.images import decode_image, encode_image, image_bytes
+from serving.images import decode_image, encode_image, image_bytes, read_image
 from tests.conftest import encode, photo, png
 
 
@@ -72,3 +72,10 @@ def test_encode_png_roundtrip_and_jpeg():
     assert encode_image(img, "jpeg")[:3] == b"\xff\xd8\xff"
     with pytest.raises(InvalidInputError, match="output_format"):
         encode_image(img, "gif")
+
+
+def test_read_image_takes_text_cells_and_refuses_a_short_side():
+    img = read_image("mask_image", base64.b64encode(png(16)).decode(), 10_000, 16, mode="L")
+    assert img.size == (16, 16) and img.mode == "L"
+    with pytest.raises(InvalidInputError, match=r"input 'image': 16x16 is smaller than the minimum side of 17 pixels"):
+        read_image("image", png(16), 10_000, 17)

@@ -180,3 +180,16 @@ def test_recover_removes_temp_files(tmp_path):
     assert list(part.iterdir()) == []
     assert StoreWriter(open_backend(store)).compact().partitions == 0
     assert sorted(p.name for p in other.iterdir()) == [".baseline.parquet.tmp", "a.parquet", "b.parquet"]
+
+
+def test_open_backend_is_the_one_opener(tmp_path):
+    """A path opens a backend; a backend (subclasses included) passes through as it is."""
+    from capture_testlib import CountingBackend
+
+    from monitoring.store import LocalBackend
+
+    local = open_backend(tmp_path)
+    assert isinstance(local, LocalBackend) and local.root == str(tmp_path)
+    assert open_backend(local) is local
+    counting = CountingBackend(str(tmp_path))
+    assert open_backend(counting, "http://127.0.0.1:1") is counting
