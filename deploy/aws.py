@@ -9,6 +9,7 @@ AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL) > the real 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +121,25 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         raise DeployError(f"{url!r} has no bucket name")
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
+
+
+def read_json_table(s3: Any, bucket: str, key: str, table: str = "models") -> dict | None:
+    """A JSON object in S3 whose ``table`` entry is a dict (a manifest, the alias object); None
+    when there is no such key. Bad JSON or a missing table is a DeployError naming the object."""
+    from botocore.exceptions import ClientError
+
+    from deploy.errors import DeployError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    try:
+        doc = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(table), dict):
+        raise DeployError(f"s3://{bucket}/{key} has no {table!r} table; upload again")
+    return doc

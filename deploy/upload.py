@@ -15,7 +15,7 @@ from typing import Any, Callable
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from deploy.aws import error_code, error_message
+from deploy.aws import error_code, error_message, read_json_table
 from deploy.errors import DeployError
 from deploy.manifest import load_manifest
 from deploy.package import MANIFEST_NAME, sha256_file
@@ -117,16 +117,4 @@ def read_remote_manifest(s3: Any, bucket: str, prefix: str) -> dict | None:
     """The manifest `upload` put next to the tarballs, or None when there is none."""
     prefix = prefix.strip("/")
     key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    try:
-        manifest = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise DeployError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
-        raise DeployError(f"s3://{bucket}/{key} has no 'models' table; upload again")
-    return manifest
+    return read_json_table(s3, bucket, key)

@@ -18,9 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
-
-from deploy.aws import error_code, parse_s3_url
+from deploy.aws import parse_s3_url, read_json_table
 from deploy.errors import DeployError
 
 ALIAS_NAME = "aliases.json"
@@ -57,19 +55,7 @@ def _key(prefix: str, name: str) -> str:
 def read_aliases(s3: Any, bucket: str, prefix: str) -> dict:
     """The alias object, or an empty one when there is none yet."""
     key = _key(prefix, ALIAS_NAME)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return {"alias_version": ALIAS_VERSION, "models": {}}
-        raise
-    try:
-        doc = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise DeployError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
-        raise DeployError(f"s3://{bucket}/{key} has no 'models' table")
-    return doc
+    return read_json_table(s3, bucket, key) or {"alias_version": ALIAS_VERSION, "models": {}}
 
 
 def write_aliases(s3: Any, bucket: str, prefix: str, doc: dict) -> None:

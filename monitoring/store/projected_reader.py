@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .projection import Projection, add_projections, file_projection
-from .reader import dedupe
+from .reader import dedupe, within
 from .schema import RECORD_SCHEMA
 
 
@@ -53,12 +52,4 @@ def read_projected(backend: Any, keys: Sequence[str], column: str, projection: P
         empty = RECORD_SCHEMA.empty_table().select(base)
         return empty.append_column("__x", pa.array([], typ)), fallbacks
     table = pa.concat_tables(tables, promote_options="permissive")
-    mask = None
-    if since_ms is not None:
-        mask = pc.greater_equal(table["ts_ms"], since_ms)
-    if until_ms is not None:
-        m2 = pc.less(table["ts_ms"], until_ms)
-        mask = m2 if mask is None else pc.and_(mask, m2)
-    if mask is not None and not pc.all(mask).as_py():
-        table = table.filter(mask)
-    return dedupe(table), fallbacks
+    return dedupe(within(table, since_ms, until_ms)), fallbacks

@@ -139,6 +139,19 @@ def read_records(
     return _read_keys(backend, model, list_files(backend, model, since_ms, until_ms), since_ms, until_ms, columns, dedup)
 
 
+def within(table: pa.Table, since_ms: int | None, until_ms: int | None) -> pa.Table:
+    """The rows of ``table`` with ``since_ms <= ts_ms < until_ms`` (either bound may be None)."""
+    mask = None
+    if since_ms is not None:
+        mask = pc.greater_equal(table["ts_ms"], since_ms)
+    if until_ms is not None:
+        m2 = pc.less(table["ts_ms"], until_ms)
+        mask = m2 if mask is None else pc.and_(mask, m2)
+    if mask is not None and not pc.all(mask).as_py():  # filtering copies every column: only when needed
+        table = table.filter(mask)
+    return table
+
+
 def _read_keys(
     backend: Backend,
     model: str,
@@ -170,14 +183,7 @@ def _read_keys(
     for c in file_cols:
         if c not in table.column_names:
             table = table.append_column(RECORD_SCHEMA.field(c), pa.nulls(table.num_rows, RECORD_SCHEMA.field(c).type))
-    mask = None
-    if since_ms is not None:
-        mask = pc.greater_equal(table["ts_ms"], since_ms)
-    if until_ms is not None:
-        m2 = pc.less(table["ts_ms"], until_ms)
-        mask = m2 if mask is None else pc.and_(mask, m2)
-    if mask is not None and not pc.all(mask).as_py():  # filtering copies every column: only when needed
-        table = table.filter(mask)
+    table = within(table, since_ms, until_ms)
     if dedup:
         table = dedupe(table)
     if sort:
