@@ -307,6 +307,22 @@ def snapshot_package(package: Path, dest_root: Path) -> str:
     return str(dest)
 
 
+def _service_env(settings: HostSettings) -> dict[str, str]:
+    """PYTHONPATH for a service: the stub runs Python isolated, so the service's interpreter must
+    be told where our packages are. Both packages, always: the sidecar uses the contract modules
+    in serving (procfs), the watchdog the capture contract in monitoring. A package shipped
+    inside an MME model directory is snapshotted first (the MME deletes that dir on unload)."""
+    roots = []
+    for name in ("serving", "monitoring"):
+        root = _package_root(name)
+        if root and os.path.isfile(os.path.join(root, "config.pbtxt")):
+            root = snapshot_package(Path(root) / name, Path(settings.state_dir) / "code")
+        if root and root not in roots:
+            roots.append(root)
+    path = os.pathsep.join([*roots, os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
+    return {"PYTHONPATH": path} if path else {}
+
+
 def sidecar_service(settings: HostSettings) -> HostService | None:
     """The capture sidecar (spool -> Parquet store), wanted when capture is on and a store is set.
 
@@ -319,12 +335,7 @@ def sidecar_service(settings: HostSettings) -> HostService | None:
     # ValueError (a bad port) here, at model load, not in the detached process's log.
     # server_pid 0: a supervisor runs it (deploy/docker/entrypoint.py) and stops it itself.
     argv = sidecar_command.argv(settings, python=settings.python, exit_with_pid=settings.server_pid)
-    env = {}
-    root = _package_root("monitoring")
-    if root and os.path.isfile(os.path.join(root, "config.pbtxt")):
-        root = snapshot_package(Path(root) / "monitoring", Path(settings.state_dir) / "code")
-    if root:  # the stub runs Python isolated; the sidecar's interpreter must find the same packages
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = _service_env(settings)
     return HostService(name="sidecar", argv=tuple(argv), lock=sidecar_command.lock_path(spool),
                        env=env, log_path=settings.get("CAPTURE_SIDECAR_LOG") or None)
 
@@ -345,12 +356,7 @@ def watchdog_service(settings: HostSettings) -> HostService | None:
             "--metrics-port", str(int(settings.get("HOST_SERVICES_WATCHDOG_METRICS_PORT", "8093")))]
     if settings.get("CAPTURE_SPOOL_DIR"):
         argv += ["--spool", os.path.abspath(settings.get("CAPTURE_SPOOL_DIR"))]
-    env = {}
-    root = _package_root("serving")
-    if root and os.path.isfile(os.path.join(root, "config.pbtxt")):  # shipped inside an MME model dir
-        root = snapshot_package(Path(root) / "serving", Path(settings.state_dir) / "code")
-    if root:  # the stub runs Python isolated; the watchdog's interpreter must find our package
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = _service_env(settings)
     return HostService(name="watchdog", argv=tuple(argv), env=env, control_key=True,
                        lock=os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"))
 

@@ -188,3 +188,33 @@ def test_code_snapshot_outlives_the_model_directory(tmp_path):
                          env={**os.environ, "PYTHONPATH": changed}, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "2", out.stderr
     assert not list(Path(changed).rglob("*.pyc"))
+
+
+def test_services_shipped_in_a_model_dir_import_both_packages(tmp_path, monkeypatch):
+    """In a stock container our packages live only inside a model directory (no .pth): each
+    service's PYTHONPATH must carry snapshots of both `serving` and `monitoring`, since the
+    sidecar imports serving's contract modules (procfs) and the watchdog monitoring's."""
+    import sysconfig
+
+    root = Path(__file__).resolve().parents[2]
+    model_dir = tmp_path / "repository" / "resnet_classifier"
+    for name in ("serving", "monitoring"):
+        shutil.copytree(root / name, model_dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (model_dir / "config.pbtxt").write_text('name: "resnet_classifier"')
+    monkeypatch.setattr(host_services, "_package_root", lambda name: str(model_dir))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    params = {"CAPTURE_STORE": str(tmp_path / "store"), "CAPTURE_SPOOL_DIR": str(tmp_path / "spool")}
+    settings = host_settings(params, {"HOST_SERVICES_DIR": str(tmp_path / "state")}, server_pid=123)
+    by_name = {s.name: s for s in host_services.services(settings)}
+    assert set(by_name) == {"sidecar", "watchdog"}
+    shutil.rmtree(model_dir)  # an MME deletes it on unload: the snapshots must be enough
+    site = sysconfig.get_paths()["purelib"]
+    for name, service in by_name.items():
+        paths = service.env["PYTHONPATH"].split(os.pathsep)
+        assert all(str(tmp_path / "state") in p for p in paths), paths
+        # -S: no site-packages and no .pth (the checkout); site-packages added back by hand
+        code = (f"import sys; sys.path[:0] = {paths!r}; sys.path.append({site!r}); "
+                "import monitoring.sidecar.service, serving.watchdog; print(monitoring.__file__, serving.__file__)")
+        out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, f"{name}: {out.stderr[-2000:]}"
+        assert out.stdout.count(str(tmp_path / "state")) == 2, out.stdout
