@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .projection import Projection, add_projections, file_projection
+from .projection import STORED_TYPE, Projection, add_projections, file_projection
 from .reader import dedupe, within
 from .schema import RECORD_SCHEMA
 
@@ -25,7 +25,7 @@ def read_projected(backend: Any, keys: Sequence[str], column: str, projection: P
     base = list(dict.fromkeys([*other_columns, "ts_ms", "request_id"]))
     tables, fallbacks = [], 0
     want = projection.column(column)
-    typ = pa.list_(pa.float32(), projection.dim)
+    typ = STORED_TYPE
     for key in keys:
         try:
             with pq.ParquetFile(backend.open_input(key)) as pf:

@@ -29,6 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+#: the stored projected column's type (rows of ``dim`` float32; null for rows without an embedding)
+STORED_TYPE = pa.list_(pa.float32())
+
 META_PROJECTION = b"monitoring.projection"
 #: Projected by default: the embedding spaces drift is scored on (not the top-k probabilities).
 PROJECTED_COLUMNS = ("embedding", "text_embedding", "output_embedding")
@@ -117,16 +120,20 @@ def add_projections(table: pa.Table, projection: Projection | None = DEFAULT_PRO
         arr = valid.combine_chunks()
         X = arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), -1)
         P = projection.apply(X).reshape(-1)
-        typ = pa.list_(pa.float32(), projection.dim)
-        dense = pa.FixedSizeListArray.from_arrays(pa.array(P, pa.float32()), projection.dim)
-        if len(arr) == table.num_rows:
-            proj = dense
+        # A variable-size list, not fixed_size_list: Parquet (pyarrow 23) cannot write a null
+        # fixed-size entry ("non-zero length null components"), and failed requests are nulls.
+        typ = STORED_TYPE
+        n_valid = len(arr)
+        if n_valid == table.num_rows:
+            offsets = pa.array(np.arange(n_valid + 1, dtype=np.int32) * projection.dim)
+            proj = pa.ListArray.from_arrays(offsets, pa.array(P, pa.float32()))
         else:
-            # scatter the dense rows back, nulls where there was no embedding
-            idx = np.cumsum(has.to_numpy(zero_copy_only=False)) - 1
-            taken = dense.take(pa.array(np.maximum(idx, 0)))
-            proj = pa.FixedSizeListArray.from_arrays(taken.flatten(), projection.dim, mask=pc.invert(has).combine_chunks()
-                                                     if isinstance(has, pa.ChunkedArray) else pc.invert(has))
-        table = table.append_column(pa.field(out, typ), proj.cast(typ))
+            # nulls where there was no embedding: zero-length entries, marked null
+            has_np = has.to_numpy(zero_copy_only=False) if not isinstance(has, pa.ChunkedArray) \
+                else has.combine_chunks().to_numpy(zero_copy_only=False)
+            ends = np.concatenate([[0], np.cumsum(has_np.astype(np.int32) * projection.dim)]).astype(np.int32)
+            proj = pa.ListArray.from_arrays(pa.array(ends), pa.array(P, pa.float32()),
+                                            mask=pa.array(np.concatenate([~has_np, [False]])[:-1]))
+        table = table.append_column(pa.field(out, typ), proj)
         done.append(name)
     return table, ({META_PROJECTION: projection.to_json(done).encode()} if done else {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 import urllib.request
 
 import pytest
@@ -124,7 +125,9 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env, caplog):
     reserved.bind(("127.0.0.1", 0))
     port = reserved.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    sc = Sidecar(spool, "s3://capture-bucket/cap", s3_endpoint_url=url, compact_every=0, poll_interval=0.01, retry_initial_s=0.05, retry_max_s=0.2)
+    # moto keeps one S3 per process, shared with earlier tests' servers: a bucket of our own
+    bucket = f"capture-{uuid.uuid4().hex[:12]}"
+    sc = Sidecar(spool, f"s3://{bucket}/cap", s3_endpoint_url=url, compact_every=0, poll_interval=0.01, retry_initial_s=0.05, retry_max_s=0.2)
     run = Running(sc)
     server = None
     try:
@@ -135,15 +138,15 @@ def test_unreachable_s3_is_retried_until_it_comes_up(tmp_path, aws_env, caplog):
         reserved.close()
         server.start()
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
-        s3.create_bucket(Bucket="capture-bucket")
+        s3.create_bucket(Bucket=bucket)
         wait_for(lambda: not spool_segments(spool), what="spool drained once S3 is reachable")
         assert run.stop() == 0
         # The outage is reported: its length, and how long the backlog took once S3 was back.
         assert sc.metrics.outages._value.get() == 1 and sc.metrics.last_outage_seconds._value.get() > 0
         assert "spool backlog caught up" in caplog.text and "store writes recovered after" in caplog.text
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="capture-bucket")["Contents"]]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert len(keys) == 3 and all(k.startswith("cap/model=m1/date=2024-05-01/hour=12/part-") for k in keys)
-        stored = read_records("s3://capture-bucket/cap", "m1", dedup=False, s3_endpoint_url=url)["request_id"].to_pylist()
+        stored = read_records(f"s3://{bucket}/cap", "m1", dedup=False, s3_endpoint_url=url)["request_id"].to_pylist()
         match = match_ids([make_record(i)["request_id"] for i in range(60)], stored)  # by id, not by total
         assert match.exact, match.summary()
     finally:
