@@ -139,3 +139,25 @@ def test_cli_projected_flag(stores, tmp_path):
                  "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert [w["any_drift"] for w in doc["windows"]] == [False, False, False, True]
+
+
+def test_a_file_with_failed_requests_is_written_and_their_projection_is_null(tmp_path):
+    """A failed request has no embedding: its projected entry is null, and the file still writes
+    (Parquet cannot hold a null fixed-size list entry, which once stopped the sidecar's writes)."""
+    import io
+
+    import pyarrow as pa
+
+    from monitoring.store.projection import add_projections
+
+    emb = pa.array([[1.0] * 16, None, [2.0] * 16, []], pa.list_(pa.float32()))
+    table, meta = add_projections(pa.table({"ts_ms": pa.array([1, 2, 3, 4], pa.int64()), "embedding": emb}))
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(meta), buf)
+    back = pq.read_table(io.BytesIO(buf.getvalue()))
+    col = DEFAULT_PROJECTION.column("embedding")
+    rows = back[col].to_pylist()
+    assert [r is None for r in rows] == [False, True, False, True]
+    X = np.asarray([[1.0] * 16, [2.0] * 16], np.float32)
+    np.testing.assert_allclose(np.asarray([rows[0], rows[2]]), DEFAULT_PROJECTION.apply(X), rtol=1e-5, atol=1e-6)
+    assert file_projection(back.schema.metadata)[0] == DEFAULT_PROJECTION
