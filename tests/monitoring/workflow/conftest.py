@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import importlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from workflow_testlib import MODEL, build_store
+from workflow_testlib import MODEL, build_store, write_labels
 
 
 WORKFLOW_COMMANDS = {"baseline": "monitoring.baseline.cli", "score": "monitoring.scoring.cli",
@@ -48,13 +47,7 @@ def digit_store(store_template, tmp_path) -> tuple[Path, dict]:
 @pytest.fixture
 def labels_csv(digit_store, tmp_path) -> Path:
     _, ids = digit_store
-    p = tmp_path / "labels.csv"
-    with open(p, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["request_id", "label"])
-        for pairs in ids.values():
-            w.writerows(pairs)
-    return p
+    return write_labels(tmp_path / "labels.csv", ids)
 
 
 @pytest.fixture

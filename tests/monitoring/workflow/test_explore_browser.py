@@ -24,7 +24,7 @@ import pytest
 from browser_testlib import CHROMEDRIVER, CHROMIUM, chromium_driver, graphql_responses, wait_for
 from monitoring.cli import main as cli_main
 from tests.conftest import free_port
-from workflow_testlib import DAY, MODEL, ROOT, T0
+from workflow_testlib import DAY, MODEL, ROOT, T0, store_with_actuals
 
 PHOENIX_PYTHON = os.environ.get("PHOENIX_PYTHON") or str(ROOT / "build" / "venvs" / "phoenix" / "bin" / "python")
 ERROR_PAGE = "Something went wrong"
@@ -50,24 +50,12 @@ def _loaded(port: int) -> bool:
 @pytest.fixture(scope="module")
 def explorer(store_template, tmp_path_factory):
     """(URL it printed, its log) of a running `monitoring explore` on the blurred day (200 rows) against the baseline."""
-    import csv
-    import shutil
-
     if not os.path.exists(PHOENIX_PYTHON):
         if os.environ.get("REQUIRE_EXPORT_VENVS") == "1":
             raise RuntimeError("build/venvs/phoenix missing: run `make explore-venv`")
         pytest.skip("needs the Phoenix venv (`make explore-venv`; `make test` builds it)")
-    src, ids = store_template
     root = tmp_path_factory.mktemp("explore-browser")
-    store = root / "store"
-    shutil.copytree(src, store)
-    labels = root / "labels.csv"
-    with open(labels, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["request_id", "label"])
-        for pairs in ids.values():
-            w.writerows(pairs)
-    assert cli_main(["actuals", "--file", str(labels), "--store", str(store)]) == 0
+    store, _ = store_with_actuals(store_template, root)
     port = free_port()
     log = open(root / "explore.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "monitoring", "explore", "--model", MODEL, "--store", str(store),

@@ -10,7 +10,7 @@ import pytest
 
 from browser_testlib import CHROMEDRIVER, CHROMIUM, chromium_driver, hover_point, open_report, wait_for
 from monitoring.cli import main as cli_main
-from workflow_testlib import MODEL
+from workflow_testlib import MODEL, store_with_actuals
 
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("REQUIRE_BROWSER") == "1":
@@ -21,20 +21,8 @@ if not (CHROMIUM and CHROMEDRIVER):
 @pytest.fixture(scope="module")
 def report_html(store_template, tmp_path_factory):
     """The report of the digit store (clean / blurred / darkened days, actuals posted), UMAP map."""
-    import csv
-    import shutil
-
-    src, ids = store_template
     root = tmp_path_factory.mktemp("browser")
-    store = root / "store"
-    shutil.copytree(src, store)
-    labels = root / "labels.csv"
-    with open(labels, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["request_id", "label"])
-        for pairs in ids.values():
-            w.writerows(pairs)
-    assert cli_main(["actuals", "--file", str(labels), "--store", str(store)]) == 0
+    store, ids = store_with_actuals(store_template, root)
     assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d"]) == 0
     assert cli_main(["report", "--model", MODEL, "--store", str(store), "--out", str(root / "report")]) == 0
     return root / "report" / "report.html", ids

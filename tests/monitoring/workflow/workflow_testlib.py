@@ -99,3 +99,28 @@ def build_store(store: Path, n_per_day: int = 200, kinds=("clean", "blurred", "d
     meta["label"] = [str(int(x)) for x in tr_lab]
     save_baseline(store, MODEL, X, meta, source={"kind": "test"}, embedding_source="pixels")
     return ids
+
+
+def write_labels(path: Path, ids: dict) -> Path:
+    """The true labels of ``build_store``'s requests as the CSV `monitoring actuals --file` reads."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["request_id", "label"])
+        for pairs in ids.values():
+            w.writerows(pairs)
+    return path
+
+
+def store_with_actuals(store_template: tuple, root: Path) -> tuple[Path, dict]:
+    """A copy of the template store under ``root`` with every true label posted as actuals."""
+    import shutil
+
+    from monitoring.cli import main as cli_main
+
+    src, ids = store_template
+    store = root / "store"
+    shutil.copytree(src, store)
+    assert cli_main(["actuals", "--file", str(write_labels(root / "labels.csv", ids)), "--store", str(store)]) == 0
+    return store, ids
