@@ -6,6 +6,8 @@
 
 The suite is fitted on the model's stored baseline (latest, or ``--baseline-version``), like
 ``monitoring score``; the windows' summaries are printed as JSON (``--out`` writes them too).
+An embedding wider than 128-d is scored on the store's seeded 128-d projection unless
+``--full-width`` is given (``scored_on`` in the output says which).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any
 from monitoring.alerts.levels import page_level
 from monitoring.baseline.store import load_baseline
 from monitoring.jsonable import to_jsonable
-from monitoring.store.projection import DEFAULT_PROJECTION
+from monitoring.store.projection import projection_spec, scoring_projection
 from monitoring.fleet.score import FleetWindowResult, hourly_windows, score_windows, window_label
 
 
-def summary(model: str, windows: list[FleetWindowResult]) -> dict[str, Any]:
+def summary(model: str, windows: list[FleetWindowResult], scored_on: str = "full") -> dict[str, Any]:
     return to_jsonable({
         "model": model,
+        "scored_on": scored_on,
         "windows": [
             {
                 "label": window_label(w.since_ms),
@@ -55,18 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-version", type=int, default=None)
     ap.add_argument("--min-window", type=int, default=20, help="windows with fewer rows are not scored")
     ap.add_argument("--s3-endpoint-url", default=None)
-    ap.add_argument("--projected", action="store_true",
-                    help="score the stored seeded random projection (128-d) instead of the full embedding: "
-                         "about 1/16 of the bytes read; files without it are projected in memory")
+    ap.add_argument("--full-width", action="store_true",
+                    help="score the full embedding; by default an embedding wider than 128-d is scored on the store's "
+                         "seeded random projection (128-d: about 1/16 of the bytes read; files without it are "
+                         "projected in memory with the same matrix)")
+    ap.add_argument("--projected", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.hours < 1:
         ap.error(f"--hours must be >= 1, got {a.hours}")
     baseline = load_baseline(a.store, a.model, a.baseline_version, s3_endpoint_url=a.s3_endpoint_url)
-    suite = baseline.fit_suite(projection=DEFAULT_PROJECTION if a.projected else None)
+    if a.projected and a.full_width:
+        ap.error("--projected and --full-width contradict each other (projected is the default)")
+    projection = scoring_projection(baseline.embeddings.shape[1], full_width=a.full_width)
+    suite = baseline.fit_suite(projection=projection)
     windows = score_windows(suite, a.store, a.model, hourly_windows(a.day, a.hours), cluster=a.cluster,
                             min_window=a.min_window, s3_endpoint_url=a.s3_endpoint_url)
-    text = json.dumps(summary(a.model, windows), indent=2)
+    text = json.dumps(summary(a.model, windows, projection_spec(projection) or "full"), indent=2)
     if a.out is not None:
         a.out.write_text(text + "\n")
     print(text)

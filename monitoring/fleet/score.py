@@ -171,10 +171,15 @@ def map_table(task: PartitionTask, suite: DriftSuite, table: pa.Table, *, embedd
     projection = getattr(suite, "projection_", None)
     if projection is not None and embedding_column != "__x":
         stored = projection.column(embedding_column)
-        if stored in table.column_names:
-            embedding_column = stored
-        else:
-            raise ValueError(f"table has no {stored!r} column for a suite fitted on projection {projection}")
+        if stored not in table.column_names:
+            # rows written without the projection (a writer with projection=None): project them
+            # here with the same seeded matrix, as read_projected does for such files
+            from monitoring.store.projection import add_projections
+
+            table, _ = add_projections(table, projection, (embedding_column,))
+            if stored not in table.column_names:
+                raise ValueError(f"{embedding_column!r} has no single embedding width to project with {projection}")
+        embedding_column = stored
     # same rows as the in-memory runner: successful requests (outcome null = ok) with an embedding.
     # Rows stay in file order: every state but the sample is order-free, and the sample's keys are
     # seeded by (partition, position), so no embedding column is reordered (arrow's take copied

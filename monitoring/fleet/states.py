@@ -8,9 +8,10 @@ profile when the data is logged, merge later). Layout, one file per (space, base
 A state is used only when it was made
 
 * for the same baseline: ``tag`` is the baseline version plus a CRC of what the detectors were
-  fitted on (version, creation time, detector settings, width), so a newer baseline, or a rebuilt
-  one with the same number, never reads an older one's states (and the tag is checked again inside
-  the file); and
+  fitted on (version, creation time, detector settings, width, and the representation: full width
+  or the seeded projection's dim and seed), so a newer baseline, a rebuilt one with the same
+  number, or the same baseline scored on another representation never reads another's states
+  (the tag and the representation are checked again inside the file); and
 * from the same files: the partition's file names and sizes are fingerprinted; a partition that
   got late rows, or was compacted, is read again and its state rewritten.
 
@@ -29,6 +30,7 @@ from typing import Any, Iterable
 
 from monitoring.drift.mergeable import states_from_bytes, states_to_bytes
 from monitoring.store.backend import Backend
+from monitoring.store.projection import projection_spec
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,18 @@ STATES_PREFIX = "_monitoring/states/"
 MS_PER_HOUR = 3_600_000
 
 
-def baseline_tag(baseline: Any, space: str) -> str:
-    """``v<version>-<crc>``: what a state of ``space`` was made for (see module doc)."""
+def baseline_tag(baseline: Any, space: str, projection: Any = None) -> str:
+    """``v<version>-<crc>``: what a state of ``space`` was made for (see module doc).
+
+    ``projection``: the :class:`~monitoring.store.projection.Projection` the suite was fitted on
+    (None: full width; its tag is the one states had before projections, so they stay valid)."""
     sp = baseline.spaces[space]
-    what = json.dumps({"version": baseline.version, "created_at": baseline.manifest.get("created_at"),
-                       "detectors": baseline.detector_config, "dim": int(sp.embeddings.shape[1]), "n": int(len(sp.embeddings)),
-                       "source": sp.source}, sort_keys=True, default=str)
+    what_d = {"version": baseline.version, "created_at": baseline.manifest.get("created_at"),
+              "detectors": baseline.detector_config, "dim": int(sp.embeddings.shape[1]), "n": int(len(sp.embeddings)),
+              "source": sp.source}
+    if projection is not None:
+        what_d["projection"] = projection_spec(projection)
+    what = json.dumps(what_d, sort_keys=True, default=str)
     return f"v{baseline.version}-{zlib.crc32(what.encode()):08x}"
 
 
@@ -59,9 +67,17 @@ class StateCache:
     model: str
     space: str
     tag: str
+    #: the representation the states are made on (``projection_spec``; None: full width)
+    representation: str | None = None
     hits: int = 0
     misses: int = 0
     writes: int = 0
+
+    @classmethod
+    def for_suite(cls, backend: Backend, model: str, space: str, baseline: Any, suite: Any) -> "StateCache":
+        """The cache of ``space``'s states for ``suite`` as fitted on ``baseline`` (and its projection)."""
+        projection = getattr(suite, "projection_", None)
+        return cls(backend, model, space, baseline_tag(baseline, space, projection), projection_spec(projection))
 
     def key(self, partition: str) -> str:
         # partition = "model=<m>/date=<d>/hour=<h>"
@@ -80,7 +96,8 @@ class StateCache:
             log.warning("state %s unreadable (%s): reading the partition instead", key, e)
             self.misses += 1
             return None
-        if attrs.get("baseline") != self.tag or attrs.get("fingerprint") != fp:
+        if (attrs.get("baseline") != self.tag or attrs.get("fingerprint") != fp
+                or attrs.get("representation") != self.representation):
             self.misses += 1
             return None
         self.hits += 1
@@ -88,7 +105,7 @@ class StateCache:
 
     def save(self, partition: str, fp: str, rows: int, state: dict[str, Any]) -> None:
         attrs = {"baseline": self.tag, "fingerprint": fp, "rows": int(rows), "partition": partition,
-                 "made_ms": int(time.time() * 1000)}
+                 "representation": self.representation, "made_ms": int(time.time() * 1000)}
         self.backend.write(self.key(partition), states_to_bytes(state, attrs))
         self.writes += 1
 
@@ -194,7 +211,7 @@ def states_from_rows(backend: Backend, partition: str, key: str, nbytes: int, ta
         column = SPACE_BY_NAME[space].column
         if column not in table.column_names:
             continue
-        cache = StateCache(backend, model, space, baseline_tag(fits.baseline, space))
+        cache = StateCache.for_suite(backend, model, space, fits.baseline, suite)
         _, rows, state = map_table(task, suite, table, embedding_column=column,
                                    metadata=fits.metadata if space == primary else None)
         cache.save(partition, fp, rows, state)
@@ -212,7 +229,7 @@ def ensure_states(backend: Backend, model: str, fits: Any, partitions: Iterable[
     from monitoring.baseline.spaces import SPACE_BY_NAME
 
     for space, suite in fits.spaces.items():
-        cache = StateCache(backend, model, space, baseline_tag(fits.baseline, space))
+        cache = StateCache.for_suite(backend, model, space, fits.baseline, suite)
         for part, fl in files.items():
             if not fl:
                 continue

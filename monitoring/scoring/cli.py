@@ -35,6 +35,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-budget-mb", type=float, default=2048.0, metavar="MB",
                    help="a range whose records would take more memory than this is scored by streaming partition states "
                         "(same verdicts, no row-level explanations) instead of in memory (default 2048)")
+    p.add_argument("--full-width", action="store_true",
+                   help="score every embedding space on its full vectors; by default a space wider than 128-d is scored "
+                        "on the store's seeded 128-d projection (1/16 of the bytes; docs/drift.md)")
 
 
 def _fmt(x, spec: str) -> str:
@@ -136,7 +139,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         typed = score_run(args.store, args.model, baseline_version=args.baseline_version, since=args.since, until=args.until,
                           every=args.every, every_n=args.every_n, windows=windows, min_window=args.min_window,
                           use_actuals=not args.no_actuals, s3_endpoint_url=args.s3_endpoint_url,
-                          by=args.by, max_segments=args.max_segments, memory_budget_mb=args.memory_budget_mb)
+                          by=args.by, max_segments=args.max_segments, memory_budget_mb=args.memory_budget_mb,
+                          full_width=args.full_width)
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -94,11 +94,26 @@ class ModelFits:
     accuracy: Any = None  # AccuracyEstimator calibrated on the baseline's labels (issue 23), or None
 
     @classmethod
-    def fit(cls, b: Baseline) -> "ModelFits":
+    def fit(cls, b: Baseline, *, full_width: bool = False) -> "ModelFits":
+        """Fit every detector on ``b``. A space wider than the store's projection (128-d) is fitted
+        on the projection of its sample (the suite records it as ``projection_``) and scores the
+        store's projected column; ``full_width`` fits every space on the full embeddings."""
         from monitoring.drift.accuracy import fit_from_baseline
+        from monitoring.store.projection import scoring_projection
 
-        return cls(b, {name: b.fit_space(name) for name in b.spaces}, b.fit_metadata(), b.fit_settings(), b.fit_outputs(),
-                   fit_from_baseline(b.metadata))
+        spaces = {name: b.fit_space(name, projection=scoring_projection(sp.embeddings.shape[1], full_width=full_width))
+                  for name, sp in b.spaces.items()}
+        return cls(b, spaces, b.fit_metadata(), b.fit_settings(), b.fit_outputs(), fit_from_baseline(b.metadata))
+
+    def projection(self, space: str) -> Any:
+        """The projection ``space``'s suite was fitted on (None: full width)."""
+        return getattr(self.spaces[space], "projection_", None)
+
+    def representation(self, space: str) -> str:
+        """``"full"`` or ``"p128-s<seed>"``: what ``space`` is scored on (recorded in each run)."""
+        from monitoring.store.projection import projection_spec
+
+        return projection_spec(self.projection(space)) or "full"
 
 
 def _result_dict(r: Any, space: str) -> dict[str, Any]:
@@ -124,7 +139,12 @@ def score_space(fits: ModelFits, space: str, ok: pd.DataFrame, min_window: int) 
     if X.shape[1] != dim:
         raise ValueError(f"records of {b.model} have {X.shape[1]}-d {sp.column} but baseline v{b.version}'s {space} space "
                          f"is {dim}-d: build a baseline from the served model")
-    results = fits.spaces[space].score(X)
+    proj = fits.projection(space)
+    Xs = X if proj is None else proj.apply(X)  # the same seeded matrix the store's writer used
+    results = fits.spaces[space].score(Xs)
+    if proj is not None and "centroid" in results:
+        # the moved dimensions of a random projection name no input feature: leave them out
+        results["centroid"].explanation.pop("top_dimensions", None)
     entry.update(scored=True, any_drift=any(r.is_drift for r in results.values()),
                  drifted=[k for k, r in results.items() if r.is_drift],
                  methods=to_jsonable({k: _result_dict(r, space) for k, r in results.items()}),
@@ -135,8 +155,9 @@ def score_space(fits: ModelFits, space: str, ok: pd.DataFrame, min_window: int) 
         win_text = rows["prompt_text"].tolist() if "prompt_text" in rows.columns else []
         base_hash = base_meta["prompt_hash"].tolist() if "prompt_hash" in base_meta.columns else []
         win_hash = rows["prompt_hash"].tolist() if "prompt_hash" in rows.columns else []
+        Xb = b.spaces[space].embeddings if proj is None else proj.apply(b.spaces[space].embeddings)
         entry["prompts"] = to_jsonable(prompt_shift(base_text, win_text, cluster_detector=fits.spaces[space].detectors["cluster_jsd"],
-                                                    X_baseline=b.spaces[space].embeddings, X_window=X,
+                                                    X_baseline=Xb, X_window=Xs,
                                                     baseline_hashes=base_hash, window_hashes=win_hash))
     return entry, results
 
@@ -325,6 +346,7 @@ def score_run(
     memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB,
     engine: str = "auto",
     use_states: bool = True,
+    full_width: bool = False,
 ) -> ScoreRun:
     """Score ``model``'s records window by window against its baseline: one engine, two ways in.
 
@@ -338,6 +360,8 @@ def score_run(
     ``"auto"`` (default) picks ``rows`` unless the range would take more than ``memory_budget_mb``.
     ``use_states`` (states engine): reuse and write the per-hour states under ``_monitoring/states/``.
     ``by``: also score every segment of each window (monitoring/scoring/segments.py; rows engine only).
+    ``full_width``: score every space on its full embeddings; by default a space wider than the
+    store's seeded projection (128-d) is scored on it (:meth:`ModelFits.fit`), on every engine.
     """
     from monitoring.actuals.labels import join_actuals, load_actuals
     from monitoring.store.reader import read_records_df, to_epoch_ms
@@ -348,7 +372,7 @@ def score_run(
         raise ValueError(f"memory_budget_mb must be > 0, got {memory_budget_mb}")
     backend = open_backend(store, s3_endpoint_url)
     b = baseline or load_baseline(backend, model, baseline_version)
-    fits = ModelFits.fit(b)
+    fits = ModelFits.fit(b, full_width=full_width)
     since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
     if windows:
         lo, hi = min(w.start_ms for w in windows), max(w.end_ms for w in windows)
@@ -380,7 +404,8 @@ def score_run(
         created_ms=int(now * 1000),
         baseline={k: b.manifest.get(k) for k in ("version", "n", "dim", "created_at", "embedding_source", "source")}
         | {"primary_space": b.primary_space,
-           "spaces": {k: {"n": int(len(v.embeddings)), "dim": int(v.embeddings.shape[1]), "embedding_source": v.source}
+           "spaces": {k: {"n": int(len(v.embeddings)), "dim": int(v.embeddings.shape[1]), "embedding_source": v.source,
+                          "scored_on": fits.representation(k)}
                       for k, v in b.spaces.items()}},
         detectors=b.detector_config,
         windowing=dict(windowing, since_ms=since_ms, until_ms=until_ms, min_window=min_window, engine=engine),
@@ -471,11 +496,11 @@ def _stream_windows(backend: Any, fits: ModelFits, model: str, *, every: str | N
             wins, windowing = [Window(f"{iso(since_ms)} .. {iso(until_ms)}", since_ms, until_ms)], {"kind": "range"}
     pairs = [(int(w.start_ms), int(w.end_ms)) for w in wins]
     primary = fits.baseline.primary_space
-    from monitoring.fleet.states import StateCache, baseline_tag
+    from monitoring.fleet.states import StateCache
 
     per_space = {}
     for name, suite in fits.spaces.items():
-        cache = StateCache(backend, model, name, baseline_tag(fits.baseline, name)) if use_states else None
+        cache = StateCache.for_suite(backend, model, name, fits.baseline, suite) if use_states else None
         per_space[name] = stream_score(suite, backend, model, pairs, embedding_column=SPACE_BY_NAME[name].column,
                                        min_window=max(2, min_window), metadata=fits.metadata if name == primary else None,
                                        states=cache)
