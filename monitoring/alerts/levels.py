@@ -30,9 +30,10 @@ def level_of(result: dict[str, Any], levels: dict[str, float] | None = None) -> 
     return "ok"
 
 
-def window_levels(window: dict[str, Any], levels: dict[str, float] | None = None) -> dict[str, str]:
-    """The level of every method of a scored window."""
-    return {m: level_of(r, levels) for m, r in window.get("methods", {}).items()}
+def window_levels(window: Any, levels: dict[str, float] | None = None) -> dict[str, str]:
+    """The level of every method of a scored window (a typed ``WindowScore`` or its JSON)."""
+    methods = window.methods if hasattr(window, "methods") else window.get("methods", {})
+    return {m: level_of(r.to_json() if hasattr(r, "to_json") else r, levels) for m, r in methods.items()}
 
 
 def worst_level(levels: dict[str, str]) -> str:

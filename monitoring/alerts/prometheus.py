@@ -53,9 +53,11 @@ METHOD_GAUGES = (
 )
 
 
-def latest_window(run: dict[str, Any]) -> dict[str, Any] | None:
-    scored = [w for w in run.get("windows", []) if w.get("scored")]
-    return scored[-1] if scored else None
+def latest_window(run: Any) -> Any:
+    """The latest scored window (a typed ``WindowScore``) of a run (typed, or a saved run's JSON)."""
+    from monitoring.scoring.result import as_run  # noqa: PLC0415 - the exporter also runs without scoring
+
+    return as_run(run).latest
 
 
 class DriftScoresCollector:
@@ -112,12 +114,14 @@ class DriftScoresCollector:
             runs = []
         from monitoring.scoring.result import ScoreRun  # noqa: PLC0415 - the exporter also runs without scoring
 
+        typed = []
         for raw in runs:
             try:
                 run = ScoreRun.from_json(raw)
             except (KeyError, TypeError, ValueError) as exc:  # one malformed run must not break /metrics
                 log.warning("cannot read a scoring run of %s: %s", raw.get("model"), exc)
                 continue
+            typed.append(run)
             model = run.model
             run_ts.add_metric([model], run.created_ms / 1000.0)
             w = run.latest
@@ -134,20 +138,20 @@ class DriftScoresCollector:
             end.add_metric([model], w.end_ms / 1000.0)
             anyd.add_metric([model], 1.0 if w.any_drift else 0.0)
             page.add_metric([model], float(LEVEL_RANK[w.page]))
-            labeled = [x for x in run.windows if x.details.get("accuracy") is not None]
+            labeled = [x for x in run.windows if x.detail("accuracy") is not None]
             if labeled:
-                acc.add_metric([model], float(labeled[-1].details["accuracy"]))
-                nlab.add_metric([model], float(labeled[-1].details.get("n_labeled", 0)))
+                acc.add_metric([model], float(labeled[-1].detail("accuracy")))
+                nlab.add_metric([model], float(labeled[-1].detail("n_labeled", 0)))
         yield from fams.values()
         yield from (level, size, end, anyd, acc, nlab, run_ts, page)
-        yield from space_families(runs)
-        yield estimated_accuracy_family(runs)
-        yield from segment_families(runs)
-        yield from quality_families(runs)
+        yield from space_families(typed)
+        yield estimated_accuracy_family(typed)
+        yield from segment_families(typed)
+        yield from quality_families(typed)
 
 
-def quality_families(runs: list[dict[str, Any]]) -> list[Any]:
-    """The data-quality view of the latest window of each run (issue 23)."""
+def quality_families(runs: list[Any]) -> list[Any]:
+    """The data-quality view of the latest window of each run (issue 23; typed runs)."""
     from prometheus_client.core import GaugeMetricFamily
 
     err = GaugeMetricFamily("data_quality_error_share", "Share of the latest window's records that failed: kind = all, "
@@ -155,10 +159,10 @@ def quality_families(runs: list[dict[str, Any]]) -> list[Any]:
     modes = GaugeMetricFamily("data_quality_image_mode_share", "Share of the latest window's input images per mode as sent.",
                               labels=["model", "mode"])
     for run in runs:
-        wins = [w for w in run.get("windows", []) if w.get("data_quality")]
+        wins = [w for w in run.windows if w.detail("data_quality")]
         if not wins:
             continue
-        model, q = str(run.get("model")), wins[-1]["data_quality"]
+        model, q = str(run.model), wins[-1].detail("data_quality")
         n = q.get("n_records") or 0
         err.add_metric([model, "all"], float(q.get("error_share", 0.0)))
         err.add_metric([model, "decode"], float(q.get("decode_failure_share", 0.0)))
@@ -169,8 +173,8 @@ def quality_families(runs: list[dict[str, Any]]) -> list[Any]:
     return [err, modes]
 
 
-def segment_families(runs: list[dict[str, Any]]) -> list[Any]:
-    """Per-segment verdicts of the latest scored window of a ``score --by`` run (issue 23)."""
+def segment_families(runs: list[Any]) -> list[Any]:
+    """Per-segment verdicts of the latest scored window of a ``score --by`` run (issue 23; typed runs)."""
     from prometheus_client.core import GaugeMetricFamily
 
     anyd = GaugeMetricFamily("drift_segment_any", "1 if the segment alarmed in the latest window (score --by; "
@@ -178,38 +182,40 @@ def segment_families(runs: list[dict[str, Any]]) -> list[Any]:
     size = GaugeMetricFamily("drift_segment_window_size", "Records of the segment in the latest window.",
                              labels=["model", "by", "segment"])
     for run in runs:
-        w = latest_window(run)
-        seg = (w or {}).get("segments")
+        w = run.latest
+        seg = None if w is None else w.detail("segments")
         if not seg:
             continue
         for sv in seg.get("segments", []):
-            labels = [str(run.get("model")), str(seg.get("by")), str(sv.get("value"))]
+            labels = [str(run.model), str(seg.get("by")), str(sv.get("value"))]
             anyd.add_metric(labels, 1.0 if sv.get("any_drift") else 0.0)
             size.add_metric(labels, float(sv.get("n_records", 0)))
     return [anyd, size]
 
 
-def estimated_accuracy_family(runs: list[dict[str, Any]]) -> Any:
-    """``model_estimated_accuracy{model, bound}`` of each model's latest scored window with an estimate."""
+def estimated_accuracy_family(runs: list[Any]) -> Any:
+    """``model_estimated_accuracy{model, bound}`` of each model's latest scored window with an estimate (typed runs)."""
     from prometheus_client.core import GaugeMetricFamily
 
     fam = GaugeMetricFamily("model_estimated_accuracy", "Label-free accuracy estimate of the latest window (bound: estimate, "
                             "low, high = 95 % band, reference = baseline accuracy).", labels=["model", "bound"])
     for run in runs:
-        est = [w["accuracy_estimate"] for w in run.get("windows", [])
-               if (w.get("accuracy_estimate") or {}).get("estimated_accuracy") is not None]
+        est = [w.detail("accuracy_estimate") for w in run.windows
+               if w.detail("accuracy_estimate", {}).get("estimated_accuracy") is not None]
         if not est:
             continue
         e = est[-1]
         for bound, key in (("estimate", "estimated_accuracy"), ("low", "low"), ("high", "high"), ("reference", "reference_accuracy")):
             if e.get(key) is not None:
-                fam.add_metric([str(run.get("model")), bound], float(e[key]))
+                fam.add_metric([str(run.model), bound], float(e[key]))
     return fam
 
 
-def space_families(runs: list[dict[str, Any]]) -> list[Any]:
-    """Per-space gauges (several embedding spaces per model) and generative output shares."""
+def space_families(runs: list[Any]) -> list[Any]:
+    """Per-space gauges (several embedding spaces per model) and generative output shares (typed runs)."""
     from prometheus_client.core import GaugeMetricFamily
+
+    from monitoring.scoring.result import MethodScore  # noqa: PLC0415 - the exporter also runs without scoring
 
     fams = {name: GaugeMetricFamily(name.replace("drift_", "drift_space_"), doc + " Per embedding space.",
                                     labels=["model", "space", "method"]) for name, _, doc in METHOD_GAUGES}
@@ -218,20 +224,22 @@ def space_families(runs: list[dict[str, Any]]) -> list[Any]:
     share = GaugeMetricFamily("generative_output_share", "Share of failed / blank / nonfinite outputs in the latest window.",
                               labels=["model", "check"])
     for run in runs:
-        model = str(run.get("model"))
-        w = latest_window(run)
+        model = str(run.model)
+        w = run.latest
         if w is None:
             continue
-        for space, sp in w.get("spaces", {}).items():
+        for space, sp in w.detail("spaces", {}).items():
             if not sp.get("scored"):
                 continue
-            for method, r in sp.get("methods", {}).items():
+            for method, raw in sp.get("methods", {}).items():
+                r = MethodScore.from_json(method, raw)
                 for name, key, _ in METHOD_GAUGES:
-                    if r.get(key) is not None:
-                        fams[name].add_metric([model, space, method], float(r[key]))
+                    v = getattr(r, key)
+                    if v is not None:
+                        fams[name].add_metric([model, space, method], float(v))
             anyd.add_metric([model, space], 1.0 if sp.get("any_drift") else 0.0)
             size.add_metric([model, space], float(sp.get("n", 0)))
-        for c in w.get("outputs", {}).get("checks", []):
+        for c in w.detail("outputs", {}).get("checks", []):
             if c.get("window_share") is not None:
                 share.add_metric([model, c["check"]], float(c["window_share"]))
     return [*fams.values(), anyd, size, share]

@@ -26,14 +26,14 @@ def _args(p: argparse.ArgumentParser) -> None:
 @command("report", help="write a self-contained interactive HTML drift report (+ PNGs)", configure=_args)
 def cmd_report(args: argparse.Namespace) -> int:
     from monitoring.report.build import build_report
-    from monitoring.scoring.runner import load_latest_scores, save_scores, score_model
+    from monitoring.scoring.runner import load_latest_scores, save_scores, score_run
 
     out = args.out or os.path.join("var", "reports", args.model)
     try:
         run = None
         if args.every or args.every_n or args.since or args.until or load_latest_scores(args.store, args.model, args.s3_endpoint_url) is None:
-            run = score_model(args.store, args.model, since=args.since, until=args.until, every=args.every or (None if args.every_n else "1d"),
-                              every_n=args.every_n, s3_endpoint_url=args.s3_endpoint_url)
+            run = score_run(args.store, args.model, since=args.since, until=args.until, every=args.every or (None if args.every_n else "1d"),
+                           every_n=args.every_n, s3_endpoint_url=args.s3_endpoint_url)
             save_scores(args.store, run, args.s3_endpoint_url)
         path = build_report(args.store, args.model, out, run=run, s3_endpoint_url=args.s3_endpoint_url, title=args.title,
                             projection=args.projection, **({"max_points": args.max_points} if args.max_points else {}))

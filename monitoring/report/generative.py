@@ -43,39 +43,42 @@ def _prompts(p: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def spaces_section(run: dict[str, Any]) -> str:
-    """HTML for every scored window with more than one space or generative checks ('' otherwise)."""
-    wins = [w for w in run.get("windows", []) if w.get("scored")]
-    if not any(len(w.get("spaces", {})) > 1 or "settings" in w or "outputs" in w for w in wins):
+def spaces_section(run: Any) -> str:
+    """HTML for every scored window with more than one space or generative checks ('' otherwise).
+    ``run``: the typed run (a saved run's JSON is read into one)."""
+    from monitoring.scoring.result import MethodScore, as_run
+
+    wins = [w for w in as_run(run).windows if w.scored]
+    if not any(len(w.detail("spaces", {})) > 1 or "settings" in w.details or "outputs" in w.details for w in wins):
         return ""
     sec = ["<h2>Embedding spaces, prompts, settings and outputs</h2><p class='small'>Each space (input image, prompt, "
            "output) has its own baseline sample and calibrated detectors; a request counts in the spaces it has "
            "(text2img requests have no input image).</p>"]
     for w in wins:
         rows = []
-        for name, sp in w.get("spaces", {}).items():
+        for name, sp in w.detail("spaces", {}).items():
             if not sp.get("scored"):
                 rows.append([html.escape(name), sp.get("n", 0), "–", html.escape(sp.get("skipped_reason", "not scored"))])
                 continue
-            mmd = sp["methods"].get("mmd", {}).get("p_value")
+            mmd = MethodScore.from_json("mmd", sp["methods"]["mmd"]).p_value if "mmd" in sp["methods"] else None
             rows.append([html.escape(name), sp["n"], "–" if mmd is None else f"{mmd:.3f}",
                          _verdict(sp["any_drift"]) + (" " + html.escape(", ".join(sp["drifted"])) if sp["drifted"] else "")])
-        m = w.get("methods", {})
+        m = w.methods
         for k in ("metadata", "settings", "outputs"):
             if k in m:
-                rows.append([k, m[k].get("window_size", "–"), "–" if m[k].get("p_value") is None else f"{m[k]['p_value']:.3g}",
-                             _verdict(bool(m[k]["is_drift"]))])
-        parts = [f"<h3>{html.escape(w['label'])}</h3>", table(["space", "n", "p (MMD / adj.)", "verdict"], rows)]
-        prompt = w.get("spaces", {}).get("prompt", {})
+                rows.append([k, m[k].window_size, "–" if m[k].p_value is None else f"{m[k].p_value:.3g}",
+                             _verdict(m[k].is_drift)])
+        parts = [f"<h3>{html.escape(w.label)}</h3>", table(["space", "n", "p (MMD / adj.)", "verdict"], rows)]
+        prompt = w.detail("spaces", {}).get("prompt", {})
         if prompt.get("prompts") and prompt.get("any_drift"):
             parts.append("<h4>Prompts that moved</h4>" + _prompts(prompt["prompts"]))
-        st = w.get("settings", {})
+        st = w.detail("settings", {})
         moved = [f for f in st.get("fields", []) if f.get("drifted")]
         if moved:
             parts.append("<h4>Generation settings that moved</h4>" + table(
                 ["setting", "baseline", "window", "p (adj.)"],
                 [[html.escape(f["field"]), _shares(f["baseline"]), _shares(f["window"]), f"{f['p_adjusted']:.2g}"] for f in moved]))
-        outp = w.get("outputs", {})
+        outp = w.detail("outputs", {})
         if outp.get("checks"):
             parts.append("<h4>Output checks</h4>" + table(
                 ["check", "baseline share", "window share", "count", "p (adj.)", ""],

@@ -7,6 +7,7 @@ import json
 import sys
 
 from monitoring.cli import add_store_args, command
+from monitoring.scoring.result import MethodScore, ScoreRun, WindowScore, as_run
 
 TABLE_METHODS = ("cluster_jsd", "centroid", "mmd", "domain_classifier", "metadata")
 
@@ -50,59 +51,71 @@ def describe_quality(q: dict) -> str:
     return describe(q) if q else ""
 
 
-def _estimate(w: dict) -> str:
+def _estimate(w: WindowScore) -> str:
     """``0.93 [0.90,0.95]`` (``!`` when it dropped), or ``-`` without a calibrated estimate."""
-    e = w.get("accuracy_estimate")
+    e = w.detail("accuracy_estimate")
     if not e or e.get("estimated_accuracy") is None:
         return "-"
     return f"{e['estimated_accuracy']:.2f} [{e['low']:.2f},{e['high']:.2f}]" + ("!" if e.get("is_drop") else " ")
 
 
-def format_table(run: dict) -> str:
-    """A human table: one line per window."""
-    b = run["baseline"]
+def _typed_methods(methods: dict | None) -> dict[str, MethodScore]:
+    """A space's or segment's ``methods`` table (rendered details) as MethodScores."""
+    return {k: MethodScore.from_json(k, v) for k, v in (methods or {}).items()}
+
+
+def _stat(methods: dict[str, MethodScore], k: str, spec: str = ".3f") -> str:
+    r = methods.get(k)
+    if r is None or r.statistic is None:
+        return "-"
+    return format(r.statistic, spec) + ("*" if r.is_drift else " ")
+
+
+def _p(methods: dict[str, MethodScore], k: str) -> str:
+    r = methods.get(k)
+    return _fmt(None if r is None else r.p_value, ".3f")
+
+
+def format_table(run: ScoreRun | dict) -> str:
+    """A human table: one line per window (reads the typed run; a saved run's JSON is read into one)."""
+    run = as_run(run)
+    b = run.baseline
     spaces = b.get("spaces") or {}
     if len(spaces) > 1:
-        lines = [f"model {run['model']}  baseline v{b['version']} (spaces: "
+        lines = [f"model {run.model}  baseline v{b['version']} (spaces: "
                  + ", ".join(f"{k} n={v['n']} dim={v['dim']}" for k, v in spaces.items()) + ")"]
     else:
-        lines = [f"model {run['model']}  baseline v{b['version']} (n={b['n']}, dim={b['dim']})"]
+        lines = [f"model {run.model}  baseline v{b['version']} (n={b['n']}, dim={b['dim']})"]
     head = f"{'window':<34} {'n':>6} {'acc':>5} {'est acc [95% band]':>18}  {'JSD':>11} {'centroid':>11} {'MMD p':>7} {'AUC':>11} {'meta top':>18}  verdict"
     lines.append(head)
     lines.append("-" * len(head))
-    for w in run["windows"]:
-        label = w["label"] if len(w["label"]) <= 34 else w["label"][:33] + "~"
-        m = w.get("methods", {})
-        if not w.get("scored"):
-            lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  (not scored: {w.get('skipped_reason')})")
+    for w in run.windows:
+        label = w.label if len(w.label) <= 34 else w.label[:33] + "~"
+        m = w.methods
+        acc = _fmt(w.detail("accuracy"), ".2f")
+        if not w.scored:
+            lines.append(f"{label:<34} {w.n:>6} {acc:>5} {_estimate(w):>18}  (not scored: {w.detail('skipped_reason')})")
             continue
-
-        def stat(k: str, spec: str = ".3f") -> str:
-            r = m.get(k)
-            if r is None:
-                return "-"
-            return format(r["statistic"], spec) + ("*" if r["is_drift"] else " ")
-
-        mmd_p = m.get("mmd", {}).get("p_value")
-        top = w.get("explanation", {}).get("top_field") or "-"
-        meta_flag = "*" if m.get("metadata", {}).get("is_drift") else " "
-        verdict = ("DRIFT: " + ",".join(w["drifted"])) if w["any_drift"] else "ok"
-        spaces = w.get("spaces", {})
+        top = w.detail("explanation", {}).get("top_field") or "-"
+        meta_flag = "*" if "metadata" in m and m["metadata"].is_drift else " "
+        verdict = ("DRIFT: " + ",".join(w.drifted)) if w.any_drift else "ok"
+        spaces = w.detail("spaces", {})
+        primary = w.detail("primary_space")
         if len(spaces) > 1:
-            label = f"{label[:26]} [{w.get('primary_space', 'image')}]"
-        lines.append(f"{label:<34} {w['n']:>6} {_fmt(w.get('accuracy'), '.2f'):>5} {_estimate(w):>18}  {stat('cluster_jsd'):>11} "
-                     f"{stat('centroid'):>11} {_fmt(mmd_p, '.3f'):>7} {stat('domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
+            label = f"{label[:26]} [{primary or 'image'}]"
+        lines.append(f"{label:<34} {w.n:>6} {acc:>5} {_estimate(w):>18}  {_stat(m, 'cluster_jsd'):>11} "
+                     f"{_stat(m, 'centroid'):>11} {_p(m, 'mmd'):>7} {_stat(m, 'domain_classifier'):>11} {top + meta_flag:>18}  {verdict}")
         for name, sp in spaces.items():  # the other embedding spaces, one line each
-            if name == w.get("primary_space") or len(spaces) < 2:
+            if name == primary or len(spaces) < 2:
                 continue
             if not sp.get("scored"):
                 lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>24}  (not scored: {sp.get('skipped_reason')})")
                 continue
-            m = sp["methods"]
-            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5} {'':>18}  {stat('cluster_jsd'):>11} {stat('centroid'):>11} "
-                         f"{_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} {stat('domain_classifier'):>11} {'':>18}  "
+            sm = _typed_methods(sp["methods"])
+            lines.append(f"{'  ' + name + ' space':<34} {sp['n']:>6} {'':>5} {'':>18}  {_stat(sm, 'cluster_jsd'):>11} {_stat(sm, 'centroid'):>11} "
+                         f"{_p(sm, 'mmd'):>7} {_stat(sm, 'domain_classifier'):>11} {'':>18}  "
                          + (("DRIFT: " + ",".join(sp["drifted"])) if sp["any_drift"] else "ok"))
-        seg = w.get("segments")
+        seg = w.detail("segments")
         if seg:  # --by: one line per segment
             c = seg["correction"]
             for sv in seg["segments"]:
@@ -111,21 +124,21 @@ def format_table(run: dict) -> str:
                 if not sv.get("scored"):
                     lines.append(f"{name:<34} {sv['n_records']:>6} {'':>24}  (not scored: {sv.get('skipped_reason')})")
                     continue
-                m = sv.get("methods", {})
+                sm = _typed_methods(sv.get("methods"))
                 lines.append(f"{name:<34} {sv['n']:>6} {'':>5} {_fmt(sv.get('estimated_accuracy'), '.2f'):>18}  "
-                             f"{stat('cluster_jsd'):>11} {stat('centroid'):>11} {_fmt(m.get('mmd', {}).get('p_value'), '.3f'):>7} "
-                             f"{stat('domain_classifier'):>11} {'':>18}  "
+                             f"{_stat(sm, 'cluster_jsd'):>11} {_stat(sm, 'centroid'):>11} {_p(sm, 'mmd'):>7} "
+                             f"{_stat(sm, 'domain_classifier'):>11} {'':>18}  "
                              + (("DRIFT: " + ",".join(sv["drifted"])) if sv.get("any_drift") else "ok")
                              + f"  [bonferroni m={c['m']}, alpha {c['alpha_per_segment']:.3g}]")
-        dq = describe_quality(w.get("data_quality") or {})
+        dq = describe_quality(w.detail("data_quality", {}))
         if dq:
             lines.append(f"  data quality: {dq}")
     lines.append("* = above the threshold calibrated to the window's size, per embedding space (alpha per method "
-                 f"{run['detectors'].get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
+                 f"{run.detectors.get('alpha')}); meta top = metadata field that moved most; est acc = accuracy estimated "
                  "without labels from calibrated confidences (! = band below the baseline's accuracy by more than its margin)")
-    for w in run["windows"]:
-        if w.get("scored") and w["any_drift"]:
-            lines.append(f"  {w['label']}: {w['explanation'].get('summary', '')}")
+    for w in run.windows:
+        if w.scored and w.any_drift:
+            lines.append(f"  {w.label}: {w.detail('explanation', {}).get('summary', '')}")
     return "\n".join(lines)
 
 
@@ -150,7 +163,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.webhook:
         from monitoring.alerts.webhook import alarm_payload, post_webhook
 
-        payload = alarm_payload(run)
+        payload = alarm_payload(typed)
         if payload is not None:
             try:
                 status = post_webhook(args.webhook, payload)
@@ -163,7 +176,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run))
     else:
-        print(format_table(run))
+        print(format_table(typed))
         if run.get("saved_as"):
             print(f"saved {run['saved_as']}")
     if args.fail_on_drift and any(w.any_drift for w in typed.windows):

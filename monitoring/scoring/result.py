@@ -88,6 +88,11 @@ class WindowScore:
     def p_values(self) -> dict[str, float | None]:
         return {k: m.p_value for k, m in self.methods.items()}
 
+    def detail(self, key: str, default: Any = None) -> Any:
+        """A rendered-only part of the window (``spaces``, ``explanation``, ``accuracy``, ...)."""
+        value = self.details.get(key)
+        return default if value is None else value
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "start": iso(self.start_ms), "end": iso(self.end_ms),
                                "start_ms": int(self.start_ms), "end_ms": int(self.end_ms)}
@@ -149,3 +154,8 @@ class ScoreRun:
                    detectors=dict(d.get("detectors") or {}), windowing=dict(d.get("windowing") or {}),
                    has_actuals=bool(d.get("has_actuals")), windows=[WindowScore.from_json(w) for w in d.get("windows", [])],
                    extra={k: v for k, v in d.items() if k not in _RUN_FIELDS})
+
+
+def as_run(run: "ScoreRun | Mapping[str, Any]") -> ScoreRun:
+    """The typed run of ``run``: a :class:`ScoreRun` as is, or one read from its JSON (a saved run)."""
+    return run if isinstance(run, ScoreRun) else ScoreRun.from_json(run)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from monitoring.scoring.result import ScoreRun
 from monitoring.scoring.windows import Window
 
 
-def score_windows(backend: Any, model: str, windows: Sequence[Window], *, min_window: int) -> tuple[dict[str, Any], str]:
-    """Score ``windows`` of ``model`` against its latest baseline and save the run like
-    ``monitoring score`` does; returns ``(run, saved key)``."""
-    from monitoring.scoring.runner import save_scores, score_model
+def score_windows(backend: Any, model: str, windows: Sequence[Window], *, min_window: int) -> tuple[ScoreRun, str]:
+    """Score ``windows`` of ``model`` against its latest baseline (the default representation:
+    the store's 128-d projection for a wider space) and save the run like ``monitoring score``
+    does; returns ``(typed run, saved key)``."""
+    from monitoring.scoring.runner import save_scores, score_run
 
-    run = score_model(backend, model, windows=list(windows), min_window=min_window)
+    run = score_run(backend, model, windows=list(windows), min_window=min_window)
     return run, save_scores(backend, run)

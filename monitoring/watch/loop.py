@@ -160,15 +160,16 @@ class Watcher:
         if n < 0:
             return  # not recorded: scored again (and published) on the next pass
         rep.published += n
-        by_start = {int(w["start_ms"]): w for w in run["windows"]}
+        by_start = {int(w.start_ms): w for w in run.windows}
         for s in mine:
-            w = by_start.get(s.start_ms, {})
-            level = window_alert_level(w) if w.get("scored") else 0
+            w = by_start.get(s.start_ms)
+            scored = w is not None and w.scored
+            level = window_alert_level(w) if scored else 0
             ledger.record_scored(self.backend, model, s, {"scored_ms": now, "owner": self.owner, "run": saved,
-                                                          "n": w.get("n"), "scored": bool(w.get("scored")),
-                                                          "any_drift": bool(w.get("any_drift")), "alert_level": level})
+                                                          "n": None if w is None else w.n, "scored": scored,
+                                                          "any_drift": bool(w is not None and w.any_drift), "alert_level": level})
             rep.scored.setdefault(model, []).append({"start": iso(s.start_ms), "end": iso(s.end_ms), "records": s.records,
-                                                     "scored": bool(w.get("scored")), "alert_level": level})
+                                                     "scored": scored, "alert_level": level})
         log.info("watch: %s: scored %d window(s) (%s)", model, len(mine), saved)
 
     def _publish(self, batch: Batch, rep: PassReport) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from monitoring.alerts.levels import ALERT_LEVELS, LEVEL_RANK, level_of
+from monitoring.scoring.result import MethodScore, ScoreRun, WindowScore, as_run
 
 # -- metric names (deploy/alarms.py repeats them: deploy may not import monitoring) -----------
 DRIFT_STATISTIC = "DriftStatistic"
@@ -63,60 +64,70 @@ class Batch:
             self.points.append(Point(name, float(value), int(ts_ms), d, unit))
 
 
-def window_alert_level(window: dict[str, Any], levels: dict[str, float] | None = None) -> int:
+def _methods(window: Any) -> dict[str, MethodScore]:
+    """A window's methods as MethodScores (a typed WindowScore's, or read from a window's JSON)."""
+    if isinstance(window, WindowScore):
+        return window.methods
+    return {k: MethodScore.from_json(k, v) for k, v in (window.get("methods") or {}).items()}
+
+
+def window_alert_level(window: WindowScore | dict[str, Any], levels: dict[str, float] | None = None) -> int:
     """One level for the window, the rule of deploy/prometheus/alerts.yml: two embedding methods
     agree at the warning p-value (critical when one of them also reaches the critical one), or
     the metadata test alone. 0 ok, 1 warning, 2 critical."""
     lv = ALERT_LEVELS if levels is None else levels
-    methods = window.get("methods") or {}
-    ps = [methods[m].get("p_value") for m in EMBEDDING_METHODS if m in methods]
+    methods = _methods(window)
+    ps = [methods[m].p_value for m in EMBEDDING_METHODS if m in methods]
     ps = [p for p in ps if p is not None]
     emb = 0
     if sum(p <= lv["warning"] for p in ps) >= 2:
         emb = 2 if any(p <= lv["critical"] for p in ps) else 1
-    meta = LEVEL_RANK[level_of(methods["metadata"], lv)] if "metadata" in methods else 0
+    meta = LEVEL_RANK[level_of(methods["metadata"].to_json(), lv)] if "metadata" in methods else 0
     return max(emb, meta)
 
 
-def window_points(model: str, window: dict[str, Any]) -> Batch:
-    """Every data point of one scored window of ``model``."""
+def window_points(model: str, window: WindowScore | dict[str, Any]) -> Batch:
+    """Every data point of one scored window of ``model`` (a typed WindowScore, or its JSON)."""
+    w = window if isinstance(window, WindowScore) else WindowScore.from_json(window)
     b = Batch()
-    ts = int(window["start_ms"])
+    ts = int(w.start_ms)
     md = {"Model": model}
-    b.add(WINDOW_SIZE, window.get("n", 0), ts, md, "Count", rollups=[()])
+    b.add(WINDOW_SIZE, w.n, ts, md, "Count", rollups=[()])
     b.add(WINDOWS_SCORED, 1, ts, md, "Count", rollups=[()])
-    if window.get("accuracy") is not None:
-        b.add(ACCURACY, window["accuracy"], ts, md, rollups=[()])
-        b.add(ACCURACY_LABELED, window.get("n_labeled", 0), ts, md, "Count", rollups=[()])
-    if not window.get("scored"):
+    if w.detail("accuracy") is not None:
+        b.add(ACCURACY, w.detail("accuracy"), ts, md, rollups=[()])
+        b.add(ACCURACY_LABELED, w.detail("n_labeled", 0), ts, md, "Count", rollups=[()])
+    if not w.scored:
         return b
-    b.add(DRIFT_ALERT_LEVEL, window_alert_level(window), ts, md, rollups=[()])
-    for name, sp in (window.get("spaces") or {}).items():
+    b.add(DRIFT_ALERT_LEVEL, window_alert_level(w), ts, md, rollups=[()])
+    spaces = w.detail("spaces", {})
+    for name, sp in spaces.items():
         for method, r in (sp.get("methods") or {}).items():
-            _method_points(b, model, name, method, r, ts)
-    primary = window.get("primary_space")
-    for method, r in (window.get("methods") or {}).items():
-        space = r.get("space", primary)
-        if space in (window.get("spaces") or {}):
+            _method_points(b, model, name, MethodScore.from_json(method, r), ts)
+    primary = w.detail("primary_space")
+    for method, r in w.methods.items():
+        space = r.space or primary
+        if space in spaces:
             continue  # embedding-space methods were added above
-        _method_points(b, model, space, method, r, ts)
+        _method_points(b, model, space, r, ts)
     return b
 
 
-def _method_points(b: Batch, model: str, space: str, method: str, r: dict[str, Any], ts: int) -> None:
-    d = {"Model": model, "Space": str(space), "Method": method}
-    if r.get("statistic") is not None:
-        b.add(DRIFT_STATISTIC, r["statistic"], ts, d)
-    if r.get("p_value") is not None:
-        b.add(DRIFT_P_VALUE, r["p_value"], ts, d)
-    b.add(DRIFT_IS_DRIFT, 1.0 if r.get("is_drift") else 0.0, ts, d)
-    b.add(METHOD_ALERT_LEVEL, LEVEL_RANK[level_of(r)], ts, d)
+def _method_points(b: Batch, model: str, space: str, r: MethodScore, ts: int) -> None:
+    d = {"Model": model, "Space": str(space), "Method": r.method}
+    if r.statistic is not None:
+        b.add(DRIFT_STATISTIC, r.statistic, ts, d)
+    if r.p_value is not None:
+        b.add(DRIFT_P_VALUE, r.p_value, ts, d)
+    b.add(DRIFT_IS_DRIFT, 1.0 if r.is_drift else 0.0, ts, d)
+    b.add(METHOD_ALERT_LEVEL, LEVEL_RANK[level_of(r.to_json())], ts, d)
 
 
-def run_points(run: dict[str, Any]) -> Batch:
+def run_points(run: ScoreRun | dict[str, Any]) -> Batch:
+    run = as_run(run)
     b = Batch()
-    for w in run.get("windows", []):
-        b.points += window_points(run["model"], w).points
+    for w in run.windows:
+        b.points += window_points(run.model, w).points
     return b
 
 
