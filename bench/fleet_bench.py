@@ -416,7 +416,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# P7 fleet-scale drift scoring {doc['date']}",
         "",
-        f"`python bench/fleet_bench.py` ({doc['seconds']:.0f} s). {doc['machine']}. Load average at start "
+        f"`{doc.get('command', 'python bench/fleet_bench.py')}` ({doc['seconds']:.0f} s). {doc['machine']}. Load average at start "
         f"{doc['loadavg_start']}, at end {doc['loadavg_end']} (a shared machine: other engineers' jobs ran at "
         f"the same time, so seconds are noisy; RSS is not). Packages: "
         + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".",
@@ -567,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "config": {"dim": args.dim, "n_ref": args.n_ref, "cluster": args.cluster},
         "tag": args.tag,
+        "command": " ".join(["python bench/fleet_bench.py", *(sys.argv[1:] if argv is None else argv)]),
         "points": [],
     }
     recipe = Recipe(args.dim)
