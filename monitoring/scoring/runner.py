@@ -448,7 +448,8 @@ def _row_windows(backend: Any, fits: ModelFits, model: str, read_records_df: Any
         if not NAME_RE.match(by):
             raise ValueError(f"--by {by!r}: a segment attribute name matches [a-z][a-z0-9_]{{0,31}}")
         cap_segments(pd.Series([], dtype=object), max_segments or DEFAULT_MAX_SEGMENTS)  # check the cap early
-        seg_fits = SegmentFits(b)
+        # segments in the window's own representation (no space projected: full width or all narrow)
+        seg_fits = SegmentFits(b, full_width=all(fits.projection(name) is None for name in fits.spaces))
     for w in wins:
         if w.positions is not None:
             sub = df.iloc[w.positions[0]:w.positions[1]]

@@ -64,8 +64,9 @@ def cap_segments(values: pd.Series, max_segments: int) -> pd.Series:
 class SegmentFits:
     """Baseline fits at the Bonferroni-corrected alpha, one set per number of segments (cached)."""
 
-    def __init__(self, baseline: Any) -> None:
+    def __init__(self, baseline: Any, *, full_width: bool = False) -> None:
         self.baseline = baseline
+        self.full_width = full_width  # the representation of the window's own scoring (ModelFits.fit)
         cfg = baseline.detector_config
         self.alpha = float(cfg["alpha"])
         self.n_null = int(cfg["n_null"])
@@ -83,7 +84,8 @@ class SegmentFits:
             alpha, n_null = self.corrected(m)
             b = self.baseline
             detectors = dict(b.manifest.get("detectors", {}), alpha=alpha, n_null=n_null)
-            self._fits[m] = ModelFits.fit(dataclasses.replace(b, manifest=dict(b.manifest, detectors=detectors)))
+            self._fits[m] = ModelFits.fit(dataclasses.replace(b, manifest=dict(b.manifest, detectors=detectors)),
+                                          full_width=self.full_width)
         return self._fits[m]
 
 

@@ -249,3 +249,18 @@ def test_fleet_cli_scores_the_projection_by_default_and_full_width_on_request(st
     assert doc["windows"][3]["methods"]["centroid"]["statistic"] != full["windows"][3]["methods"]["centroid"]["statistic"]
     with pytest.raises(SystemExit):
         main([*args, "--full-width", "--projected"])
+
+
+def test_score_cli_full_width_flag(store, tmp_path, capsys):
+    from monitoring.cli import main as cli_main
+
+    root = _copy(store, tmp_path)
+    base = ["score", "--store", str(root), "--model", MODEL, "--since", str(DAY), "--until", str(DAY + 4 * 3_600_000),
+            "--every", "1h", "--json", "--no-save", "--no-actuals"]
+    assert cli_main(base) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert cli_main([*base, "--full-width"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert default["baseline"]["spaces"]["image"]["scored_on"] == P128
+    assert full["baseline"]["spaces"]["image"]["scored_on"] == "full"
+    assert [w["any_drift"] for w in default["windows"]] == [w["any_drift"] for w in full["windows"]] == [False] * 3 + [True]
