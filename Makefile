@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 REPO   := model_repository
 MODELS := sd_img2img sd_depth sd_inpaint sd_upscale resnet_classifier
 PYTEST_ARGS ?=
+# Parallel workers (pytest-xdist): one file (or files sharing a server / store) per unit of work,
+# slow units first (tests/conftest.py, docs/testing.md). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup venv weights weights-real serve stop test client-demo demo demo-gen package mme env loadtest bench serve-docker rehearse soak clean help browser export-venvs explore-venv prometheus
 
@@ -68,7 +71,8 @@ client-demo: $(STAMP)
 # Fiddler SDKs, the explore test runs Phoenix, each in its own venv: `make test` installs them
 # first (about 8 min the first time, nothing after) and then requires them.
 test: setup browser export-venvs explore-venv prometheus
-	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 REQUIRE_PROMETHEUS=1 $(PY) -m pytest $(PYTEST_ARGS)
+	REQUIRE_BROWSER=1 REQUIRE_EXPORT_VENVS=1 REQUIRE_PROMETHEUS=1 $(PY) -m pytest \
+	  -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Arize / Fiddler SDKs and Arize Phoenix pin what our lock cannot share: one venv each under
 # build/venvs/<name> (pins in env/venv-<name>.lock), used offline by the export and explore tests.

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,18 @@ def gen_args(**kw) -> bytes:
 @pytest.fixture(scope="session")
 def model_repo() -> Path:
     """The shipped model repository, with tiny checkpoints built if `make weights` has not run."""
-    repo = ROOT / "model_repository"
-    missing = [m for m in MODEL_NAMES if not (repo / m / "1" / "checkpoint" / "model_index.json").exists()
-               and not (repo / m / "1" / "checkpoint" / "config.json").exists()]
-    if missing:
-        from serving.checkpoints.__main__ import main
+    from filelock import FileLock
 
-        main(["tiny", "--repo", str(repo), "--models", *missing])
+    repo = ROOT / "model_repository"
+    # Under xdist every worker asks at once: one builds, the others wait and then find them.
+    (ROOT / "build").mkdir(exist_ok=True)
+    with FileLock(str(ROOT / "build" / ".tiny-checkpoints.lock")):
+        missing = [m for m in MODEL_NAMES if not (repo / m / "1" / "checkpoint" / "model_index.json").exists()
+                   and not (repo / m / "1" / "checkpoint" / "config.json").exists()]
+        if missing:
+            from serving.checkpoints.__main__ import main
+
+            main(["tiny", "--repo", str(repo), "--models", *missing])
     return repo
 
 
@@ -113,3 +119,102 @@ def triton_server(model_repo, spool_dir, tmp_path_factory):
     yield server
     code = server.stop()
     assert code == 0, f"tritonserver exited with {code}:\n{server.log_tail()}"
+
+
+# ---- parallel runs (pytest-xdist; `make test` runs `-n 3 --dist loadfile`, see docs/testing.md) ----
+#
+# A unit of work is a test file, so its module-scoped fixtures (a server, a store) are built once,
+# on one worker. The files below that share a session fixture form one unit, so it is built once
+# per run and not once per worker. (xdist's own `--dist loadgroup` does not group with pytest 9.2:
+# it renames `item._nodeid`, which pytest 9 no longer reads; so the units are drawn here, by file.)
+
+#: file -> unit: files whose tests share a session fixture.
+SHARED_FILES: dict[str, str] = {
+    # triton_server (this file): one tritonserver with all five models, nothing unloads or kills it
+    "tests/serving/test_triton_server.py": "triton_server",
+    "tests/serving/test_response_encoding.py": "triton_server",
+    "tests/serving/loadtest/test_against_server.py": "triton_server",
+    # generative_scored (tests/monitoring/workflow/conftest.py): the sd_img2img store, built in-process
+    "tests/monitoring/workflow/test_generative_spaces.py": "generative_store",
+    "tests/monitoring/workflow/test_generative_report_browser.py": "generative_store",
+}
+
+#: Session fixtures of those units (a test file using one must be listed in SHARED_FILES).
+SHARED_FIXTURES: dict[str, str] = {"triton_server": "triton_server", "generative_scored": "generative_store"}
+
+#: Units that take longest, longest first, as measured on 2 cores (docs/testing.md). Workers get
+#: them first so that a long one never starts last and holds the run open while the others idle.
+SLOW_FIRST: tuple[str, ...] = (
+    "tests/monitoring/workflow/test_demo_e2e.py",
+    "generative_store",
+    "tests/monitoring/workflow/test_explore_browser.py",
+    "tests/monitoring/capture/test_capture_through_triton.py",
+    "tests/deploy/mme/test_mme_endpoint.py",
+    "tests/reliability/test_soak_short.py",
+    "tests/monitoring/workflow/test_explore_phoenix.py",
+    "tests/monitoring/workflow/test_exports_spaces.py",
+    "tests/monitoring/workflow/test_report_browser.py",
+    "tests/monitoring/drift/test_drift_defaults.py",
+    "tests/reliability/test_stub_killed.py",
+    "triton_server",
+    "tests/monitoring/test_monitoring_cli.py",
+    "tests/monitoring/sidecar/test_sidecar_process.py",
+    "tests/env/test_env_build.py",
+    "tests/monitoring/workflow/test_segments_served.py",
+    "tests/monitoring/workflow/test_exports.py",
+    "tests/reliability/test_mme_evicted_while_queued.py",
+    "tests/monitoring/workflow/test_served_equals_baseline.py",
+    "tests/monitoring/scoring/test_one_engine.py",
+    "tests/deploy/test_entrypoint.py",
+    "tests/deploy/mme/test_mme_capture.py",
+    "tests/deploy/mme/test_mme_versions.py",
+    "tests/deploy/mme/test_mme_stub_killed.py",
+)
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test id: its file, or the shared unit its file belongs to."""
+    path = nodeid.split("::", 1)[0]
+    return SHARED_FILES.get(path, path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, unit in SHARED_FIXTURES.items():
+            if fixture in item.fixturenames and unit_of(item.nodeid) != unit:
+                # it still passes, but builds the fixture again on another worker
+                warnings.warn(f"{item.nodeid} uses the session fixture {fixture}: add its file to SHARED_FILES "
+                              f"in tests/conftest.py so that it runs in the {unit!r} unit", stacklevel=1)
+    # The slow units first (the scheduler below keeps this order); the rest keep theirs (stable
+    # sort), and a unit's tests stay together and in order, so a run without xdist is unchanged
+    # but for the order of the files.
+    rank = {unit: i for i, unit in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: absent without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile` with the shared units above and the collection's order (slow first)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class UnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection's order, not "most tests first"
+    return UnitScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), before any worker
+        # Assemble build/triton/backends once here: workers starting tritonservers at the same
+        # time would otherwise copy the stub over a file another server is loading.
+        from serving.server import backend_dir
+
+        try:
+            backend_dir()
+        except RuntimeError:
+            pass  # no tritonserver installed: the tests that start one say so themselves

@@ -53,3 +53,27 @@ def labels_csv(digit_store, tmp_path) -> Path:
 @pytest.fixture
 def model() -> str:
     return MODEL
+
+
+@pytest.fixture(scope="session")
+def generative_scored(tmp_path_factory):
+    """(store, run): the generative demo's traffic, smaller, made by the real sd_img2img runtime
+    in-process: baseline (120) + clean / prompts moved / settings changed weeks (64 each), scored.
+
+    Built once for test_generative_spaces.py and test_generative_report_browser.py (one unit of
+    work under xdist: SHARED_FILES in tests/conftest.py); tests that write to the store use a copy.
+    """
+    from monitoring.baseline.sources import spaces_from_records
+    from monitoring.baseline.store import save_baseline
+    from monitoring.demo.generative import MODEL as GEN_MODEL
+    from monitoring.demo.generative import build_store as build_gen_store
+    from monitoring.demo.generative import default_phases
+    from monitoring.scoring.runner import score_model
+    from monitoring.scoring.windows import Window
+
+    store = tmp_path_factory.mktemp("gen-mixed") / "store"
+    spans = build_gen_store(store, default_phases(n_baseline=120, per_week=64), seed=1)
+    spaces, meta, info = spaces_from_records(store, GEN_MODEL, spans[0][1], spans[0][2])
+    b = save_baseline(store, GEN_MODEL, None, meta, spaces=spaces, source=info)
+    run = score_model(store, GEN_MODEL, baseline=b, windows=[Window(lab, s, e) for lab, s, e in spans[1:]], min_window=20)
+    return store, run

@@ -63,7 +63,7 @@ def explorer(store_template, tmp_path_factory):
                              "--workdir", str(root / "explore"), "--phoenix-python", PHOENIX_PYTHON],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # generous: on 2 busy cores (xdist workers) start-up took 5 min
         url = None
         while url is None or not _loaded(port):
             if proc.poll() is not None or time.monotonic() > deadline:

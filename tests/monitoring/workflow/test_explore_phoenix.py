@@ -48,7 +48,7 @@ def test_phoenix_starts_loads_both_sets_and_serves_its_ui(digit_store, labels_cs
                              "--workdir", str(tmp_path / "explore")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # generous: on 2 busy cores (xdist workers) start-up took 5 min
         data = None
         while data is None:
             assert proc.poll() is None, proc.stdout.read()[-3000:]

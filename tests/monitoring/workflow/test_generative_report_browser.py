@@ -5,7 +5,9 @@ and makes no request."""
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 
 import pytest
 
@@ -17,24 +19,19 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("needs Debian's chromium + chromium-driver (`make browser`; `make test` installs them)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def generative_report(tmp_path_factory):
-    """report.html of the generative demo's traffic, smaller: baseline + clean / prompts moved /
-    settings changed weeks, made by the real sd_img2img runtime in-process (as test_generative_spaces)."""
-    from monitoring.baseline.sources import spaces_from_records
-    from monitoring.baseline.store import save_baseline
-    from monitoring.demo.generative import MODEL, build_store, default_phases
-    from monitoring.report.build import build_report
-    from monitoring.scoring.runner import score_model
-    from monitoring.scoring.windows import Window
 
+@pytest.fixture(scope="module")
+def generative_report(generative_scored, tmp_path_factory):
+    """report.html of the generative demo's traffic, smaller: baseline + clean / prompts moved /
+    settings changed weeks, made by the real sd_img2img runtime in-process (the session's
+    generative_scored store, as test_generative_spaces; a copy, so its saved scores stay out)."""
+    from monitoring.demo.generative import MODEL
+    from monitoring.report.build import build_report
+
+    store, run = generative_scored
     root = tmp_path_factory.mktemp("gen-browser")
-    store = root / "store"
-    spans = build_store(store, default_phases(n_baseline=120, per_week=64), seed=1)
-    spaces, meta, info = spaces_from_records(store, MODEL, spans[0][1], spans[0][2])
-    b = save_baseline(store, MODEL, None, meta, spaces=spaces, source=info)
-    run = score_model(store, MODEL, baseline=b, windows=[Window(lab, s, e) for lab, s, e in spans[1:]], min_window=20)
-    return build_report(store, MODEL, root / "report", run=run)
+    shutil.copytree(store, root / "store")
+    return build_report(root / "store", MODEL, root / "report", run=copy.deepcopy(run))
 
 
 def test_generative_report_renders_every_space(generative_report, tmp_path):

@@ -7,33 +7,31 @@ settings; half img2img (digit pictures, the same distribution every week), half 
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitoring.alerts import export_scores
-from monitoring.baseline.sources import spaces_from_records
 from monitoring.baseline.store import load_baseline, save_baseline
 from monitoring.cli import main as cli_main
-from monitoring.demo.generative import MODEL, GenPhase, build_store, default_phases
+from monitoring.demo.generative import MODEL, GenPhase, build_store
 from monitoring.report.build import build_report
-from monitoring.scoring.runner import save_scores, score_model
-from monitoring.scoring.windows import Window, iso
-
-MIN_WINDOW = 20
+from monitoring.scoring.runner import save_scores
+from monitoring.scoring.windows import iso
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory):
-    """(store, run): baseline (120) + clean / prompts moved / settings changed weeks (64 each), scored."""
-    store = tmp_path_factory.mktemp("gen-mixed") / "store"
-    spans = build_store(store, default_phases(n_baseline=120, per_week=64), seed=1)
-    spaces, meta, info = spaces_from_records(store, MODEL, spans[0][1], spans[0][2])
-    b = save_baseline(store, MODEL, None, meta, spaces=spaces, source=info)
-    run = score_model(store, MODEL, baseline=b, windows=[Window(lab, s, e) for lab, s, e in spans[1:]], min_window=MIN_WINDOW)
-    return store, run
+def mixed(generative_scored, tmp_path_factory):
+    """(store, run): baseline (120) + clean / prompts moved / settings changed weeks (64 each), scored
+    (a copy of the session's store: tests here save scores into it)."""
+    store, run = generative_scored
+    dst = tmp_path_factory.mktemp("gen-mixed-copy") / "store"
+    shutil.copytree(store, dst)
+    return dst, copy.deepcopy(run)
 
 
 def _week(run, prefix: str) -> dict:
