@@ -75,6 +75,57 @@ def failures_on_metrics(metrics_port: int) -> list[str]:
                                                                    "pipeline_expired", "pipeline_late"))]
 
 
+class CpuMeter:
+    """CPU seconds used by the load generator (this process), tritonserver and its model stubs
+    during one step: on a shared 2-core host the client's CPU is the model's CPU."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+
+    def sample(self) -> dict[str, float]:
+        from serving import procfs
+
+        out = {"load_generator": procfs.cpu_seconds(os.getpid()) or 0.0,
+               "tritonserver": procfs.cpu_seconds(self.server_pid) or 0.0, "model_stubs": 0.0}
+        for pid in procfs.descendants(self.server_pid):
+            if pid != self.server_pid:
+                out["model_stubs"] += procfs.cpu_seconds(pid) or 0.0
+        return out
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, Any]:
+        d = {k: round(after[k] - before[k], 2) for k in before}
+        return {"cpu_s": d, "wall_s": round(wall_s, 2),
+                "cores_used": {k: round(v / max(wall_s, 1e-9), 2) for k, v in d.items()}}
+
+
+def pin(server_pid: int, server_cpus: set[int], client_cpus: set[int]) -> None:
+    """`--pin`: the load generator (this process) on its own cores, tritonserver and its model
+    processes on the others, as if the clients ran on another host. Every existing thread is
+    moved; threads started later inherit their creator's set."""
+    from serving import procfs
+
+    for pid in procfs.descendants(server_pid):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), server_cpus)
+            except OSError:  # a thread that just ended
+                pass
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), client_cpus)
+
+
+def where_the_time_went(step: dict[str, Any]) -> dict[str, Any]:
+    """The model instance's busy share of the step and what each process used meanwhile."""
+    srv, cpu = step.get("server") or {}, step["cpu"]
+    execs, infer_ms = srv.get("execution_count") or 0, srv.get("compute_infer_ms") or 0.0
+    busy_s = execs * infer_ms / 1000
+    return {"executions": execs, "mean_batch": srv.get("avg_batch_size"), "compute_ms_per_execution": infer_ms,
+            "instance_busy_fraction": round(busy_s / max(cpu["wall_s"], 1e-9), 3),
+            "idle_ms_per_execution": round((cpu["wall_s"] - busy_s) * 1000 / execs, 1) if execs else None,
+            "cores_used": cpu["cores_used"]}
+
+
 def run_step(server, model: str, rate: float, duration: float, deadline_s: float, steps: int, shipped: bool,
              seed: int, retry: bool = True) -> dict[str, Any]:
     transport = TritonTransport(model, server.http_url, "http", timeout_s=deadline_s,
@@ -82,12 +133,16 @@ def run_step(server, model: str, rate: float, duration: float, deadline_s: float
     stats = ServerStats(server.http_url, "http", model)
     probe = QueueProbe(f"127.0.0.1:{server.metrics_port}", model, stats, max_wait_s=300)
     payloads = PayloadFactory(SHIPPED, inference_steps=steps, seed=seed)
+    meter = CpuMeter(server.proc.pid)
+    cpu0, wall0 = meter.sample(), time.perf_counter()
     try:
         step = run_rate_step(transport, payloads, rate, duration_s=duration, max_workers=512, stats=stats,
                              recorder=Recorder(), settle=probe.settle, seed=seed)
     finally:
         transport.close()
         stats.close()
+    step["cpu"] = meter.delta(cpu0, meter.sample(), time.perf_counter() - wall0)
+    step["time"] = where_the_time_went(step)
     step.pop("_records", None)
     step["model"] = model
     step["side"] = ("shipped" if retry else "shipped, clients without retries") if shipped else "unbounded (before)"
@@ -96,6 +151,7 @@ def run_step(server, model: str, rate: float, duration: float, deadline_s: float
         f"refused {ov['refused']} (attempts {ov['refused_attempts']}) timeouts {ov['timeouts']} "
         f"other {ov['other_errors']} work for nobody {ov['work_for_nobody']}/{ov['server_successes']} "
         f"p50 {lat['p50']} ms queued at end {q.get('pending_at_end')} drained {q.get('drained_after_load_s')} s")
+    log(f"    {step['time']}")
     return step
 
 
@@ -155,6 +211,17 @@ def markdown(doc: dict) -> str:
                      f"{ov['other_errors']} | {ov['server_successes']} | {ov['work_for_nobody']} | "
                      f"{lat['p50']} / {lat['p99']} | {q.get('pending_at_end')} | {q.get('drained_after_last_answer_s')} | "
                      f"{q.get('idle_after_last_answer_s')} |")
+    lines += ["", "Where the time went (Triton statistics and /proc, over each step until the queue drained): "
+              "the model instance's busy share, its idle time per execution, and the cores each process used.", "",
+              "| side | offered/s | executions | mean batch | compute ms / execution | instance busy | idle ms / execution | "
+              "cores: load generator / tritonserver / model processes |", "|---|---|---|---|---|---|---|---|"]
+    for s in doc["steps"]:
+        t = s.get("time")
+        if t:
+            c = t["cores_used"]
+            lines.append(f"| {s['side']} | {s['target_rps']:g} | {t['executions']} | {t['mean_batch']} | "
+                         f"{t['compute_ms_per_execution']} | {t['instance_busy_fraction']:.0%} | {t['idle_ms_per_execution']} | "
+                         f"{c['load_generator']} / {c['tritonserver']} / {c['model_stubs']} |")
     g = doc["goals"]
     lines += ["", "Goals (shipped side):", ""]
     lines += [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in g["met"].items()]
@@ -177,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=5.0, help="client deadline, s")
     p.add_argument("--capacity", type=float, default=None, help="skip the capacity measurement")
     p.add_argument("--threads", type=int, default=2, help="OMP threads of the model process")
+    p.add_argument("--pin", action="store_true",
+                   help="load generator on the last core, tritonserver and its models on the others "
+                        "(clients as if on another host; both phases the same way)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
@@ -188,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                            extra_env={"OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)})
     load0 = list(os.getloadavg())
     server.start(wait_s=900)
+    cpus = sorted(os.sched_getaffinity(0))
+    if a.pin:
+        if len(cpus) < 2:
+            raise SystemExit(f"--pin needs at least 2 CPUs, this process may use {cpus}")
+        pin(server.proc.pid, set(cpus[:-1]), {cpus[-1]})
+        log(f"pinned: tritonserver and models on CPUs {cpus[:-1]}, load generator on CPU {cpus[-1]}")
     try:
         capacity = a.capacity or measure_capacity(server, a.duration, a.steps)
         log(f"capacity {capacity:.2f} req/s")
@@ -208,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     at_cap, over, before_cap, no_retry = steps[0], steps[1], steps[2], steps[4]
     date = dt.date.today().isoformat()
     doc = {"bench": "P8 overload", "date": date, "capacity_rps": capacity, "rates": rates,
-           "config": {"duration_s": a.duration, "steps": a.steps, "deadline_s": a.deadline, "threads": a.threads},
+           "config": {"duration_s": a.duration, "steps": a.steps, "deadline_s": a.deadline, "threads": a.threads,
+                      "pinned": {"server_cpus": cpus[:-1], "client_cpus": [cpus[-1]]} if a.pin else None},
            "host": {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": list(os.getloadavg())},
            "steps": steps, "goals": goals(at_cap, over, before_cap),
            "goals_without_client_retries": goals(at_cap, no_retry, before_cap), "metrics_after": metrics_after,
