@@ -39,3 +39,33 @@ def test_where_the_time_went_is_busy_share_and_idle_per_execution():
     assert t["instance_busy_fraction"] == 0.5 and t["idle_ms_per_execution"] == 200.0
     assert t["executions"] == 40 and t["mean_batch"] == 4.0
     assert overload.where_the_time_went({"server": None, "cpu": step["cpu"]})["idle_ms_per_execution"] is None
+
+
+def test_execution_gaps_separate_idle_time_with_waiting_requests_from_idle_time_without():
+    ms = 1_000_000
+    # Three executions of model m: [0,100], [150,250] (gap 50 ms; request 3 waited through it),
+    # [400,500] (gap 150 ms, nobody waiting: request 4 arrived during it). Another model's and an
+    # execution outside the window are ignored.
+    reqs = [
+        {"model": "m", "QUEUE_START": 0, "COMPUTE_START": 0, "COMPUTE_END": 100 * ms},
+        {"model": "m", "QUEUE_START": 1 * ms, "COMPUTE_START": 0, "COMPUTE_END": 100 * ms},
+        {"model": "m", "QUEUE_START": 90 * ms, "COMPUTE_START": 150 * ms, "COMPUTE_END": 250 * ms},
+        {"model": "m", "QUEUE_START": 390 * ms, "COMPUTE_START": 400 * ms, "COMPUTE_END": 500 * ms},
+        {"model": "other", "QUEUE_START": 260 * ms, "COMPUTE_START": 260 * ms, "COMPUTE_END": 390 * ms},
+        {"model": "m", "QUEUE_START": 900 * ms, "COMPUTE_START": 900 * ms, "COMPUTE_END": 950 * ms},
+        {"model": "m", "QUEUE_START": 600 * ms},  # refused or still queued: never computed
+    ]
+    g = overload.execution_gaps(reqs, "m", 0, 800 * ms)
+    assert g["executions"] == 3 and g["compute_ms_per_execution"] == 100.0
+    assert g["idle_s"] == 0.2 and g["idle_s_while_requests_waited"] == 0.05
+    assert g["busy_fraction"] == 0.6 and g["gap_ms_p50"] == 150.0
+    assert overload.execution_gaps(reqs, "m", 890 * ms, 1000 * ms) is None  # one execution: no gap
+
+
+def test_read_trace_merges_a_requests_entries_across_files(tmp_path):
+    prefix = tmp_path / "trace.json"
+    (tmp_path / "trace.json.0").write_text(
+        '[{"id":1,"timestamps":[{"name":"QUEUE_START","ns":5}]},{"id":1,"model_name":"m","model_version":1}]')
+    (tmp_path / "trace.json.1").write_text('[{"id":1,"timestamps":[{"name":"COMPUTE_START","ns":9}]}]')
+    (tmp_path / "trace.json.2").write_text('[{"id":2,"timest')  # cut short by a forced stop
+    assert overload.read_trace(prefix) == [{"QUEUE_START": 5, "model": "m", "COMPUTE_START": 9}]
