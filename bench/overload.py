@@ -42,8 +42,17 @@ from serving.loadtest.transports import TritonTransport  # noqa: E402
 from serving.retry import NO_RETRY, RetryPolicy  # noqa: E402
 
 REPO = ROOT / "build" / "bench" / "overload" / "model_repository"
+TRACE = ROOT / "build" / "bench" / "overload" / "trace" / "trace.json"
 SHIPPED, UNBOUNDED = "sd_img2img", "sd_img2img_unbounded"
 _POLICY = re.compile(r"\n\s*# Bounded queue.*?default_queue_policy\s*\{[^}]*\}\n", re.S)
+
+
+def trace_args(prefix: Path) -> tuple[str, ...]:
+    """tritonserver flags for a timestamp trace of every request, flushed every 20 requests."""
+    shutil.rmtree(prefix.parent, ignore_errors=True)
+    prefix.parent.mkdir(parents=True)
+    return ("--trace-config", f"triton,file={prefix}", "--trace-config", "triton,log-frequency=20",
+            "--trace-config", "level=TIMESTAMPS", "--trace-config", "rate=1")
 
 
 def log(msg: str) -> None:
@@ -75,6 +84,96 @@ def failures_on_metrics(metrics_port: int) -> list[str]:
                                                                    "pipeline_expired", "pipeline_late"))]
 
 
+class CpuMeter:
+    """CPU seconds used by the load generator (this process), tritonserver and its model stubs
+    during one step: on a shared 2-core host the client's CPU is the model's CPU."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+
+    def sample(self) -> dict[str, float]:
+        from serving import procfs
+
+        out = {"load_generator": procfs.cpu_seconds(os.getpid()) or 0.0,
+               "tritonserver": procfs.cpu_seconds(self.server_pid) or 0.0, "model_stubs": 0.0}
+        for pid in procfs.descendants(self.server_pid):
+            if pid != self.server_pid:
+                out["model_stubs"] += procfs.cpu_seconds(pid) or 0.0
+        return out
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, Any]:
+        d = {k: round(after[k] - before[k], 2) for k in before}
+        return {"cpu_s": d, "wall_s": round(wall_s, 2),
+                "cores_used": {k: round(v / max(wall_s, 1e-9), 2) for k, v in d.items()}}
+
+
+def pin(server_pid: int, server_cpus: set[int], client_cpus: set[int]) -> None:
+    """`--pin`: the load generator (this process) on its own cores, tritonserver and its model
+    processes on the others, as if the clients ran on another host. Every existing thread is
+    moved; threads started later inherit their creator's set."""
+    from serving import procfs
+
+    for pid in procfs.descendants(server_pid):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), server_cpus)
+            except OSError:  # a thread that just ended
+                pass
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), client_cpus)
+
+
+def where_the_time_went(step: dict[str, Any]) -> dict[str, Any]:
+    """The model instance's busy share of the step and what each process used meanwhile."""
+    srv, cpu = step.get("server") or {}, step["cpu"]
+    execs, infer_ms = srv.get("execution_count") or 0, srv.get("compute_infer_ms") or 0.0
+    busy_s = execs * infer_ms / 1000
+    return {"executions": execs, "mean_batch": srv.get("avg_batch_size"), "compute_ms_per_execution": infer_ms,
+            "instance_busy_fraction": round(busy_s / max(cpu["wall_s"], 1e-9), 3),
+            "idle_ms_per_execution": round((cpu["wall_s"] - busy_s) * 1000 / execs, 1) if execs else None,
+            "cores_used": cpu["cores_used"]}
+
+
+def read_trace(prefix: Path) -> list[dict[str, Any]]:
+    """Triton's trace files (`--trace`, level TIMESTAMPS) as one dict of timestamps per request."""
+    merged: dict[int, dict[str, Any]] = {}
+    for path in sorted(prefix.parent.glob(prefix.name + "*")):
+        try:
+            entries = json.loads(path.read_text())
+        except ValueError:  # a file cut short by a forced stop
+            continue
+        for entry in entries:
+            rec = merged.setdefault(entry["id"], {})
+            if "model_name" in entry:
+                rec["model"] = entry["model_name"]
+            for ts in entry.get("timestamps", []):
+                rec[ts["name"]] = ts["ns"]
+    return list(merged.values())
+
+
+def execution_gaps(requests: list[dict[str, Any]], model: str, start_ns: int, end_ns: int) -> dict[str, Any] | None:
+    """The model instance's executions that started in [start_ns, end_ns] and the idle gaps between them:
+    how long, and how much of that idle time had requests waiting in the queue (admitted before the
+    gap began, computed after it ended): idle while work waited is time the server lost, not the load."""
+    computed = [r for r in requests if r.get("model") == model and "COMPUTE_START" in r and "COMPUTE_END" in r]
+    execs = sorted({(r["COMPUTE_START"], r["COMPUTE_END"]) for r in computed if start_ns <= r["COMPUTE_START"] <= end_ns})
+    if len(execs) < 2:
+        return None
+    gaps = []
+    for (_, end0), (start1, _) in zip(execs, execs[1:]):
+        waiting = sum(1 for r in computed if r.get("QUEUE_START", end_ns + 1) <= end0 and r["COMPUTE_START"] >= start1)
+        gaps.append((max(0, start1 - end0), waiting))
+    busy = sum(e - s for s, e in execs)
+    span = execs[-1][1] - execs[0][0]
+    ms = sorted(g / 1e6 for g, _ in gaps)
+    return {"executions": len(execs), "busy_fraction": round(busy / max(span, 1), 3),
+            "compute_ms_per_execution": round(busy / len(execs) / 1e6, 1),
+            "gap_ms_p50": round(ms[len(ms) // 2], 1), "gap_ms_p90": round(ms[int(len(ms) * 0.9)], 1),
+            "idle_s": round(sum(g for g, _ in gaps) / 1e9, 3),
+            "idle_s_while_requests_waited": round(sum(g for g, w in gaps if w) / 1e9, 3)}
+
+
 def run_step(server, model: str, rate: float, duration: float, deadline_s: float, steps: int, shipped: bool,
              seed: int, retry: bool = True) -> dict[str, Any]:
     transport = TritonTransport(model, server.http_url, "http", timeout_s=deadline_s,
@@ -82,12 +181,18 @@ def run_step(server, model: str, rate: float, duration: float, deadline_s: float
     stats = ServerStats(server.http_url, "http", model)
     probe = QueueProbe(f"127.0.0.1:{server.metrics_port}", model, stats, max_wait_s=300)
     payloads = PayloadFactory(SHIPPED, inference_steps=steps, seed=seed)
+    meter = CpuMeter(server.proc.pid)
+    cpu0, wall0 = meter.sample(), time.perf_counter()
+    window0 = time.monotonic_ns()  # Triton's trace clock (steady_clock)
     try:
         step = run_rate_step(transport, payloads, rate, duration_s=duration, max_workers=512, stats=stats,
                              recorder=Recorder(), settle=probe.settle, seed=seed)
     finally:
         transport.close()
         stats.close()
+    step["cpu"] = meter.delta(cpu0, meter.sample(), time.perf_counter() - wall0)
+    step["time"] = where_the_time_went(step)
+    step["_window_ns"] = (window0, time.monotonic_ns())
     step.pop("_records", None)
     step["model"] = model
     step["side"] = ("shipped" if retry else "shipped, clients without retries") if shipped else "unbounded (before)"
@@ -96,7 +201,19 @@ def run_step(server, model: str, rate: float, duration: float, deadline_s: float
         f"refused {ov['refused']} (attempts {ov['refused_attempts']}) timeouts {ov['timeouts']} "
         f"other {ov['other_errors']} work for nobody {ov['work_for_nobody']}/{ov['server_successes']} "
         f"p50 {lat['p50']} ms queued at end {q.get('pending_at_end')} drained {q.get('drained_after_load_s')} s")
+    log(f"    {step['time']}")
     return step
+
+
+def warm_up(server, model: str, steps: int) -> None:
+    """Two full batches on each model before anything is measured: a model's first pipeline
+    calls are several times slower (allocation, lazy init), which counted in the capacity before."""
+    transport = TritonTransport(model, server.http_url, "http", timeout_s=300)
+    try:
+        run_concurrency_step(transport, PayloadFactory(SHIPPED, inference_steps=steps, seed=99), 4, duration_s=300,
+                             max_requests=8)
+    finally:
+        transport.close()
 
 
 def measure_capacity(server, duration: float, steps: int) -> float:
@@ -155,6 +272,28 @@ def markdown(doc: dict) -> str:
                      f"{ov['other_errors']} | {ov['server_successes']} | {ov['work_for_nobody']} | "
                      f"{lat['p50']} / {lat['p99']} | {q.get('pending_at_end')} | {q.get('drained_after_last_answer_s')} | "
                      f"{q.get('idle_after_last_answer_s')} |")
+    lines += ["", "Where the time went (Triton statistics and /proc, over each step until the queue drained): "
+              "the model instance's busy share, its idle time per execution, and the cores each process used.", "",
+              "| side | offered/s | executions | mean batch | compute ms / execution | instance busy | idle ms / execution | "
+              "cores: load generator / tritonserver / model processes |", "|---|---|---|---|---|---|---|---|"]
+    for s in doc["steps"]:
+        t = s.get("time")
+        if t:
+            c = t["cores_used"]
+            lines.append(f"| {s['side']} | {s['target_rps']:g} | {t['executions']} | {t['mean_batch']} | "
+                         f"{t['compute_ms_per_execution']} | {t['instance_busy_fraction']:.0%} | {t['idle_ms_per_execution']} | "
+                         f"{c['load_generator']} / {c['tritonserver']} / {c['model_stubs']} |")
+    traced = [s for s in doc["steps"] if s.get("trace")]
+    if traced:
+        lines += ["", "Triton trace (`--trace`): executions that started in each step, the idle gaps between them, and "
+                  "the idle time during which admitted requests were waiting in the queue.", "",
+                  "| side | offered/s | executions | busy | compute ms / execution | gap p50 / p90 ms | idle s | "
+                  "idle s while requests waited |", "|---|---|---|---|---|---|---|---|"]
+        for s in traced:
+            t = s["trace"]
+            lines.append(f"| {s['side']} | {s['target_rps']:g} | {t['executions']} | {t['busy_fraction']:.0%} | "
+                         f"{t['compute_ms_per_execution']} | {t['gap_ms_p50']} / {t['gap_ms_p90']} | {t['idle_s']} | "
+                         f"{t['idle_s_while_requests_waited']} |")
     g = doc["goals"]
     lines += ["", "Goals (shipped side):", ""]
     lines += [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in g["met"].items()]
@@ -177,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=5.0, help="client deadline, s")
     p.add_argument("--capacity", type=float, default=None, help="skip the capacity measurement")
     p.add_argument("--threads", type=int, default=2, help="OMP threads of the model process")
+    p.add_argument("--pin", action="store_true",
+                   help="load generator on the last core, tritonserver and its models on the others "
+                        "(clients as if on another host; both phases the same way)")
+    p.add_argument("--trace", action="store_true",
+                   help="Triton trace of every request (timestamps): idle gaps between executions per step")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
@@ -185,10 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     build_repo()
     server = TritonProcess(repo=REPO, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            models=(SHIPPED, UNBOUNDED), log_path=ROOT / "build" / "bench" / "logs" / "overload.log",
-                           extra_env={"OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)})
+                           extra_env={"OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)},
+                           extra_args=trace_args(TRACE) if a.trace else ())
     load0 = list(os.getloadavg())
     server.start(wait_s=900)
+    cpus = sorted(os.sched_getaffinity(0))
+    if a.pin:
+        if len(cpus) < 2:
+            raise SystemExit(f"--pin needs at least 2 CPUs, this process may use {cpus}")
+        pin(server.proc.pid, set(cpus[:-1]), {cpus[-1]})
+        log(f"pinned: tritonserver and models on CPUs {cpus[:-1]}, load generator on CPU {cpus[-1]}")
     try:
+        for model in (SHIPPED, UNBOUNDED):
+            warm_up(server, model, a.steps)
         capacity = a.capacity or measure_capacity(server, a.duration, a.steps)
         log(f"capacity {capacity:.2f} req/s")
         rate = max(0.1, round(capacity, 1))  # "at capacity": the measured rate, to 0.1 req/s
@@ -205,10 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         metrics_after = failures_on_metrics(server.metrics_port)
     finally:
         code = server.stop()
+    trace = read_trace(TRACE) if a.trace else []
+    for s in steps:
+        w0, w1 = s.pop("_window_ns")
+        if a.trace:
+            s["trace"] = execution_gaps(trace, s["model"], w0, w1)
     at_cap, over, before_cap, no_retry = steps[0], steps[1], steps[2], steps[4]
     date = dt.date.today().isoformat()
     doc = {"bench": "P8 overload", "date": date, "capacity_rps": capacity, "rates": rates,
-           "config": {"duration_s": a.duration, "steps": a.steps, "deadline_s": a.deadline, "threads": a.threads},
+           "config": {"duration_s": a.duration, "steps": a.steps, "deadline_s": a.deadline, "threads": a.threads,
+                      "pinned": {"server_cpus": cpus[:-1], "client_cpus": [cpus[-1]]} if a.pin else None},
            "host": {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": list(os.getloadavg())},
            "steps": steps, "goals": goals(at_cap, over, before_cap),
            "goals_without_client_retries": goals(at_cap, no_retry, before_cap), "metrics_after": metrics_after,

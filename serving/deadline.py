@@ -1,4 +1,8 @@
-"""Deadlines that travel with a request: the caller's `deadline_ms` request parameter.
+"""Deadlines that travel with a request: the caller's `deadline_ms` request parameter, or the
+`X-Request-Deadline-Ms` HTTP header (gRPC metadata `x-request-deadline-ms`) for callers that
+cannot touch the body. Triton hands a header to the model only when told to
+(`--http-header-forward-pattern`, which `serving.server.TritonProcess` always passes); it then
+arrives as a request parameter named like the header. With both, the earlier instant wins.
 
 A client that will give up at some instant says so (`deadline_ms`, epoch milliseconds UTC),
 so that the runtime can drop the request instead of computing for nobody when it is still
@@ -20,6 +24,11 @@ from typing import Any
 from serving.errors import InvalidInputError
 
 PARAMETER = "deadline_ms"
+HEADER = "X-Request-Deadline-Ms"
+# What tritonserver forwards to the model as request parameters (RE2; header names are
+# case-insensitive in HTTP and lower case in gRPC metadata). Nothing else: other headers
+# (auth, cookies) must not reach model code or capture.
+HEADER_FORWARD_PATTERN = "(?i)^x-request-deadline-ms$"
 # Accepted range: 2020-01-01 .. 2100-01-01; anything else is a unit mistake (seconds, µs).
 MIN_MS, MAX_MS = 1_577_836_800_000, 4_102_444_800_000
 
@@ -29,19 +38,26 @@ def now_ms() -> int:
 
 
 def parse_deadline(parameters: str | Mapping[str, Any] | None) -> int | None:
-    """The request's deadline (epoch ms) from `request.parameters()` (JSON text), or None."""
+    """The request's deadline (epoch ms) from `request.parameters()` (JSON text), or None: the
+    `deadline_ms` parameter or the forwarded header, the earlier of the two when both are set."""
     if not parameters:
         return None
     params = json.loads(parameters) if isinstance(parameters, str) else parameters
-    value = params.get(PARAMETER)
+    found = [_check(PARAMETER, "request parameter", params.get(PARAMETER))]
+    found += [_check(key, "header", value) for key, value in params.items()
+              if isinstance(key, str) and key.lower() == HEADER.lower()]
+    found = [v for v in found if v is not None]
+    return min(found) if found else None
+
+
+def _check(name: str, what: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_MS <= value <= MAX_MS:
         raise InvalidInputError(
-            f"request parameter '{PARAMETER}': {value!r} must be epoch milliseconds (UTC) between "
-            f"{MIN_MS} and {MAX_MS}")
+            f"{what} '{name}': {value!r} must be epoch milliseconds (UTC) between {MIN_MS} and {MAX_MS}")
     return value
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES, host_services
+from serving.deadline import HEADER_FORWARD_PATTERN
 from serving.triton_http import (CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction,
                                  hide_in_argv, new_control_key, restricted_args)
 
@@ -130,6 +131,9 @@ class TritonProcess:
             f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}", "--http-address=127.0.0.1",
             "--grpc-address=127.0.0.1", "--log-verbose=0",
+            # The deadline header reaches the model as a request parameter (serving/deadline.py).
+            f"--http-header-forward-pattern={HEADER_FORWARD_PATTERN}",
+            f"--grpc-header-forward-pattern={HEADER_FORWARD_PATTERN}",
         ]
         # Always explicit model control: it is what lets the watchdog (serving/watchdog.py)
         # reload a model whose stub died, and what SageMaker's Triton container runs with.

@@ -172,10 +172,12 @@ class TritonModel:
             # ground truth can be joined to captured records later.
             ids.append(request.request_id() or new_request_id())
             raw.append(RawRequest(tensors, ids[-1], deadline))
-        results = self.runtime.handle(raw)
-        # A request refused for its parameters is recorded as the error its caller got, not as ok.
-        results = [RequestResult(error=enc, compute_ms=res.compute_ms, wait_ms=res.wait_ms, batch_size=res.batch_size)
-                   if isinstance(enc, ServingError) else res for res, enc in zip(results, encodings)]
+        # A request refused for its parameters never reaches the runtime: it gets its own error
+        # (recorded as the error its caller got) and its batch-mates are computed without it.
+        valid = [i for i, enc in enumerate(encodings) if not isinstance(enc, ServingError)]
+        computed = iter(self.runtime.handle([raw[i] for i in valid]) if valid else [])
+        results = [next(computed) if not isinstance(enc, ServingError) else RequestResult(error=enc)
+                   for enc in encodings]
         responses = []
         for rid, result, encoding in zip(ids, results, encodings):
             if isinstance(encoding, ServingError):

@@ -38,6 +38,7 @@ from deploy.mme.source import ModelSource, check_target_model
 from deploy.mme.triton import TritonControl, error_text
 from deploy.payload import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, PayloadError, header_size
 from serving import host_services
+from serving.deadline import HEADER as DEADLINE_HEADER  # forwarded to Triton, which hands it to the model
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec = cache.acquire(name, load=False)
         try:
             status, content_type, out = self.endpoint.forward(rec, body, self.headers.get("Content-Type"),
-                                                              self.headers.get(INFERENCE_ID_HEADER))
+                                                              self.headers.get(INFERENCE_ID_HEADER), self.headers.get(DEADLINE_HEADER))
         finally:
             cache.release(rec)
         extra = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None  # a refusal: retry later
@@ -199,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
             rec = ep.cache.acquire(target, url=url)
             try:
                 status, content_type, out = ep.forward(rec, body, self.headers.get("Content-Type"),
-                                                       self.headers.get(INFERENCE_ID_HEADER))
+                                                       self.headers.get(INFERENCE_ID_HEADER), self.headers.get(DEADLINE_HEADER))
             finally:
                 ep.cache.release(rec)
             if status == 503:
@@ -308,7 +309,7 @@ class MMEEndpoint:
                            sidecar_log=self.work_dir / "log" / "sidecar.log")
 
     def forward(self, rec: ModelRecord, body: bytes, content_type: str | None,
-                inference_id: str | None) -> tuple[int, str, bytes]:
+                inference_id: str | None, deadline: str | None = None) -> tuple[int, str, bytes]:
         """Send one inference body to Triton; return (status, SageMaker content type, body)."""
         try:
             size = header_size(content_type)
@@ -321,6 +322,8 @@ class MMEEndpoint:
             headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(size)}
         if inference_id:
             headers[INFERENCE_ID_HEADER] = inference_id
+        if deadline:  # the caller's deadline, checked by the model (serving/deadline.py)
+            headers[DEADLINE_HEADER] = deadline
         assert self.triton is not None and rec.triton_name
         status, resp_headers, out = self.triton.infer(rec.triton_name, body, headers, self.config.infer_timeout_s)
         length = resp_headers.get("inference-header-content-length")

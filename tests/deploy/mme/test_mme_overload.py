@@ -70,3 +70,23 @@ def test_burst_is_refused_with_503_retry_after_and_counted(endpoint):
     status, text = http("GET", f"{endpoint.url}/metrics")
     line = next(ln for ln in text.decode().splitlines() if ln.startswith("mme_model_refusals_total{"))
     assert f'model="{TARGET}"' in line and float(line.rsplit(" ", 1)[1]) == len(refused)
+
+
+def test_deadline_header_travels_through_the_front_to_the_model(endpoint):
+    from serving.deadline import HEADER, now_ms
+
+    body, ctype = build_request({"prompt": [b"a red house"], "image": [png(64)],
+                                 "gen_args": [gen_args(num_inference_steps=2)]}, binary=True)
+    url = f"{endpoint.url}/endpoints/local/invocations"
+    base = {"Content-Type": ctype, "X-Amzn-SageMaker-Target-Model": TARGET}
+
+    status, doc = http("POST", url, body=body, headers={**base, HEADER: "soon"})
+    # SageMaker's form of the model's 400: 424 ModelError naming it
+    assert status == 424 and "client error (400)" in str(doc), (status, doc)
+    assert HEADER in doc["OriginalMessage"] and "'soon'" in doc["OriginalMessage"], doc
+
+    status, doc = http("POST", url, body=body, headers={**base, HEADER: str(now_ms() - 1000)})
+    assert status == 503 and "request expired" in str(doc), (status, doc)  # dropped before its pipeline call
+
+    status, out = http("POST", url, body=body, headers={**base, HEADER: str(now_ms() + 120_000)})
+    assert status == 200, (status, out)

@@ -1,0 +1,150 @@
+"""Request parameters against the real tritonserver: a batch-mate refused for a bad parameter is
+not computed, and the deadline header form reaches the model over HTTP and gRPC."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
+from serving.deadline import HEADER, now_ms
+from serving.loadtest.stats import pending_from_metrics
+from serving.server import TritonProcess
+from tests.conftest import free_port, png, wait_for
+
+MODEL = "sd_img2img"
+
+
+@pytest.fixture(scope="module")
+def spool(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("params-spool")
+
+
+@pytest.fixture(scope="module")
+def server(model_repo, spool, tmp_path_factory):
+    s = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                      models=(MODEL,), log_path=tmp_path_factory.mktemp("params") / "tritonserver.log",
+                      extra_env={"OMP_NUM_THREADS": "1", "CAPTURE_SPOOL_DIR": str(spool),
+                                 "CAPTURE_FLUSH_INTERVAL_S": "0.2"}).start(wait_s=600)
+    yield s
+    assert s.stop() == 0, s.log_tail()
+
+
+def metrics(server) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+
+
+def counter(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'model="{MODEL}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} for {MODEL} not on /metrics")
+
+
+def inputs(tc, steps: int, seed: int, rows: int = 1):
+    args = json.dumps({"num_inference_steps": steps, "seed": seed}).encode()
+    out = []
+    for name, value in (("prompt", b"a red house"), ("image", png(64, 3)), ("gen_args", args)):
+        t = tc.InferInput(name, [rows, 1], "BYTES")
+        t.set_data_from_numpy(np.array([[value]] * rows, dtype=np.object_))
+        out.append(t)
+    return out
+
+
+def call(server, results: dict, key: str, steps: int, rows: int = 1, **kw) -> None:
+    client = httpclient.InferenceServerClient(url=server.http_url)
+    try:
+        out = client.infer(MODEL, inputs(httpclient, steps, 7, rows), request_id=key, **kw)
+        results[key] = ("ok", out.as_numpy("generated_image"))
+    except InferenceServerException as exc:
+        results[key] = (str(exc.status()), exc.message())
+    finally:
+        client.close()
+
+
+def captured(spool: Path) -> dict[str, dict]:
+    out = {}
+    for path in spool.rglob(f"*{SEGMENT_SUFFIX}"):
+        for rec in read_segment(str(path)).records:
+            out[rec["request_id"]] = rec
+    return out
+
+
+def batch_count(client, size: int) -> int:
+    stats = client.get_inference_statistics(MODEL)["model_stats"][0]
+    return sum(int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", []) if int(b["batch_size"]) == size)
+
+
+def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(server, spool):
+    client = httpclient.InferenceServerClient(url=server.http_url)
+    pairs0 = batch_count(client, 2)
+    results: dict = {}
+    # 1. Occupy the one instance with two long calls of a full batch each (one running, one
+    #    queued: stable for the length of a long call). The next two requests queue behind them;
+    #    no full batch has room for them, so they leave the queue together: one execute() call.
+    long = [threading.Thread(target=call, args=(server, results, key, 150), kwargs={"rows": 4})
+            for key in ("busy", "filler")]
+    for t in long:
+        t.start()
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120, "one long call running, one queued")
+    # 2. Two requests with the same inputs (they would share one pipeline call), one of them
+    #    with an image_encoding the server does not know.
+    mates = [threading.Thread(target=call, args=(server, results, "good", 2)),
+             threading.Thread(target=call, args=(server, results, "bad", 2),
+                              kwargs={"parameters": {"image_encoding": "bogus"}})]
+    for t in mates:
+        t.start()
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 3 or results, 120,
+             "both requests queued behind the long calls")
+    assert not results, "a long call ended before both requests were queued: cannot be sure they batch"
+    for t in (*long, *mates):
+        t.join(timeout=300)
+        assert not t.is_alive(), "a request was never answered"
+
+    assert results["busy"][0] == "ok" and results["filler"][0] == "ok"
+    assert results["good"][0] == "ok" and results["good"][1].shape == (1, 1)
+    status, message = results["bad"]
+    assert status == "400" and "image_encoding" in message and "bogus" in message, results["bad"]
+    assert batch_count(client, 2) == pairs0 + 1, "the two requests were not one batch"
+    client.close()
+
+    # Not computed: its record has no compute time and no pipeline call; its batch-mate's
+    # pipeline call held only the good request's one item.
+    records = wait_for(lambda: (c := captured(spool)) and {"good", "bad"} <= c.keys() and c, 30, "capture records")
+    bad, good = records["bad"], records["good"]
+    assert bad["outcome"] == "error" and bad["error_code"] == "INVALID_ARG" and "image_encoding" in bad["error_message"]
+    assert bad["compute_ms"] == 0 and bad["batch_size"] == 0
+    assert good["outcome"] == "ok" and good["batch_size"] == 1
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_deadline_header_reaches_the_model(server, protocol):
+    tc = grpcclient if protocol == "grpc" else httpclient
+    client = tc.InferenceServerClient(url=server.grpc_url if protocol == "grpc" else server.http_url)
+    name = HEADER.lower() if protocol == "grpc" else HEADER  # gRPC metadata keys are lower case
+    try:
+        # A malformed value is the caller's error, named as the header it came in.
+        with pytest.raises(InferenceServerException) as e:
+            client.infer(MODEL, inputs(tc, 2, 1), headers={name: "soon"})
+        assert HEADER.lower() in e.value.message().lower() and "'soon'" in e.value.message(), e.value.message()
+
+        # A deadline that has passed: dropped by the runtime before its pipeline call.
+        expired0 = counter(metrics(server), "pipeline_expired_requests_total")
+        with pytest.raises(InferenceServerException) as e:
+            client.infer(MODEL, inputs(tc, 2, 1), headers={name: str(now_ms() - 1000)})
+        assert "request expired" in e.value.message(), e.value.message()
+        assert counter(metrics(server), "pipeline_expired_requests_total") == expired0 + 1
+
+        # A deadline in the future: served.
+        out = client.infer(MODEL, inputs(tc, 2, 1), headers={name: str(now_ms() + 120_000)})
+        assert out.as_numpy("generated_image").shape == (1, 1)
+    finally:
+        client.close()
