@@ -9,9 +9,13 @@ Usage inside a model (Triton Python backend ``initialize`` / ``execute`` / ``fin
     self.capture.close(timeout=30)       # in finalize(): flushes everything
 
 ``submit`` never blocks and never does I/O: it samples, then ``put_nowait``s into a bounded
-queue; when the queue is full the record is dropped and counted. One daemon thread per
-Capturer batches records into segment files (see :mod:`.segments`) and renames them into
-``<spool>/<model>/``, where the sidecar picks them up.
+queue; when the queue is full the record is dropped and counted. A served model hands whole
+requests instead (``submit_request``): sampling is decided per request id before anything is
+built, and the queue holds the request (references to what it computed), so its rows are kept,
+sampled out or dropped together. One daemon thread per Capturer is the only worker: it turns
+queued requests into records (:class:`.record.RequestCapture`), batches records into segment
+files (see :mod:`.segments`) and renames them into ``<spool>/<model>/``, where the sidecar
+picks them up. One queue, one thread, one ``dropped`` counter between a request and the spool.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_SIZE = 10_000
+# Entries, not records: a served request is one entry however many rows it has. The queue holds
+# references to requests' images and embeddings while the worker is behind (or the spool is
+# unwritable), so this bound is also the memory bound: 1024 classifier requests ~ 200 MB.
+DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
@@ -109,6 +116,9 @@ class NullCapturer:
     def should_sample(self, request_id: str | None = None) -> bool:
         return False
 
+    def submit_request(self, request_id: str, records: int, build: Any) -> bool:
+        return False
+
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
@@ -132,10 +142,12 @@ class Capturer:
         spool_dir: root spool directory shared with the sidecar; segments go to ``<spool_dir>/<model_name>/``.
         model_name, model_version: filled into records that lack ``model`` / ``model_version``.
         sample_rate: fraction of requests kept, 0..1 (SageMaker's InitialSamplingPercentage / 100).
-        queue_size: bound of the in-memory queue; a full queue drops (and counts) records.
+        queue_size: bound of the in-memory queue, in entries (a request from ``submit_request``
+            or a record from ``submit``); a full queue drops (and counts) them.
         batch_size: max records per segment.
         flush_interval_s: max time a record waits in the writer before its segment is written.
         deterministic: sample by a hash of ``request_id`` (True) or at random (False).
+        seed: seeds the random sampling of ``deterministic=False`` (None: unseeded).
         min_free_bytes: refuse to write segments while the spool filesystem has less free
             space than this (counted as a write error and retried), like Data Capture stopping
             at high disk usage. 0 disables the check.
@@ -143,8 +155,10 @@ class Capturer:
             pass it is dropped and its records counted in ``dropped`` and ``spool_full``. 0: no bound.
         retry_max_s: ceiling of the exponential backoff between failed segment writes.
 
-    Counters (plain int attributes, read them any time): ``submitted`` (submit calls),
-    ``sampled_out``, ``dropped`` (queue full or capturer closed), ``written`` (records in
+    Counters (plain int attributes, read them any time), all in records: ``submitted``
+    (records handed over, sampled or not), ``sampled_out``, ``dropped`` (queue full, capturer
+    closed, a request whose records could not be built, spool full: the one drop counter),
+    ``written`` (records in
     segments on disk), ``segments_written``, ``write_errors`` (failed segment writes; each is
     retried), ``unknown_fields`` (keys outside the contract, dropped from the record),
     ``lost_on_close`` (records still unwritten when ``close`` timed out). ``last_error`` holds
@@ -164,6 +178,7 @@ class Capturer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         deterministic: bool = True,
+        seed: int | None = None,
         min_free_bytes: int = 0,
         max_spool_bytes: int = int(DEFAULT_SPOOL_MAX_MB * 1024 * 1024),
         retry_max_s: float = 5.0,
@@ -183,6 +198,7 @@ class Capturer:
         self.batch_size = int(batch_size)
         self.flush_interval_s = float(flush_interval_s)
         self.deterministic = deterministic
+        self._random = random.Random(seed)
         self.min_free_bytes = int(min_free_bytes)
         self.max_spool_bytes = int(max_spool_bytes)
         self.retry_max_s = float(retry_max_s)
@@ -216,7 +232,7 @@ class Capturer:
         ``CAPTURE_SPOOL_DIR`` (unset or empty: capture disabled), ``CAPTURE_SAMPLE_RATE``
         (default 1.0), ``CAPTURE_SAMPLE_RATE_<MODEL>`` (model name upper-cased, non
         alphanumerics as ``_``; overrides the global rate), ``CAPTURE_QUEUE_SIZE`` (default
-        10000), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
+        1024 entries: requests or records), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
         ``CAPTURE_SPOOL_MAX_MB`` (default 1024; 0 = unbounded).
         A rate of 0 also yields a NullCapturer. Bad values raise ValueError here, at model
         load, never on the request path.
@@ -256,7 +272,34 @@ class Capturer:
             return False
         if self.deterministic and request_id:
             return sampled_by_id(str(request_id), rate)
-        return random.random() < rate
+        return self._random.random() < rate
+
+    def submit_request(self, request_id: str, records: int, build: Any) -> bool:
+        """Queue one served request that makes ``records`` records; returns True if queued.
+
+        Sampling is decided here, on the request id, before anything is built: ``build()``
+        (which returns an object with a ``records()`` method, e.g.
+        :class:`.record.RequestCapture`) is only called for a request that is kept, and the
+        records themselves are made on the worker thread. A full queue drops the whole request,
+        counted once (as its ``records``) in ``dropped``. Never blocks, never raises.
+        """
+        try:
+            with self._lock:
+                self.submitted += records
+            if self._closed:
+                with self._lock:
+                    self.dropped += records
+                return False
+            if self.sample_rate < 1.0 and not self.should_sample(request_id):
+                with self._lock:
+                    self.sampled_out += records
+                return False
+            self._q.put_nowait(build())
+            return True
+        except Exception:  # queue.Full, or a failing build: a request must never fail for capture
+            with self._lock:
+                self.dropped += records
+            return False
 
     def submit(self, record: dict[str, Any]) -> bool:
         """Queue one record; returns True if queued. Never blocks, never raises, never does I/O.
@@ -354,9 +397,10 @@ class Capturer:
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
-                    if not batch:
+                    records = self._records(item)
+                    if records and not batch:
                         deadline = time.monotonic() + self.flush_interval_s
-                    batch.append(item)
+                    batch.extend(records)
                 if stop or len(batch) >= self.batch_size:
                     break
                 try:
@@ -384,11 +428,25 @@ class Capturer:
                     break
                 if isinstance(item, dict):
                     n += 1
+                elif not isinstance(item, threading.Event) and item is not _STOP:
+                    n += len(item)
                 elif isinstance(item, threading.Event):
                     item.set()
             with self._lock:
                 self.lost_on_close += n
             log.error("capture %s: %d records not written at close (last error: %s)", self.model_name, self.lost_on_close, self.last_error)
+
+    def _records(self, item: Any) -> list[dict[str, Any]]:
+        """The records of one queue entry: a record as submitted, or a request's, built here."""
+        if isinstance(item, dict):
+            return [item]
+        try:
+            return item.records()
+        except Exception:  # monitoring must never take the model down: count the request, go on
+            with self._lock:
+                self.dropped += len(item)
+            log.exception("capture %s: building a request's records failed", self.model_name)
+            return []
 
     def _write_with_retry(self, batch: list[dict[str, Any]]) -> bool:
         backoff = 0.05
