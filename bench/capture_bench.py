@@ -14,6 +14,14 @@ record function (it runs on the capture worker thread, off the response path) an
 record, as base64 text and in the store's zstd Parquet.
 
     python bench/capture_bench.py --thumbnails [--rounds 7]
+
+Where capture's cost goes (``--profile``), in one process without Triton: the classifier runtime
+answers the same requests with capture on and off, interleaved; per request, the CPU time
+capture adds on the request thread (``CaptureHook.observe``: sampling, the RequestCapture of
+references, the queue put) and, per record, what the worker spends building and encoding
+records, with a cProfile of ``observe``.
+
+    python bench/capture_bench.py --profile [--rounds 5]
 """
 
 from __future__ import annotations
@@ -200,6 +208,75 @@ def thumbnail_cost(rounds: int, out: Path) -> int:
     return 0
 
 
+def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
+    """Capture's CPU on the request thread (observe) and on the worker (records, encoding), in-process."""
+    import cProfile
+    import pstats
+    import tempfile
+
+    import torch
+
+    from monitoring.capture import Capturer
+    from serving.capture_hook import CaptureHook
+    from serving.device import DeviceSpec
+    from serving.runtimes import runtime_class
+    from serving.runtimes.base import RawRequest
+
+    torch.set_num_threads(2)
+    work = ROOT / "build" / "bench" / "capture-resnet50"
+    build_repo(work, "resnet50")
+    rt = runtime_class(ON)(str(work / "checkpoint"), DeviceSpec.for_instance("CPU"), max_pipeline_batch=32)
+    rt.load()
+    images = payloads()
+    spool = tempfile.mkdtemp(prefix="capture-profile-")
+    cap = Capturer(spool, ON)
+    hook = CaptureHook(rt, "1", cap)
+    profiler = cProfile.Profile()
+    observe_ms, handle_ms, n = [], [], 0
+    for r in range(rounds + 1):  # round 0 warms up
+        reqs = [RawRequest({"image": np.array([[images[(n + j) % len(images)]]], dtype=object)}, f"p{n + j}")
+                for j in range(batch)]
+        n += batch
+        t0 = time.thread_time()
+        results = rt.handle(reqs)
+        t1 = time.thread_time()
+        profiler.enable()
+        hook.observe([q.request_id for q in reqs], results, int(time.time() * 1000))
+        profiler.disable()
+        t2 = time.thread_time()
+        if r:
+            handle_ms.append((t1 - t0) * 1000 / batch)
+            observe_ms.append((t2 - t1) * 1000 / batch)
+    # The worker's share, timed on this thread over the same requests' records.
+    entries = [hook.request(f"w{i}", res, 0) for i, res in enumerate(results)] * 8
+    t0 = time.thread_time()
+    records = [rec for e in entries for rec in e.records()]
+    build_ms = (time.thread_time() - t0) * 1000 / len(records)
+    t0 = time.thread_time()
+    cap._encode(records)
+    encode_ms = (time.thread_time() - t0) * 1000 / len(records)
+    cap.close()
+    shutil.rmtree(spool, ignore_errors=True)
+    text_io = io.StringIO()
+    pstats.Stats(profiler, stream=text_io).sort_stats("cumulative").print_stats(8)
+    date = dt.date.today().isoformat()
+    report = {"benchmark": "P2 capture profile (in-process)", "date": date, "rounds": rounds, "batch": batch,
+              "cpu_count": os.cpu_count(), "handle_cpu_ms_per_request": float(np.median(handle_ms)),
+              "observe_cpu_ms_per_request": float(np.median(observe_ms)),
+              "worker_build_cpu_ms_per_record": build_ms, "worker_encode_cpu_ms_per_record": encode_ms}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"capture-profile-{date}.json").write_text(json.dumps(report, indent=2))
+    text = "\n".join([
+        f"# P2 capture profile (in-process, ResNet-50 shape, batch {batch}) — {date}", "",
+        f"Request thread, CPU per request (medians of {rounds} batches): handle() {report['handle_cpu_ms_per_request']:.1f} ms, "
+        f"capture (observe) {report['observe_cpu_ms_per_request']:.3f} ms.",
+        f"Capture worker, CPU per record: building {build_ms:.2f} ms, segment encoding {encode_ms:.3f} ms.", "",
+        "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
+    (out / f"capture-profile-{date}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
@@ -209,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
     p.add_argument("--thumbnails", action="store_true", help="measure what CAPTURE_THUMBNAILS=1 adds per record (no server)")
+    p.add_argument("--profile", action="store_true", help="where capture's CPU goes, in-process (no server)")
     a = p.parse_args(argv)
+    if a.profile:
+        return request_thread_profile(a.rounds, a.out)
     if a.thumbnails:
         return thumbnail_cost(a.rounds, a.out)
     work = ROOT / "build" / "bench" / f"capture-{a.arch}"

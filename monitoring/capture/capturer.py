@@ -216,6 +216,8 @@ class Capturer:
         self._closed = False
         self._close_deadline = float("inf")
         self._flush_requests: list[threading.Event] = []
+        # Wakes the worker before its segment's deadline: a segment's worth queued, flush, close.
+        self._wake = threading.Event()
         self._pid = os.getpid()
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
@@ -295,6 +297,8 @@ class Capturer:
                     self.sampled_out += records
                 return False
             self._q.put_nowait(build())
+            if self._q.qsize() >= self.batch_size:
+                self._wake.set()
             return True
         except Exception:  # queue.Full, or a failing build: a request must never fail for capture
             with self._lock:
@@ -320,6 +324,8 @@ class Capturer:
             if "ts_ms" not in record:
                 record["ts_ms"] = int(time.time() * 1000)
             self._q.put_nowait(record)
+            if self._q.qsize() >= self.batch_size:
+                self._wake.set()
             return True
         except queue.Full:
             with self._lock:
@@ -350,6 +356,7 @@ class Capturer:
             self._q.put(ev, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         return ev.wait(timeout)
 
     def close(self, timeout: float | None = 30.0) -> bool:
@@ -367,6 +374,7 @@ class Capturer:
             self._q.put(_STOP, timeout=timeout)
         except queue.Full:
             pass  # the writer is stuck retrying; it will give up at the deadline
+        self._wake.set()
         self._thread.join(None if timeout is None else max(0.0, self._close_deadline - time.monotonic()) + 1.0)
         return self.lost_on_close == 0 and not self._thread.is_alive()
 
@@ -375,47 +383,45 @@ class Capturer:
         from .priority import lower_current_thread_priority
 
         lower_current_thread_priority()
-        batch: list[dict[str, Any]] = []
         waiters: list[threading.Event] = []
-        deadline = float("inf")
         stop = False
         while not stop:
-            if batch:
-                timeout: float | None = max(0.0, deadline - time.monotonic())
-            else:  # idle; once closed, poll so a _STOP that close() could not enqueue is not needed
-                timeout = 0.1 if self._closed else None
+            # Idle: block for the first entry; once closed, poll so a _STOP that close() could
+            # not enqueue is not needed.
+            self._wake.clear()
             try:
-                item = self._q.get(timeout=timeout)
+                item = self._q.get(timeout=0.1 if self._closed else None)
             except queue.Empty:
-                item = None
-                if self._closed and not batch:
-                    stop = True
-            # drain whatever else is ready, up to the batch bound
-            while item is not None:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    records = self._records(item)
-                    if records and not batch:
-                        deadline = time.monotonic() + self.flush_interval_s
-                    batch.extend(records)
-                if stop or len(batch) >= self.batch_size:
-                    break
+                stop = self._closed
+                continue
+            entries: list[Any] = []
+            stop = self._take(item, entries, waiters)
+            records = sum(self._size(e) for e in entries)
+            if entries and not stop and not waiters and not self._closed and records + self._q.qsize() < self.batch_size:
+                # Hold the segment open until its deadline instead of waking per request: one
+                # wake-up (and one turn at the GIL) per segment, not per request. A full
+                # segment's worth queued, flush() and close() wake it early.
+                self._wake.wait(self.flush_interval_s)
+            # Take what is queued now, up to a segment's worth of records.
+            while not stop and records < self.batch_size:
                 try:
                     item = self._q.get_nowait()
                 except queue.Empty:
-                    item = None
-            if batch and (stop or waiters or len(batch) >= self.batch_size or time.monotonic() >= deadline):
-                if not self._write_with_retry(batch):
-                    stop = True  # gave up at the close deadline
-                batch = []
-                deadline = float("inf")
-            if not batch:
-                for ev in waiters:
-                    ev.set()
-                waiters = []
+                    break
+                before = len(entries)
+                stop = self._take(item, entries, waiters)
+                records += sum(self._size(e) for e in entries[before:])
+            # The records are built here, on this thread, only now that their segment is due.
+            batch = [rec for entry in entries for rec in self._records(entry)]
+            for start in range(0, len(batch), self.batch_size):
+                if not self._write_with_retry(batch[start:start + self.batch_size]):
+                    with self._lock:  # gave up at the close deadline: the rest of this batch too
+                        self.lost_on_close += max(0, len(batch) - start - self.batch_size)
+                    stop = True
+                    break
+            for ev in waiters:
+                ev.set()
+            waiters = []
         for ev in waiters:
             ev.set()
         if self.lost_on_close:
@@ -435,6 +441,21 @@ class Capturer:
             with self._lock:
                 self.lost_on_close += n
             log.error("capture %s: %d records not written at close (last error: %s)", self.model_name, self.lost_on_close, self.last_error)
+
+    @staticmethod
+    def _take(item: Any, entries: list[Any], waiters: list[threading.Event]) -> bool:
+        """Sort one queue item; True for the stop marker."""
+        if item is _STOP:
+            return True
+        if isinstance(item, threading.Event):
+            waiters.append(item)
+        else:
+            entries.append(item)
+        return False
+
+    @staticmethod
+    def _size(entry: Any) -> int:
+        return 1 if isinstance(entry, dict) else len(entry)
 
     def _records(self, item: Any) -> list[dict[str, Any]]:
         """The records of one queue entry: a record as submitted, or a request's, built here."""
