@@ -128,18 +128,24 @@ def summarize(lat: list[float], rps: list[float]) -> dict:
 
 
 def measure(server: TritonProcess, on: str, off: str, images: list[bytes], rounds: int, requests: int,
-            lat: dict, rps: dict) -> None:
-    """Alternating rounds on the two copies; results keyed by condition ("on"/"off")."""
+            lat: dict, rps: dict, paired: dict | None = None) -> None:
+    """Alternating rounds on the two copies; results keyed by condition ("on"/"off"). ``paired``
+    gets each round's (p50 on, p50 off, req/s on, req/s off): side by side in time, so their
+    ratio is what a drifting background load disturbs least."""
     for model in (on, off):  # warm-up
         run_load(server.grpc_url, model, images, 2, 8)
     for level, concurrency in LEVELS:
         for r in range(rounds):
+            this_round = {}
             for cond, model in ((("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))):
                 l, t = run_load(server.grpc_url, model, images, concurrency, requests)
                 lat[level][cond] += l
                 rps[level][cond].append(t)
+                this_round[cond] = (float(np.percentile(l, 50)), t)
                 print(f"{level} round {r + 1}/{rounds} capture {cond} ({model}): p50 {np.percentile(l, 50):.1f} ms, "
                       f"{t:.1f} req/s", flush=True)
+            if paired is not None:
+                paired[level].append((this_round["on"][0], this_round["off"][0], this_round["on"][1], this_round["off"][1]))
 
 
 LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
@@ -306,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     lat = {level: {"on": [], "off": []} for level, _ in LEVELS}
     rps = {level: {"on": [], "off": []} for level, _ in LEVELS}
+    paired: dict = {level: [] for level, _ in LEVELS}
+    load_start = os.getloadavg()
     try:
         # Two server runs with the copies' roles swapped, so any difference between the two
         # model processes themselves (placement, thread scheduling) cancels out.
@@ -316,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                                    extra_env={"CAPTURE_SPOOL_DIR": str(spool), key: "0", **extra_env})
             server.start(wait_s=600)
             try:
-                measure(server, on, off, images, a.rounds, a.requests, lat, rps)
+                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired)
             finally:
                 server.stop()
     finally:
@@ -330,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
                           "p50_ratio_on_off": on["p50_ms"] / off["p50_ms"],
                           "p99_ratio_on_off": on["p99_ms"] / off["p99_ms"],
                           "throughput_ratio_on_off": on["throughput_rps"] / off["throughput_rps"]}
+        pr = np.asarray(paired[level])
+        results[level]["per_round"] = {  # [p50 on, p50 off, req/s on, req/s off] of each round pair
+            "rounds": pr.tolist(), "p50_ratio_median": float(np.median(pr[:, 0] / pr[:, 1])),
+            "throughput_off_on_median": float(np.median(pr[:, 3] / pr[:, 2]))}
+    load_end = os.getloadavg()
+    worst = max(max(r["p50_ratio_on_off"], r["p99_ratio_on_off"], 1.0 / r["throughput_ratio_on_off"]) for r in results.values())
     if sidecar is not None:
         from monitoring.store import read_records
         captured = sum(read_records(str(store), m).num_rows for m in (ON, OFF))
@@ -338,21 +352,28 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
               "requests_per_round": a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
-              "sidecar": not a.no_sidecar, "goal": "p50(on)/p50(off) <= 1.03", "results": results}
+              "sidecar": not a.no_sidecar, "load_average_start": load_start, "load_average_end": load_end,
+              "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
+              "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
              f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
              f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
              f"and run. {os.cpu_count()} CPU cores shared by client, server"
-             f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}.", "",
-             "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 ratio | throughput ratio |",
-             "|---|---|---|---|---|---|"]
+             f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}. Load average (1/5/15 min) "
+             f"at start {', '.join(f'{x:.1f}' for x in load_start)}, at end {', '.join(f'{x:.1f}' for x in load_end)}"
+             f"{'; server env ' + str(extra_env) if extra_env else ''}.", "",
+             f"Worst of the six cost ratios (goal <= 1.03 each): **{worst:.3f}**.", "",
+             "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 on/off | p99 on/off | throughput off/on "
+             "| per-round pairs: median p50 on/off | median throughput off/on |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for level, r in results.items():
-        on, off = r["capture_on"], r["capture_off"]
+        on, off, pr = r["capture_on"], r["capture_off"], r["per_round"]
         lines.append(f"| {level} | {on['p50_ms']:.1f} / {off['p50_ms']:.1f} | {on['p99_ms']:.1f} / {off['p99_ms']:.1f} | "
-                     f"{on['throughput_rps']:.1f} / {off['throughput_rps']:.1f} | {r['p50_ratio_on_off']:.3f} | "
-                     f"{r['throughput_ratio_on_off']:.3f} |")
+                     f"{on['throughput_rps']:.2f} / {off['throughput_rps']:.2f} | {r['p50_ratio_on_off']:.3f} | "
+                     f"{r['p99_ratio_on_off']:.3f} | {1.0 / r['throughput_ratio_on_off']:.3f} | "
+                     f"{pr['p50_ratio_median']:.3f} | {pr['throughput_off_on_median']:.3f} |")
     text = "\n".join(lines) + "\n"
     (a.out / f"capture-{a.arch}-{date}.md").write_text(text)
     print(text)
