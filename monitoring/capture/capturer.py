@@ -38,10 +38,12 @@ from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_
 
 log = logging.getLogger(__name__)
 
-# Entries, not records: a served request is one entry however many rows it has. The queue holds
-# references to requests' images and embeddings while the worker is behind (or the spool is
-# unwritable), so this bound is also the memory bound: 1024 classifier requests ~ 200 MB.
-DEFAULT_QUEUE_SIZE = 1024
+# Entries: a record from `submit`, or a served request (however many rows) from `submit_request`.
+DEFAULT_QUEUE_SIZE = 10_000
+# A queued request holds references to its images and embeddings until its segment is written
+# (records are built then), so requests have a tighter bound of their own: while the spool is
+# unwritable, 1024 classifier requests hold ~200 MB; 10,000 SD requests would hold ~15 GB.
+DEFAULT_MAX_QUEUED_REQUESTS = 1024
 DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
@@ -144,6 +146,8 @@ class Capturer:
         sample_rate: fraction of requests kept, 0..1 (SageMaker's InitialSamplingPercentage / 100).
         queue_size: bound of the in-memory queue, in entries (a request from ``submit_request``
             or a record from ``submit``); a full queue drops (and counts) them.
+        max_queued_requests: at most this many of those entries are requests (each holds its
+            images until its segment is written); past it a request is dropped and counted.
         batch_size: max records per segment.
         flush_interval_s: max time a record waits in the writer before its segment is written.
         deterministic: sample by a hash of ``request_id`` (True) or at random (False).
@@ -179,6 +183,7 @@ class Capturer:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         deterministic: bool = True,
         seed: int | None = None,
+        max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS,
         min_free_bytes: int = 0,
         max_spool_bytes: int = int(DEFAULT_SPOOL_MAX_MB * 1024 * 1024),
         retry_max_s: float = 5.0,
@@ -199,6 +204,8 @@ class Capturer:
         self.flush_interval_s = float(flush_interval_s)
         self.deterministic = deterministic
         self._random = random.Random(seed)
+        self.max_queued_requests = int(max_queued_requests)
+        self._queued_requests = 0  # request entries in the queue (under self._lock)
         self.min_free_bytes = int(min_free_bytes)
         self.max_spool_bytes = int(max_spool_bytes)
         self.retry_max_s = float(retry_max_s)
@@ -234,7 +241,7 @@ class Capturer:
         ``CAPTURE_SPOOL_DIR`` (unset or empty: capture disabled), ``CAPTURE_SAMPLE_RATE``
         (default 1.0), ``CAPTURE_SAMPLE_RATE_<MODEL>`` (model name upper-cased, non
         alphanumerics as ``_``; overrides the global rate), ``CAPTURE_QUEUE_SIZE`` (default
-        1024 entries: requests or records), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
+        10000 entries: requests or records), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
         ``CAPTURE_SPOOL_MAX_MB`` (default 1024; 0 = unbounded).
         A rate of 0 also yields a NullCapturer. Bad values raise ValueError here, at model
         load, never on the request path.
@@ -296,7 +303,16 @@ class Capturer:
                 with self._lock:
                     self.sampled_out += records
                 return False
-            self._q.put_nowait(build())
+            with self._lock:
+                if self._queued_requests >= self.max_queued_requests:
+                    raise queue.Full
+                self._queued_requests += 1
+            try:
+                self._q.put_nowait(build())
+            except BaseException:
+                with self._lock:
+                    self._queued_requests -= 1
+                raise
             if self._q.qsize() >= self.batch_size:
                 self._wake.set()
             return True
@@ -461,6 +477,8 @@ class Capturer:
         """The records of one queue entry: a record as submitted, or a request's, built here."""
         if isinstance(item, dict):
             return [item]
+        with self._lock:
+            self._queued_requests -= 1
         try:
             return item.records()
         except Exception:  # monitoring must never take the model down: count the request, go on

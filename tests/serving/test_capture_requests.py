@@ -98,12 +98,13 @@ def test_same_seed_samples_the_same_requests(answered, tmp_path):
     assert kept[0] == kept[1] and kept[0]
 
 
-def test_a_full_queue_drops_whole_requests_counted_once_on_the_one_counter(answered, tmp_path):
+@pytest.mark.parametrize("bound", [{"queue_size": 2}, {"max_queued_requests": 2}], ids=["entries", "requests"])
+def test_a_full_queue_drops_whole_requests_counted_once_on_the_one_counter(answered, tmp_path, bound):
     rt, results = answered
     # The writer cannot write (free-space guard unreachable) and retries: the worker holds the
-    # first request's records in its batch, so the queue (2 entries) fills behind it.
-    cap = Capturer(tmp_path, "resnet_classifier", queue_size=2, batch_size=ROWS, flush_interval_s=0.01,
-                   min_free_bytes=10**18, retry_max_s=0.05)
+    # first request's records in its batch, so the queue (2 entries, or 2 requests) fills behind it.
+    cap = Capturer(tmp_path, "resnet_classifier", batch_size=ROWS, flush_interval_s=0.01,
+                   min_free_bytes=10**18, retry_max_s=0.05, **bound)
     hook = CaptureHook(rt, "1", cap)
     metrics = CaptureMetrics(SimpleNamespace(), "resnet_classifier", "1", hook)  # what /metrics publishes
     try:

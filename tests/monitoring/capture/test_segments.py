@@ -42,8 +42,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_readers_only_ever_see_complete_segments(tmp_path):
     """While a capturer writes hundreds of segments, every finished one parses completely."""
+    cap = Capturer(tmp_path, "m1", batch_size=7, flush_interval_s=0.001)
     n = 1400
-    cap = Capturer(tmp_path, "m1", batch_size=7, flush_interval_s=0.001, queue_size=n)  # room for all: no drops
     done = threading.Event()
 
     def produce():
