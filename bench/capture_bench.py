@@ -14,6 +14,14 @@ record function (it runs on the capture worker thread, off the response path) an
 record, as base64 text and in the store's zstd Parquet.
 
     python bench/capture_bench.py --thumbnails [--rounds 7]
+
+Where capture's cost goes (``--profile``), in one process without Triton: the classifier runtime
+answers the same requests with capture on and off, interleaved; per request, the CPU time
+capture adds on the request thread (``CaptureHook.observe``: sampling, the RequestCapture of
+references, the queue put) and, per record, what the worker spends building and encoding
+records, with a cProfile of ``observe``.
+
+    python bench/capture_bench.py --profile [--rounds 5]
 """
 
 from __future__ import annotations
@@ -120,18 +128,24 @@ def summarize(lat: list[float], rps: list[float]) -> dict:
 
 
 def measure(server: TritonProcess, on: str, off: str, images: list[bytes], rounds: int, requests: int,
-            lat: dict, rps: dict) -> None:
-    """Alternating rounds on the two copies; results keyed by condition ("on"/"off")."""
+            lat: dict, rps: dict, paired: dict | None = None) -> None:
+    """Alternating rounds on the two copies; results keyed by condition ("on"/"off"). ``paired``
+    gets each round's (p50 on, p50 off, req/s on, req/s off): side by side in time, so their
+    ratio is what a drifting background load disturbs least."""
     for model in (on, off):  # warm-up
         run_load(server.grpc_url, model, images, 2, 8)
     for level, concurrency in LEVELS:
         for r in range(rounds):
+            this_round = {}
             for cond, model in ((("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))):
                 l, t = run_load(server.grpc_url, model, images, concurrency, requests)
                 lat[level][cond] += l
                 rps[level][cond].append(t)
+                this_round[cond] = (float(np.percentile(l, 50)), t)
                 print(f"{level} round {r + 1}/{rounds} capture {cond} ({model}): p50 {np.percentile(l, 50):.1f} ms, "
                       f"{t:.1f} req/s", flush=True)
+            if paired is not None:
+                paired[level].append((this_round["on"][0], this_round["off"][0], this_round["on"][1], this_round["off"][1]))
 
 
 LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
@@ -200,6 +214,102 @@ def thumbnail_cost(rounds: int, out: Path) -> int:
     return 0
 
 
+def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
+    """Capture's CPU on the request thread (observe) and on the worker (records, encoding), in-process."""
+    import cProfile
+    import pstats
+    import tempfile
+
+    import torch
+
+    from monitoring.capture import Capturer
+    from serving.capture_hook import CaptureHook
+    from serving.device import DeviceSpec
+    from serving.runtimes import runtime_class
+    from serving.runtimes.base import RawRequest
+
+    torch.set_num_threads(2)
+    work = ROOT / "build" / "bench" / "capture-resnet50"
+    build_repo(work, "resnet50")
+    rt = runtime_class(ON)(str(work / "checkpoint"), DeviceSpec.for_instance("CPU"), max_pipeline_batch=32)
+    rt.load()
+    images = payloads()
+    spool = tempfile.mkdtemp(prefix="capture-profile-")
+    cap = Capturer(spool, ON)
+    hook = CaptureHook(rt, "1", cap)
+    profiler = cProfile.Profile()
+    observe_ms, handle_ms, n = [], [], 0
+    for r in range(rounds + 1):  # round 0 warms up
+        reqs = [RawRequest({"image": np.array([[images[(n + j) % len(images)]]], dtype=object)}, f"p{n + j}")
+                for j in range(batch)]
+        n += batch
+        t0 = time.thread_time()
+        results = rt.handle(reqs)
+        t1 = time.thread_time()
+        profiler.enable()
+        hook.observe([q.request_id for q in reqs], results, int(time.time() * 1000))
+        profiler.disable()
+        t2 = time.thread_time()
+        if r:
+            handle_ms.append((t1 - t0) * 1000 / batch)
+            observe_ms.append((t2 - t1) * 1000 / batch)
+    # The worker's share, timed on this thread over the same requests' records.
+    entries = [hook.request(f"w{i}", res, 0) for i, res in enumerate(results)] * 8
+    t0 = time.thread_time()
+    records = [rec for e in entries for rec in e.records()]
+    build_ms = (time.thread_time() - t0) * 1000 / len(records)
+    t0 = time.thread_time()
+    cap._encode(records)
+    encode_ms = (time.thread_time() - t0) * 1000 / len(records)
+    cap.close()
+    shutil.rmtree(spool, ignore_errors=True)
+    # The sidecar's share: segments of 32 records (2 s of traffic at ~16 req/s), ingested into a
+    # store in this process (its CPU, not wall time).
+    from monitoring.sidecar.service import Sidecar
+
+    spool, store = tempfile.mkdtemp(prefix="capture-profile-"), tempfile.mkdtemp(prefix="capture-profile-store-")
+    cap = Capturer(spool, ON, batch_size=32, flush_interval_s=60.0)
+    for i in range(8 * 32):
+        cap.submit(dict(records[i % len(records)], request_id=f"s{i}"))
+    cap.close()
+    sidecar = Sidecar(spool, store, compact_every=0)
+    sidecar.run_once()  # imports and first-file setup, not per segment
+    cap = Capturer(spool, ON, batch_size=32, flush_interval_s=60.0)
+    for i in range(8 * 32):
+        cap.submit(dict(records[i % len(records)], request_id=f"t{i}"))
+    cap.close()
+    t0 = time.process_time()
+    segments = 0
+    while (done := sidecar.run_once()):
+        segments += done
+    sidecar_ms = (time.process_time() - t0) * 1000
+    sidecar.close()
+    shutil.rmtree(spool, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    text_io = io.StringIO()
+    pstats.Stats(profiler, stream=text_io).sort_stats("cumulative").print_stats(8)
+    date = dt.date.today().isoformat()
+    report = {"benchmark": "P2 capture profile (in-process)", "date": date, "rounds": rounds, "batch": batch,
+              "cpu_count": os.cpu_count(), "handle_cpu_ms_per_request": float(np.median(handle_ms)),
+              "observe_cpu_ms_per_request": float(np.median(observe_ms)),
+              "worker_build_cpu_ms_per_record": build_ms, "worker_encode_cpu_ms_per_record": encode_ms,
+              "sidecar_segments": segments, "sidecar_cpu_ms_per_segment_of_32": sidecar_ms / max(segments, 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"capture-profile-{date}.json").write_text(json.dumps(report, indent=2))
+    text = "\n".join([
+        f"# P2 capture profile (in-process, ResNet-50 shape, batch {batch}) — {date}", "",
+        f"Request thread, CPU per request (medians of {rounds} batches): handle() {report['handle_cpu_ms_per_request']:.1f} ms, "
+        f"capture (observe) {report['observe_cpu_ms_per_request']:.3f} ms.",
+        f"Capture worker, CPU per record: building {build_ms:.2f} ms, segment encoding {encode_ms:.3f} ms.",
+        f"Sidecar (ingest into a local store), CPU per segment of 32 records: "
+        f"{report['sidecar_cpu_ms_per_segment_of_32']:.1f} ms ({segments} segments), i.e. "
+        f"{report['sidecar_cpu_ms_per_segment_of_32'] / 32:.2f} ms a record at 2 s segments and ~16 req/s.", "",
+        "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
+    (out / f"capture-profile-{date}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
@@ -209,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
     p.add_argument("--thumbnails", action="store_true", help="measure what CAPTURE_THUMBNAILS=1 adds per record (no server)")
+    p.add_argument("--profile", action="store_true", help="where capture's CPU goes, in-process (no server)")
     a = p.parse_args(argv)
+    if a.profile:
+        return request_thread_profile(a.rounds, a.out)
     if a.thumbnails:
         return thumbnail_cost(a.rounds, a.out)
     work = ROOT / "build" / "bench" / f"capture-{a.arch}"
@@ -226,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     lat = {level: {"on": [], "off": []} for level, _ in LEVELS}
     rps = {level: {"on": [], "off": []} for level, _ in LEVELS}
+    paired: dict = {level: [] for level, _ in LEVELS}
+    load_start = os.getloadavg()
     try:
         # Two server runs with the copies' roles swapped, so any difference between the two
         # model processes themselves (placement, thread scheduling) cancels out.
@@ -236,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                                    extra_env={"CAPTURE_SPOOL_DIR": str(spool), key: "0", **extra_env})
             server.start(wait_s=600)
             try:
-                measure(server, on, off, images, a.rounds, a.requests, lat, rps)
+                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired)
             finally:
                 server.stop()
     finally:
@@ -250,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
                           "p50_ratio_on_off": on["p50_ms"] / off["p50_ms"],
                           "p99_ratio_on_off": on["p99_ms"] / off["p99_ms"],
                           "throughput_ratio_on_off": on["throughput_rps"] / off["throughput_rps"]}
+        pr = np.asarray(paired[level])
+        results[level]["per_round"] = {  # [p50 on, p50 off, req/s on, req/s off] of each round pair
+            "rounds": pr.tolist(), "p50_ratio_median": float(np.median(pr[:, 0] / pr[:, 1])),
+            "throughput_off_on_median": float(np.median(pr[:, 3] / pr[:, 2]))}
+    load_end = os.getloadavg()
+    worst = max(max(r["p50_ratio_on_off"], r["p99_ratio_on_off"], 1.0 / r["throughput_ratio_on_off"]) for r in results.values())
     if sidecar is not None:
         from monitoring.store import read_records
         captured = sum(read_records(str(store), m).num_rows for m in (ON, OFF))
@@ -258,21 +379,28 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
               "requests_per_round": a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
-              "sidecar": not a.no_sidecar, "goal": "p50(on)/p50(off) <= 1.03", "results": results}
+              "sidecar": not a.no_sidecar, "load_average_start": load_start, "load_average_end": load_end,
+              "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
+              "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
              f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
              f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
              f"and run. {os.cpu_count()} CPU cores shared by client, server"
-             f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}.", "",
-             "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 ratio | throughput ratio |",
-             "|---|---|---|---|---|---|"]
+             f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}. Load average (1/5/15 min) "
+             f"at start {', '.join(f'{x:.1f}' for x in load_start)}, at end {', '.join(f'{x:.1f}' for x in load_end)}"
+             f"{'; server env ' + str(extra_env) if extra_env else ''}.", "",
+             f"Worst of the six cost ratios (goal <= 1.03 each): **{worst:.3f}**.", "",
+             "| load | p50 on / off (ms) | p99 on / off (ms) | req/s on / off | p50 on/off | p99 on/off | throughput off/on "
+             "| per-round pairs: median p50 on/off | median throughput off/on |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for level, r in results.items():
-        on, off = r["capture_on"], r["capture_off"]
+        on, off, pr = r["capture_on"], r["capture_off"], r["per_round"]
         lines.append(f"| {level} | {on['p50_ms']:.1f} / {off['p50_ms']:.1f} | {on['p99_ms']:.1f} / {off['p99_ms']:.1f} | "
-                     f"{on['throughput_rps']:.1f} / {off['throughput_rps']:.1f} | {r['p50_ratio_on_off']:.3f} | "
-                     f"{r['throughput_ratio_on_off']:.3f} |")
+                     f"{on['throughput_rps']:.2f} / {off['throughput_rps']:.2f} | {r['p50_ratio_on_off']:.3f} | "
+                     f"{r['p99_ratio_on_off']:.3f} | {1.0 / r['throughput_ratio_on_off']:.3f} | "
+                     f"{pr['p50_ratio_median']:.3f} | {pr['throughput_off_on_median']:.3f} |")
     text = "\n".join(lines) + "\n"
     (a.out / f"capture-{a.arch}-{date}.md").write_text(text)
     print(text)

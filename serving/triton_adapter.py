@@ -79,8 +79,8 @@ class CaptureMetrics:
             self.last[key] = 0
 
     def counts(self) -> dict[str, int]:
-        c = self.capture.capturer.counters()
-        return {"dropped": c.get("dropped", 0) + self.capture.dropped, "submitted": c.get("submitted", 0),
+        c = self.capture.counters()  # one drop counter: the capturer's (serving/capture_hook.py)
+        return {"dropped": c.get("dropped", 0), "submitted": c.get("submitted", 0),
                 "written": c.get("written", 0), "spool_full": c.get("spool_full", 0)}
 
     def update(self) -> None:

@@ -9,9 +9,13 @@ Usage inside a model (Triton Python backend ``initialize`` / ``execute`` / ``fin
     self.capture.close(timeout=30)       # in finalize(): flushes everything
 
 ``submit`` never blocks and never does I/O: it samples, then ``put_nowait``s into a bounded
-queue; when the queue is full the record is dropped and counted. One daemon thread per
-Capturer batches records into segment files (see :mod:`.segments`) and renames them into
-``<spool>/<model>/``, where the sidecar picks them up.
+queue; when the queue is full the record is dropped and counted. A served model hands whole
+requests instead (``submit_request``): sampling is decided per request id before anything is
+built, and the queue holds the request (references to what it computed), so its rows are kept,
+sampled out or dropped together. One daemon thread per Capturer is the only worker: it turns
+queued requests into records (:class:`.record.RequestCapture`), batches records into segment
+files (see :mod:`.segments`) and renames them into ``<spool>/<model>/``, where the sidecar
+picks them up. One queue, one thread, one ``dropped`` counter between a request and the spool.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ from .segments import SEGMENT_FORMAT, SEGMENT_SUFFIX, encode_segment, normalize_
 
 log = logging.getLogger(__name__)
 
+# Entries: a record from `submit`, or a served request (however many rows) from `submit_request`.
 DEFAULT_QUEUE_SIZE = 10_000
+# A queued request holds references to its images and embeddings until its segment is written
+# (records are built then), so requests have a tighter bound of their own: while the spool is
+# unwritable, 1024 classifier requests hold ~200 MB; 10,000 SD requests would hold ~15 GB.
+DEFAULT_MAX_QUEUED_REQUESTS = 1024
 DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
@@ -109,6 +118,9 @@ class NullCapturer:
     def should_sample(self, request_id: str | None = None) -> bool:
         return False
 
+    def submit_request(self, request_id: str, records: int, build: Any) -> bool:
+        return False
+
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
@@ -132,10 +144,14 @@ class Capturer:
         spool_dir: root spool directory shared with the sidecar; segments go to ``<spool_dir>/<model_name>/``.
         model_name, model_version: filled into records that lack ``model`` / ``model_version``.
         sample_rate: fraction of requests kept, 0..1 (SageMaker's InitialSamplingPercentage / 100).
-        queue_size: bound of the in-memory queue; a full queue drops (and counts) records.
+        queue_size: bound of the in-memory queue, in entries (a request from ``submit_request``
+            or a record from ``submit``); a full queue drops (and counts) them.
+        max_queued_requests: at most this many of those entries are requests (each holds its
+            images until its segment is written); past it a request is dropped and counted.
         batch_size: max records per segment.
         flush_interval_s: max time a record waits in the writer before its segment is written.
         deterministic: sample by a hash of ``request_id`` (True) or at random (False).
+        seed: seeds the random sampling of ``deterministic=False`` (None: unseeded).
         min_free_bytes: refuse to write segments while the spool filesystem has less free
             space than this (counted as a write error and retried), like Data Capture stopping
             at high disk usage. 0 disables the check.
@@ -143,8 +159,10 @@ class Capturer:
             pass it is dropped and its records counted in ``dropped`` and ``spool_full``. 0: no bound.
         retry_max_s: ceiling of the exponential backoff between failed segment writes.
 
-    Counters (plain int attributes, read them any time): ``submitted`` (submit calls),
-    ``sampled_out``, ``dropped`` (queue full or capturer closed), ``written`` (records in
+    Counters (plain int attributes, read them any time), all in records: ``submitted``
+    (records handed over, sampled or not), ``sampled_out``, ``dropped`` (queue full, capturer
+    closed, a request whose records could not be built, spool full: the one drop counter),
+    ``written`` (records in
     segments on disk), ``segments_written``, ``write_errors`` (failed segment writes; each is
     retried), ``unknown_fields`` (keys outside the contract, dropped from the record),
     ``lost_on_close`` (records still unwritten when ``close`` timed out). ``last_error`` holds
@@ -164,6 +182,8 @@ class Capturer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         deterministic: bool = True,
+        seed: int | None = None,
+        max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS,
         min_free_bytes: int = 0,
         max_spool_bytes: int = int(DEFAULT_SPOOL_MAX_MB * 1024 * 1024),
         retry_max_s: float = 5.0,
@@ -183,6 +203,9 @@ class Capturer:
         self.batch_size = int(batch_size)
         self.flush_interval_s = float(flush_interval_s)
         self.deterministic = deterministic
+        self._random = random.Random(seed)
+        self.max_queued_requests = int(max_queued_requests)
+        self._queued_requests = 0  # request entries in the queue (under self._lock)
         self.min_free_bytes = int(min_free_bytes)
         self.max_spool_bytes = int(max_spool_bytes)
         self.retry_max_s = float(retry_max_s)
@@ -200,6 +223,8 @@ class Capturer:
         self._closed = False
         self._close_deadline = float("inf")
         self._flush_requests: list[threading.Event] = []
+        # Wakes the worker before its segment's deadline: a segment's worth queued, flush, close.
+        self._wake = threading.Event()
         self._pid = os.getpid()
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
@@ -216,7 +241,7 @@ class Capturer:
         ``CAPTURE_SPOOL_DIR`` (unset or empty: capture disabled), ``CAPTURE_SAMPLE_RATE``
         (default 1.0), ``CAPTURE_SAMPLE_RATE_<MODEL>`` (model name upper-cased, non
         alphanumerics as ``_``; overrides the global rate), ``CAPTURE_QUEUE_SIZE`` (default
-        10000), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
+        10000 entries: requests or records), ``CAPTURE_BATCH_SIZE``, ``CAPTURE_FLUSH_INTERVAL_S``, ``CAPTURE_MIN_FREE_MB``,
         ``CAPTURE_SPOOL_MAX_MB`` (default 1024; 0 = unbounded).
         A rate of 0 also yields a NullCapturer. Bad values raise ValueError here, at model
         load, never on the request path.
@@ -256,7 +281,45 @@ class Capturer:
             return False
         if self.deterministic and request_id:
             return sampled_by_id(str(request_id), rate)
-        return random.random() < rate
+        return self._random.random() < rate
+
+    def submit_request(self, request_id: str, records: int, build: Any) -> bool:
+        """Queue one served request that makes ``records`` records; returns True if queued.
+
+        Sampling is decided here, on the request id, before anything is built: ``build()``
+        (which returns an object with a ``records()`` method, e.g.
+        :class:`.record.RequestCapture`) is only called for a request that is kept, and the
+        records themselves are made on the worker thread. A full queue drops the whole request,
+        counted once (as its ``records``) in ``dropped``. Never blocks, never raises.
+        """
+        try:
+            with self._lock:
+                self.submitted += records
+            if self._closed:
+                with self._lock:
+                    self.dropped += records
+                return False
+            if self.sample_rate < 1.0 and not self.should_sample(request_id):
+                with self._lock:
+                    self.sampled_out += records
+                return False
+            with self._lock:
+                if self._queued_requests >= self.max_queued_requests:
+                    raise queue.Full
+                self._queued_requests += 1
+            try:
+                self._q.put_nowait(build())
+            except BaseException:
+                with self._lock:
+                    self._queued_requests -= 1
+                raise
+            if self._q.qsize() >= self.batch_size:
+                self._wake.set()
+            return True
+        except Exception:  # queue.Full, or a failing build: a request must never fail for capture
+            with self._lock:
+                self.dropped += records
+            return False
 
     def submit(self, record: dict[str, Any]) -> bool:
         """Queue one record; returns True if queued. Never blocks, never raises, never does I/O.
@@ -277,6 +340,8 @@ class Capturer:
             if "ts_ms" not in record:
                 record["ts_ms"] = int(time.time() * 1000)
             self._q.put_nowait(record)
+            if self._q.qsize() >= self.batch_size:
+                self._wake.set()
             return True
         except queue.Full:
             with self._lock:
@@ -307,6 +372,7 @@ class Capturer:
             self._q.put(ev, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         return ev.wait(timeout)
 
     def close(self, timeout: float | None = 30.0) -> bool:
@@ -324,6 +390,7 @@ class Capturer:
             self._q.put(_STOP, timeout=timeout)
         except queue.Full:
             pass  # the writer is stuck retrying; it will give up at the deadline
+        self._wake.set()
         self._thread.join(None if timeout is None else max(0.0, self._close_deadline - time.monotonic()) + 1.0)
         return self.lost_on_close == 0 and not self._thread.is_alive()
 
@@ -332,46 +399,45 @@ class Capturer:
         from .priority import lower_current_thread_priority
 
         lower_current_thread_priority()
-        batch: list[dict[str, Any]] = []
         waiters: list[threading.Event] = []
-        deadline = float("inf")
         stop = False
         while not stop:
-            if batch:
-                timeout: float | None = max(0.0, deadline - time.monotonic())
-            else:  # idle; once closed, poll so a _STOP that close() could not enqueue is not needed
-                timeout = 0.1 if self._closed else None
+            # Idle: block for the first entry; once closed, poll so a _STOP that close() could
+            # not enqueue is not needed.
+            self._wake.clear()
             try:
-                item = self._q.get(timeout=timeout)
+                item = self._q.get(timeout=0.1 if self._closed else None)
             except queue.Empty:
-                item = None
-                if self._closed and not batch:
-                    stop = True
-            # drain whatever else is ready, up to the batch bound
-            while item is not None:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    if not batch:
-                        deadline = time.monotonic() + self.flush_interval_s
-                    batch.append(item)
-                if stop or len(batch) >= self.batch_size:
-                    break
+                stop = self._closed
+                continue
+            entries: list[Any] = []
+            stop = self._take(item, entries, waiters)
+            records = sum(self._size(e) for e in entries)
+            if entries and not stop and not waiters and not self._closed and records + self._q.qsize() < self.batch_size:
+                # Hold the segment open until its deadline instead of waking per request: one
+                # wake-up (and one turn at the GIL) per segment, not per request. A full
+                # segment's worth queued, flush() and close() wake it early.
+                self._wake.wait(self.flush_interval_s)
+            # Take what is queued now, up to a segment's worth of records.
+            while not stop and records < self.batch_size:
                 try:
                     item = self._q.get_nowait()
                 except queue.Empty:
-                    item = None
-            if batch and (stop or waiters or len(batch) >= self.batch_size or time.monotonic() >= deadline):
-                if not self._write_with_retry(batch):
-                    stop = True  # gave up at the close deadline
-                batch = []
-                deadline = float("inf")
-            if not batch:
-                for ev in waiters:
-                    ev.set()
-                waiters = []
+                    break
+                before = len(entries)
+                stop = self._take(item, entries, waiters)
+                records += sum(self._size(e) for e in entries[before:])
+            # The records are built here, on this thread, only now that their segment is due.
+            batch = [rec for entry in entries for rec in self._records(entry)]
+            for start in range(0, len(batch), self.batch_size):
+                if not self._write_with_retry(batch[start:start + self.batch_size]):
+                    with self._lock:  # gave up at the close deadline: the rest of this batch too
+                        self.lost_on_close += max(0, len(batch) - start - self.batch_size)
+                    stop = True
+                    break
+            for ev in waiters:
+                ev.set()
+            waiters = []
         for ev in waiters:
             ev.set()
         if self.lost_on_close:
@@ -384,11 +450,42 @@ class Capturer:
                     break
                 if isinstance(item, dict):
                     n += 1
+                elif not isinstance(item, threading.Event) and item is not _STOP:
+                    n += len(item)
                 elif isinstance(item, threading.Event):
                     item.set()
             with self._lock:
                 self.lost_on_close += n
             log.error("capture %s: %d records not written at close (last error: %s)", self.model_name, self.lost_on_close, self.last_error)
+
+    @staticmethod
+    def _take(item: Any, entries: list[Any], waiters: list[threading.Event]) -> bool:
+        """Sort one queue item; True for the stop marker."""
+        if item is _STOP:
+            return True
+        if isinstance(item, threading.Event):
+            waiters.append(item)
+        else:
+            entries.append(item)
+        return False
+
+    @staticmethod
+    def _size(entry: Any) -> int:
+        return 1 if isinstance(entry, dict) else len(entry)
+
+    def _records(self, item: Any) -> list[dict[str, Any]]:
+        """The records of one queue entry: a record as submitted, or a request's, built here."""
+        if isinstance(item, dict):
+            return [item]
+        with self._lock:
+            self._queued_requests -= 1
+        try:
+            return item.records()
+        except Exception:  # monitoring must never take the model down: count the request, go on
+            with self._lock:
+                self.dropped += len(item)
+            log.exception("capture %s: building a request's records failed", self.model_name)
+            return []
 
     def _write_with_retry(self, batch: list[dict[str, Any]]) -> bool:
         backoff = 0.05

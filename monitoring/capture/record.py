@@ -129,3 +129,29 @@ def record_fields(c: Contribution, options: RecordOptions = RecordOptions()) -> 
         rec[name] = np.asarray(vector, dtype=np.float32)
         rec[f"{name}_source"] = source
     return rec
+
+
+@dataclass
+class RequestCapture:
+    """One sampled-in request as the capture worker gets it: its context fields (model,
+    version, timing, segment attributes), its id, and either what each of its rows contributes
+    or the error its caller got. The request thread fills it with references to what the
+    request already computed; :meth:`records` (on the capture worker) turns it into records."""
+
+    request_id: str
+    context: dict[str, Any]
+    rows: list[Contribution] = field(default_factory=list)
+    error: dict[str, Any] | None = None  # outcome, error_code, error_message, output_nonfinite
+    options: RecordOptions = RecordOptions()
+
+    def __len__(self) -> int:
+        """How many records this request makes: one per row, one for an error."""
+        return 1 if self.error is not None else len(self.rows)
+
+    def records(self) -> list[dict[str, Any]]:
+        if self.error is not None:
+            return [dict(self.context, request_id=self.request_id, **self.error)]
+        single = len(self.rows) == 1
+        return [dict(self.context, request_id=self.request_id if single else f"{self.request_id}:{row}", outcome="ok",
+                     **record_fields(c, self.options))
+                for row, c in enumerate(self.rows)]
