@@ -17,7 +17,7 @@ help:
 	@echo "make setup      virtualenv (pinned), tritonserver from nvidia-pytriton, tiny weights"
 	@echo "make serve      start tritonserver on $(REPO)/ (HTTP :8000, gRPC :8001, metrics :8002)"
 	@echo "make stop       stop it"
-	@echo "make client-demo  call every model once with serving.client"
+	@echo "make client-demo  call every model once with serving.launch.client"
 	@echo "make demo       the drift demo end to end: train, serve, replay 3 weeks, score, report"
 	@echo "make demo-gen   the generative demo: sd_img2img prompt / settings / output drift per embedding space"
 	@echo "make test       the test suite (sets up first if needed)"
@@ -44,28 +44,28 @@ $(STAMP): env/requirements.lock pyproject.toml
 	# The Triton stub runs Python isolated (PYTHONPATH ignored): a .pth puts this checkout's
 	# serving/ and monitoring/ on its sys.path, like an editable install without a build step.
 	$(PY) -c "import sysconfig; open(sysconfig.get_paths()['purelib'] + '/triton_sd_platform.pth', 'w').write('$(CURDIR)\n')"
-	$(PY) -c "from serving.server import backend_dir; print('triton python backend:', backend_dir())"
+	$(PY) -c "from serving.launch.server import backend_dir; print('triton python backend:', backend_dir())"
 	touch $(STAMP)
 
 # Builds the tiny checkpoints that are missing (one process: imports cost more than building).
 weights: $(STAMP)
-	$(PY) -m serving.checkpoints tiny --repo $(REPO)
+	$(PY) -m serving.runtime.checkpoints tiny --repo $(REPO)
 
-# Real weights at the revisions pinned in serving/checkpoints/hub.py (docs/deploy.md#real-weights):
+# Real weights at the revisions pinned in serving/runtime/checkpoints/hub.py (docs/deploy.md#real-weights):
 # FP16=1, REVISIONS="sd_depth=<sha> ...", or one model from a folder / single .safetensors file:
 # MODEL=sd_img2img SOURCE=ckpt.safetensors CONFIG=<diffusers folder or hub id>.
 weights-real: $(STAMP)
-	$(PY) -m serving.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,) \
+	$(PY) -m serving.runtime.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,) \
 	  $(foreach r,$(REVISIONS),--revision $(r)) $(if $(SOURCE),--models $(MODEL) --source $(SOURCE),) $(if $(CONFIG),--config $(CONFIG),)
 
 serve: setup
-	$(PY) -m serving.server start
+	$(PY) -m serving.launch.server start
 
 stop:
-	-$(PY) -m serving.server stop
+	-$(PY) -m serving.launch.server stop
 
 client-demo: $(STAMP)
-	$(PY) -m serving.demo_client
+	$(PY) -m serving.launch.demo_client
 
 # The report test drives a real headless Chromium, the export tests validate with the Arize and
 # Fiddler SDKs, the explore test runs Phoenix, each in its own venv: `make test` installs them
@@ -119,16 +119,16 @@ env: $(STAMP)
 # The main job, offline: train a digits ResNet, serve it, replay clean/blurred/darkened weeks,
 # score drift per week, write var/demo/report/report.html.
 demo: setup
-	$(PY) -m monitoring.demo
+	$(PY) -m bench.demo
 
 # The generative demo, offline: sd_img2img (tiny weights, in-process) serves a baseline + clean /
 # prompts-moved / settings-changed weeks; scored per embedding space; var/demo-gen/report/report.html.
 demo-gen: setup
-	$(PY) -m monitoring.demo.generative
+	$(PY) -m bench.demo.generative
 
 # Load test against a running server (`make serve`), e.g. MODEL=sd_depth LOADTEST_ARGS="--rate 1,2 --duration 20".
 loadtest: setup
-	$(PY) -m serving.loadtest $(or $(MODEL),resnet_classifier) $(LOADTEST_ARGS)
+	$(PY) -m bench.loadtest $(or $(MODEL),resnet_classifier) $(LOADTEST_ARGS)
 
 # The benchmark suite (P1-P5, P7), results in bench/results/<date>.{json,md}. P3 also installs the
 # reference libraries (Evidently, alibi-detect) into their own venvs under build/bench-venvs/
@@ -142,7 +142,7 @@ bench: setup
 # them, capture store on a moto S3; exits non-zero on any shortfall. The env tarball is cached
 # in build/rehearse/ (keyed on the lock): CI should cache that directory.
 rehearse: weights
-	DEPLOY_ALLOW_TEST_WEIGHTS=1 $(PY) -m deploy.rehearse
+	DEPLOY_ALLOW_TEST_WEIGHTS=1 $(PY) -m bench.rehearse
 
 # Reliability soak (a benchmark): MINUTES=10 by default; the 1-minute version runs in `make test`.
 MINUTES ?= 10

@@ -1,12 +1,12 @@
 """Label-free accuracy benchmark: our estimate vs NannyML's CBPE vs realized accuracy, on the demo's records.
 
-    make demo                                    # or python -m monitoring.demo --workdir var/demo
+    make demo                                    # or python -m bench.demo --workdir var/demo
     python bench/accuracy_bench.py --demo var/demo   # writes bench/results/accuracy-<date>.{json,md}
 
 Same rows for both: the reference is the demo baseline's labelled sample (top-1 probability,
 predicted and true label); each demo week's successful classifier records are one window (the
 week's actuals give its realized accuracy, and are hidden from both estimators). Ours is
-``monitoring.drift.accuracy`` through ``score_model(..., use_actuals=False)`` exactly as
+``monitoring.analysis.drift.accuracy`` through ``score_model(..., use_actuals=False)`` exactly as
 ``monitoring score --no-actuals`` runs it. NannyML 0.13.1 cannot share our lock (it needs
 plotly<6), so it runs from build/venvs/nannyml (env/venv-nannyml.lock;
 ``make build/venvs/nannyml/.installed``) in a subprocess: bench/nannyml_cbpe.py.
@@ -39,7 +39,7 @@ NANNYML_PYTHON = ROOT / "build" / "venvs" / "nannyml" / "bin" / "python"
 
 def realized(store: Path, windows: list) -> dict[str, dict]:
     """Realized accuracy per window from the posted actuals (what the estimators must not see)."""
-    from monitoring.scoring.runner import score_model
+    from monitoring.analysis.scoring.runner import score_model
 
     run = score_model(store, MODEL, windows=windows, use_actuals=True)
     return {w["label"]: {"accuracy": w["accuracy"], "n_labeled": w["n_labeled"]} for w in run["windows"]}
@@ -47,9 +47,9 @@ def realized(store: Path, windows: list) -> dict[str, dict]:
 
 def rows_for_nannyml(store: Path, windows: list, out: Path) -> None:
     """reference.csv (baseline sample) and analysis.csv (each window's ok records, with truth for checking only)."""
-    from monitoring.actuals.labels import join_actuals, load_actuals
-    from monitoring.baseline.store import load_baseline
-    from monitoring.store.reader import read_records_df
+    from monitoring.analysis.actuals.labels import join_actuals, load_actuals
+    from monitoring.analysis.baseline.store import load_baseline
+    from monitoring.ingest.store.reader import read_records_df
 
     b = load_baseline(store, MODEL)
     m = b.metadata.dropna(subset=["pred_top_prob", "pred_label", "label"])
@@ -81,8 +81,8 @@ def _f(x, spec=".3f") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from monitoring.scoring.runner import score_model
-    from monitoring.scoring.windows import Window
+    from monitoring.analysis.scoring.runner import score_model
+    from monitoring.analysis.scoring.windows import Window
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, default=ROOT / "var" / "demo", help="a finished demo's workdir (summary.json, store/)")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"accuracy-{date}.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Label-free accuracy: ours vs NannyML CBPE ({date})", "",
-             f"Demo store {args.demo} (`python -m monitoring.demo` defaults); reference = baseline sample "
+             f"Demo store {args.demo} (`python -m bench.demo` defaults); reference = baseline sample "
              f"({result['reference_rows']} labelled rows); NannyML {nml.get('nannyml', nml.get('error', '?'))}.", "",
              "| week | n | realized | ours [95% band] | ours miss | NannyML CBPE [band] | NannyML miss | drift verdict |",
              "|---|---|---|---|---|---|---|---|"]

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitoring.capture.priority import lower_process_priority  # noqa: E402
-from serving.server import TritonProcess, free_port, server_env  # noqa: E402
+from serving.launch.server import TritonProcess, free_port, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
 ON = "resnet_classifier"
@@ -154,7 +154,7 @@ LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
 def parquet_bytes(records: list[dict]) -> int:
     import pyarrow.parquet as pq
 
-    from monitoring.store import records_to_table
+    from monitoring.ingest.store import records_to_table
 
     buf = io.BytesIO()
     pq.write_table(records_to_table(records), buf, compression="zstd")  # as the store writes segments
@@ -223,10 +223,10 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     import torch
 
     from monitoring.capture import Capturer
-    from serving.capture_hook import CaptureHook
-    from serving.device import DeviceSpec
-    from serving.runtimes import runtime_class
-    from serving.runtimes.base import RawRequest
+    from serving.runtime.capture_hook import CaptureHook
+    from serving.runtime.device import DeviceSpec
+    from serving.runtime.models import runtime_class
+    from serving.runtime.models.base import RawRequest
 
     torch.set_num_threads(2)
     work = ROOT / "build" / "bench" / "capture-resnet50"
@@ -265,7 +265,7 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     shutil.rmtree(spool, ignore_errors=True)
     # The sidecar's share: segments of 32 records (2 s of traffic at ~16 req/s), ingested into a
     # store in this process (its CPU, not wall time).
-    from monitoring.sidecar.service import Sidecar
+    from monitoring.ingest.sidecar.service import Sidecar
 
     spool, store = tempfile.mkdtemp(prefix="capture-profile-"), tempfile.mkdtemp(prefix="capture-profile-store-")
     cap = Capturer(spool, ON, batch_size=32, flush_interval_s=60.0)
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
     worst = max(max(r["p50_ratio_on_off"], r["p99_ratio_on_off"], 1.0 / r["throughput_ratio_on_off"]) for r in results.values())
     if sidecar is not None:
-        from monitoring.store import read_records
+        from monitoring.ingest.store import read_records
         captured = sum(read_records(str(store), m).num_rows for m in (ON, OFF))
     else:
         captured = None

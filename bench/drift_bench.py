@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from monitoring.drift import CentroidDistance, ClusterJSD, DomainClassifier, DriftSuite, MMDDrift  # noqa: E402
+from monitoring.analysis.drift import CentroidDistance, ClusterJSD, DomainClassifier, DriftSuite, MMDDrift  # noqa: E402
 
 WINDOWS = ("clean", "mild", "mix_only", "shift_only")
 

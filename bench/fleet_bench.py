@@ -5,7 +5,7 @@ Hive-partitioned Parquet store (24 hour partitions, 2 files per hour, the real r
 hour by hour so generation never holds more than one file. Then, in a FRESH process (so its peak
 RSS is this job's alone), the 24 hourly windows are scored against a 10k-row baseline by every
 default method (cluster_jsd, centroid, mmd, domain_classifier) plus metadata (KS/PSI) with
-:func:`monitoring.fleet.score_windows`: pruned listing, per-partition projected reads,
+:func:`monitoring.analysis.fleet.score_windows`: pruned listing, per-partition projected reads,
 mergeable states, merge, score. Hours 18-23 carry a mild drift (two cluster weights 0.10 ->
 0.13/0.07 + 0.1 sd shift, as in bench/drift_bench.py), hours 0-17 are clean: every window has a
 right answer and the report counts the verdicts.
@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from monitoring.drift import DriftSuite  # noqa: E402
-from monitoring.fleet import hourly_windows, score_windows  # noqa: E402
-from monitoring.fleet.synthetic import write_day  # noqa: E402
+from monitoring.analysis.drift import DriftSuite  # noqa: E402
+from monitoring.analysis.fleet import hourly_windows, score_windows  # noqa: E402
+from monitoring.analysis.fleet.synthetic import write_day  # noqa: E402
 
 DAY_MS = 1_795_651_200_000  # 2026-11-26T00:00Z
 MODEL = "resnet_classifier"
@@ -88,7 +88,7 @@ def fitted_suite(d: int, n_ref: int, full_width: bool = False) -> tuple[DriftSui
     scores the store's projected column); ``full_width``: fitted on the full embeddings."""
     import pandas as pd
 
-    from monitoring.store.projection import scoring_projection
+    from monitoring.ingest.store.projection import scoring_projection
 
     rng = np.random.default_rng(12345)
     X = Recipe(d).sample(rng, n_ref, hour=0)
@@ -104,7 +104,7 @@ def fitted_suite(d: int, n_ref: int, full_width: bool = False) -> tuple[DriftSui
 
 
 def representation(suite: DriftSuite) -> str:
-    from monitoring.store.projection import projection_spec
+    from monitoring.ingest.store.projection import projection_spec
 
     return projection_spec(getattr(suite, "projection_", None)) or "full"
 
@@ -122,8 +122,8 @@ def score_job(store: Path, d: int, n_ref: int, cluster: str | None, phase: str =
     (raw partitions, a suite fitted on the full 2048-d sample reads the full embedding column, as
     ``--full-width``; no states).
     """
-    from monitoring.fleet.states import StateCache
-    from monitoring.store.backend import open_backend
+    from monitoring.analysis.fleet.states import StateCache
+    from monitoring.ingest.store.backend import open_backend
 
     t0 = time.perf_counter()
     suite, fit_s = fitted_suite(d, n_ref, full_width=phase == "full")
@@ -151,7 +151,7 @@ def score_job(store: Path, d: int, n_ref: int, cluster: str | None, phase: str =
     truth = [h >= DRIFT_FROM_HOUR for h in hours]
     # the metadata fields are never shifted: its right answer is "no drift" in every hour
     truths = {name: ([False] * len(hours) if name == "metadata" else truth) for name in verdicts}
-    from monitoring.alerts.levels import page_level
+    from monitoring.analysis.alerts.levels import page_level
 
     return {
         "phase": phase,
@@ -218,9 +218,9 @@ def false_alarms(d: int, n_window: int, n_ref: int, n_baselines: int, per_baseli
     Rates per method, any method, and what pages (alerts.yml)."""
     import pandas as pd
 
-    from monitoring.alerts.levels import ALERT_LEVELS, page_level
-    from monitoring.drift.mergeable import merge_states, score_state, window_state
-    from monitoring.store.projection import projection_spec, scoring_projection
+    from monitoring.analysis.alerts.levels import ALERT_LEVELS, page_level
+    from monitoring.analysis.drift.mergeable import merge_states, score_state, window_state
+    from monitoring.ingest.store.projection import projection_spec, scoring_projection
 
     projection = scoring_projection(d, full_width=full_width)
     project = (lambda X: X) if projection is None else projection.apply
@@ -280,12 +280,12 @@ def ingest_cost(d: int, rows: int, n_ref: int, tmp: Path) -> dict[str, Any]:
     (what the compaction hook does) with the suite the sidecar fits (the default representation:
     the projection); for comparison, by reading the hour back (the pass after a partial
     compaction), and from the rows with a full-width suite (what the hook did before)."""
-    from monitoring.fleet.score import PartitionTask, map_partition, map_table, partition_id
-    from monitoring.fleet.synthetic import records_table
-    from monitoring.store.backend import open_backend
-    from monitoring.store.projection import add_projections
-    from monitoring.store.schema import FILE_SCHEMA
-    from monitoring.store.writer import StoreWriter
+    from monitoring.analysis.fleet.score import PartitionTask, map_partition, map_table, partition_id
+    from monitoring.analysis.fleet.synthetic import records_table
+    from monitoring.ingest.store.backend import open_backend
+    from monitoring.ingest.store.projection import add_projections
+    from monitoring.ingest.store.schema import FILE_SCHEMA
+    from monitoring.ingest.store.writer import StoreWriter
 
     suite, _ = fitted_suite(d, n_ref)  # the default: the projection (what the sidecar fits now)
     fsuite, _ = fitted_suite(d, n_ref, full_width=True)
@@ -339,8 +339,8 @@ def float16_check(recipe: Recipe, n: int, suite: DriftSuite, tmp: Path) -> dict[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from monitoring.drift.mergeable import merge_states, score_state, window_state
-    from monitoring.fleet.score import embedding_matrix
+    from monitoring.analysis.drift.mergeable import merge_states, score_state, window_state
+    from monitoring.analysis.fleet.score import embedding_matrix
 
     rows = max(n // 24, 1000)
     out: dict[str, Any] = {"rows_per_window": rows, "windows": {}}
@@ -429,8 +429,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "Every path but the full-width comparison scores the **default representation** (issue #28): a space wider "
         "than 128-d is scored on the seeded 128-d random projection the store's writer keeps beside each embedding "
-        "(`embedding__p128`, `monitoring.store.projection.scoring_projection`); `monitoring score` / "
-        "`python -m monitoring.fleet` / the watch loop / the sidecar's states at ingest all use it; `--full-width` "
+        "(`embedding__p128`, `monitoring.ingest.store.projection.scoring_projection`); `monitoring score` / "
+        "`python -m monitoring.analysis.fleet` / the watch loop / the sidecar's states at ingest all use it; `--full-width` "
         "scores the 2048-d vectors.",
         "",
         "Raw: the day from the raw partitions with no state stored yet, default representation (the run also "
@@ -470,7 +470,7 @@ def markdown(doc: dict[str, Any]) -> str:
         gap = max((v["max_p_value_gap"] for v in same.values()), default=float("nan"))
         lines.append(f"| {p['n']:,} | {p.get('states_bytes', 0) / 1e6:.1f} | {p['states']['score_s']:.2f} | "
                      f"{p['states']['peak_rss_mb']:.0f} | {p['hour']['score_s']:.2f} | {flags} | {gap:.2g} |")
-    lines += ["", "Hours that page (deploy/prometheus/alerts.yml rule, `monitoring.alerts.levels.page_level`), per size: "
+    lines += ["", "Hours that page (deploy/prometheus/alerts.yml rule, `monitoring.analysis.alerts.levels.page_level`), per size: "
               + "; ".join(f"{p['n']:,}: {sum(x != 'ok' for x, t in zip(p['score']['page'], p['score']['truth']) if not t)}/"
                           f"{sum(1 for t in p['score']['truth'] if not t)} clean, drifted hours paged "
                           f"{sum(x != 'ok' for x, t in zip(p['score']['page'], p['score']['truth']) if t)}/"
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fa_baselines > 0 and args.fa_windows > 0:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1):  # as the engine runs in process (monitoring/fleet/score.py)
+        with threadpool_limits(limits=1):  # as the engine runs in process (monitoring/analysis/fleet/score.py)
             doc["false_alarms"] = false_alarms(args.fa_dim, args.fa_window_rows, args.n_ref, args.fa_baselines, args.fa_windows)
         print(json.dumps(doc["false_alarms"]), flush=True)
     for n in sizes:

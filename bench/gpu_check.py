@@ -5,14 +5,14 @@
     python bench/gpu_check.py --max-batch 64 --steps 5 --corners every-side --large-only
                                                # the largest batch the limits admit at every size
 
-Real-size checkpoints are built on the fly from `serving/capacity/configs` with random fp16
+Real-size checkpoints are built on the fly from `serving/runtime/capacity/configs` with random fp16
 weights (outputs are noise; kernels, memory and time are the real ones), saved as safetensors
 and loaded through the runtimes' normal load path. Per model it records:
 
 - peak GPU memory (allocated and reserved) and latency at the standard size and at the largest
   request the validator admits on an H100 and on an A10G (at the largest size, or with
   `--corners every-side` at every size of the grid; batch capped by `--max-batch`), next to the
-  model's estimate (`serving.capacity.limits`) and whether the call ran out of memory; the A10G
+  model's estimate (`serving.runtime.capacity.limits`) and whether the call ran out of memory; the A10G
   is simulated by bounding the process to its share of an A10G's memory with
   `set_per_process_memory_fraction`;
 - latency with capture (embedding taps) on and off;
@@ -46,12 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving.capacity.limits import GIB, GPU_CLASSES, RequestLimits, Workload  # noqa: E402
-from serving.capacity.realsize import MODELS, build_component, components  # noqa: E402
-from serving.checkpoints import tiny  # noqa: E402
-from serving.device import DeviceSpec  # noqa: E402
-from serving.runtimes import runtime_class  # noqa: E402
-from serving.runtimes.base import RawRequest  # noqa: E402
+from serving.runtime.capacity.limits import GIB, GPU_CLASSES, RequestLimits, Workload  # noqa: E402
+from serving.runtime.capacity.realsize import MODELS, build_component, components  # noqa: E402
+from serving.runtime.checkpoints import tiny  # noqa: E402
+from serving.runtime.device import DeviceSpec  # noqa: E402
+from serving.runtime.models import runtime_class  # noqa: E402
+from serving.runtime.models.base import RawRequest  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ATTENTION_MARKERS = ("flash", "fmha", "efficient_attention", "scaled_dot_product", "attention_math", "xformers")
@@ -257,7 +257,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU check: {report['device']} ({report['mode']})", "",
              f"{report['date']}, torch {report['versions']['torch']}, diffusers {report['versions']['diffusers']}, "
              f"{report['elapsed_s']} s in all. Weights are random (outputs are noise); sizes are real unless "
-             f"mode is tiny. Estimates come from serving/capacity (docs/gpu.md). Options: {report['options']}.", "",
+             f"mode is tiny. Estimates come from serving/runtime/capacity (docs/gpu.md). Options: {report['options']}.", "",
              "| model | run | px | batch | steps | latency s | est. s | peak alloc GiB | peak reserved GiB | est. GiB | limit GiB | finite | OOM | error |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in report["models"].items():

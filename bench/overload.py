@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving.loadtest.payloads import PayloadFactory  # noqa: E402
-from serving.loadtest.report import plot_overload  # noqa: E402
-from serving.loadtest.runner import Recorder, run_concurrency_step, run_rate_step  # noqa: E402
-from serving.loadtest.stats import QueueProbe, ServerStats  # noqa: E402
-from serving.loadtest.transports import TritonTransport  # noqa: E402
-from serving.retry import NO_RETRY, RetryPolicy  # noqa: E402
+from bench.loadtest.payloads import PayloadFactory  # noqa: E402
+from bench.loadtest.report import plot_overload  # noqa: E402
+from bench.loadtest.runner import Recorder, run_concurrency_step, run_rate_step  # noqa: E402
+from bench.loadtest.stats import QueueProbe, ServerStats  # noqa: E402
+from bench.loadtest.transports import TritonTransport  # noqa: E402
+from serving.common.retry import NO_RETRY, RetryPolicy  # noqa: E402
 
 REPO = ROOT / "build" / "bench" / "overload" / "model_repository"
 TRACE = ROOT / "build" / "bench" / "overload" / "trace" / "trace.json"
@@ -92,7 +92,7 @@ class CpuMeter:
         self.server_pid = server_pid
 
     def sample(self) -> dict[str, float]:
-        from serving import procfs
+        from serving.common import procfs
 
         out = {"load_generator": procfs.cpu_seconds(os.getpid()) or 0.0,
                "tritonserver": procfs.cpu_seconds(self.server_pid) or 0.0, "model_stubs": 0.0}
@@ -112,7 +112,7 @@ def pin(server_pid: int, server_cpus: set[int], client_cpus: set[int]) -> None:
     """`--pin`: the load generator (this process) on its own cores, tritonserver and its model
     processes on the others, as if the clients ran on another host. Every existing thread is
     moved; threads started later inherit their creator's set."""
-    from serving import procfs
+    from serving.common import procfs
 
     for pid in procfs.descendants(server_pid):
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
-    from serving.server import TritonProcess, free_port
+    from serving.launch.server import TritonProcess, free_port
 
     build_repo()
     server = TritonProcess(repo=REPO, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),

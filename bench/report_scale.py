@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "monitoring" / "workflow"))
 
-from monitoring.baseline import save_baseline  # noqa: E402
-from monitoring.report.build import build_report  # noqa: E402
-from monitoring.scoring.runner import save_scores, score_model  # noqa: E402
-from monitoring.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
+from monitoring.analysis.baseline import save_baseline  # noqa: E402
+from monitoring.outputs.report.build import build_report  # noqa: E402
+from monitoring.analysis.scoring.runner import save_scores, score_model  # noqa: E402
+from monitoring.ingest.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
 
 MODEL = "scale_clf"
 T0 = 1_714_953_600_000

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving import procfs  # noqa: E402
+from serving.common import procfs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ALL = ("p1", "p2", "p3", "p4", "p5", "p7")

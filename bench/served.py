@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving import procfs  # noqa: E402
-from serving.loadtest.payloads import PayloadFactory  # noqa: E402
-from serving.loadtest.runner import run_concurrency_step  # noqa: E402
-from serving.loadtest.stats import ServerStats, server_delta  # noqa: E402
-from serving.loadtest.transports import TritonTransport  # noqa: E402
+from serving.common import procfs  # noqa: E402
+from bench.loadtest.payloads import PayloadFactory  # noqa: E402
+from bench.loadtest.runner import run_concurrency_step  # noqa: E402
+from bench.loadtest.stats import ServerStats, server_delta  # noqa: E402
+from bench.loadtest.transports import TritonTransport  # noqa: E402
 
 BENCH_REPO = ROOT / "build" / "bench" / "model_repository"
 
@@ -54,7 +54,7 @@ def _free_port() -> int:
 
 
 def start_server(repo: Path, models: tuple[str, ...], threads: int, log_name: str):
-    from serving.server import TritonProcess
+    from serving.launch.server import TritonProcess
 
     server = TritonProcess(repo=repo, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(),
                            log_path=ROOT / "build" / "bench" / "logs" / log_name, models=models,
@@ -93,7 +93,7 @@ def build_resnet50_repo(repo: Path = BENCH_REPO) -> Path:
 def _raw_request(payload) -> Any:
     import numpy as np
 
-    from serving.runtimes.base import RawRequest
+    from serving.runtime.models.base import RawRequest
 
     return RawRequest({k: np.array([[v]], dtype=np.object_) for k, v in payload.inputs.items()})
 
@@ -133,8 +133,8 @@ def run_p1(seconds: float = 15.0, threads: int = 2, concurrencies: list[int] | N
     """
     import torch
 
-    from serving.device import DeviceSpec
-    from serving.runtimes import runtime_class
+    from serving.runtime.device import DeviceSpec
+    from serving.runtime.models import runtime_class
 
     concurrencies = concurrencies or [8, 16]
     ckpt = build_resnet50_repo()
@@ -206,7 +206,7 @@ def run_p1(seconds: float = 15.0, threads: int = 2, concurrencies: list[int] | N
             "inprocess_best_batch": int(best_batch), "inprocess_sweep": by_batch,
             "by_concurrency": by_c, "params": params, "rounds": rounds, "window_s": seconds,
             "model": f"ResNet-50 shape ({params / 1e6:.1f} M parameters, random weights), 224x224 after preprocessing",
-            "images": "serving.loadtest payloads (sklearn sample photos as 256px JPEG, digits as PNG)",
+            "images": "bench.loadtest payloads (sklearn sample photos as 256px JPEG, digits as PNG)",
             "threads": threads}
 
 
@@ -214,7 +214,7 @@ def run_p1(seconds: float = 15.0, threads: int = 2, concurrencies: list[int] | N
 def ensure_tiny(model: str) -> Path:
     ckpt = ROOT / "model_repository" / model / "1" / "checkpoint"
     if not (ckpt / "model_index.json").exists() and not (ckpt / "config.json").exists():
-        from serving.checkpoints.__main__ import main
+        from serving.runtime.checkpoints.__main__ import main
 
         main(["tiny", "--repo", str(ROOT / "model_repository"), "--models", model])
     return ckpt
@@ -310,8 +310,8 @@ def run_p4(steps: int = 20, rounds: int = 5, threads: int = 2, n: int = 4) -> di
     payloads = [factory(i) for i in range(n)]
 
     # In-process cross-check first (server not running).
-    from serving.device import DeviceSpec
-    from serving.runtimes import runtime_class
+    from serving.runtime.device import DeviceSpec
+    from serving.runtime.models import runtime_class
 
     torch.set_num_threads(threads)
     rt = runtime_class("sd_img2img")(str(ckpt), DeviceSpec("cpu", torch.float32), max_pipeline_batch=n)

@@ -2,8 +2,8 @@
 
 A benchmark, not a test: it starts the real tritonserver with capture on into a moto S3 store
 on 127.0.0.1 (the models start the capture sidecar and the stub watchdog themselves,
-serving/host_services.py), runs concurrent gRPC clients sending good requests and a share of bad
-ones to every model (serving/loadtest/payloads.py), injects each fault once, one after the other
+serving/runtime/host_services.py), runs concurrent gRPC clients sending good requests and a share of bad
+ones to every model (bench/loadtest/payloads.py), injects each fault once, one after the other
 on a schedule, and writes a report to bench/results/soak-<date>.{json,md}:
 
 - requests ok / error by kind, each error either *expected* (a bad input rejected with
@@ -62,11 +62,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving import MODEL_NAMES, host_services, procfs  # noqa: E402
-from serving.loadtest.payloads import PayloadFactory  # noqa: E402
-from serving.loadtest.loss import match_ids  # noqa: E402
-from serving.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
-from serving.watchdog import list_stubs  # noqa: E402
+from serving import MODEL_NAMES  # noqa: E402
+from serving.runtime import host_services  # noqa: E402
+from serving.common import procfs  # noqa: E402
+from bench.loadtest.payloads import PayloadFactory  # noqa: E402
+from bench.loadtest.loss import match_ids  # noqa: E402
+from serving.launch.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
+from serving.runtime.watchdog import list_stubs  # noqa: E402
 
 FLUSH_S = 0.5  # CAPTURE_FLUSH_INTERVAL_S of the soak: the window of records a killed process loses
 FAULT_WINDOW_MARGIN_S = 5.0  # errors this long after recovery still count as the fault's
@@ -463,7 +465,7 @@ class Soak:
         return f"explained_{f.kind}" if f is not None else "unexplained"
 
     def captured(self) -> dict[str, dict]:
-        from monitoring.store import read_records_df
+        from monitoring.ingest.store import read_records_df
 
         out = {}
         for model in self.models:

@@ -21,8 +21,8 @@ from deploy.aws import SERVICES, AwsContext, describe_error, parse_s3_url
 from deploy.compat import check_compatibility
 from deploy.errors import DeployError
 from deploy.invoke import invoke, save_outputs, summarize
-from serving.deadline import request_parameters, triton_timeout_us
-from serving.retry import PATIENT
+from serving.runtime.deadline import request_parameters, triton_timeout_us
+from serving.common.retry import PATIENT
 from deploy.payload import PayloadError, build_request, parse_response
 from deploy.safe_extract import TarballError
 

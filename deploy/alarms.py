@@ -2,7 +2,7 @@
 removed by `deploy delete`.
 
 The metrics are published by `python -m monitoring watch` / the capture sidecar's watch loop
-(monitoring/watch/metrics.py: same names; deploy may not import monitoring, so they are repeated
+(monitoring/analysis/watch/metrics.py: same names; deploy may not import monitoring, so they are repeated
 here and a test keeps the two lists equal). Alarms watch the roll-ups with no dimension, so one
 alarm covers every model of the endpoint:
 

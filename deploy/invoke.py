@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import error_code, error_message
 from deploy.errors import DeployError
-from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
+from serving.common.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
 
 _IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"RIFF": ".webp"}
 
@@ -38,7 +38,7 @@ def invoke(
     """Send one request; return (response body, response content type).
 
     Refusals (503, SageMaker's ServiceUnavailable/ThrottlingException, a model's 503) are
-    retried with jittered backoff while `deadline_s` from now allows (serving/retry.py);
+    retried with jittered backoff while `deadline_s` from now allows (serving/common/retry.py);
     the final refusal is a DeployError that says it was refused, and how often.
     """
     attempts = attempts if attempts is not None else Attempts()

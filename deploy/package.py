@@ -30,7 +30,7 @@ from typing import BinaryIO, Iterable
 from deploy import images
 from deploy.errors import DeployError
 from deploy.pbtxt import get_execution_env_path, set_execution_env_path
-from serving.checkpoints import provenance
+from serving.runtime.checkpoints import provenance
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

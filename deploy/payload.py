@@ -24,7 +24,7 @@ from monitoring.capture.attributes import as_parameters
 
 JSON_CONTENT_TYPE = "application/json"
 # Request parameter the models read to return images as raw bytes instead of base64 text
-# (serving/response_encoding.py; plain JSON bodies leave it out and get base64).
+# (serving/runtime/response_encoding.py; plain JSON bodies leave it out and get base64).
 IMAGE_ENCODING = "image_encoding"
 BINARY_CONTENT_TYPE = "application/vnd.sagemaker-triton.binary+json"
 _HEADER_SIZE = re.compile(r"json-header-size\s*=\s*(\d+)")
@@ -93,7 +93,7 @@ def build_request(
     `inputs` maps input name to a list of str/bytes (sent as BYTES with shape [len, 1]) or to a
     numpy array (sent with its own shape and dtype). With `binary`, tensors travel as raw bytes
     after a JSON header and outputs are requested in binary too. `parameters` are request
-    parameters, e.g. `deadline_ms` (serving/deadline.py) and Triton's queue `timeout` (µs).
+    parameters, e.g. `deadline_ms` (serving/runtime/deadline.py) and Triton's queue `timeout` (µs).
     """
     if not inputs:
         raise PayloadError("no inputs")

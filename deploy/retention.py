@@ -1,7 +1,7 @@
 """Capture retention on S3: one lifecycle rule that expires the store's capture partitions.
 
 The rule's filter is `<store prefix>/model=`: the capture store keeps records only under
-`model=<m>/date=.../hour=...` (monitoring/store/writer.py), so baselines, actuals and score
+`model=<m>/date=.../hour=...` (monitoring/ingest/store/writer.py), so baselines, actuals and score
 runs stored beside it never match. Other lifecycle rules on the bucket are kept; ours is
 replaced by ID, so re-running `create` with another `--retain-days` updates it.
 """

@@ -14,11 +14,11 @@ import os
 
 from deploy.errors import DeployError
 from deploy.package import CHECKPOINT_DIR
-from serving.checkpoints import provenance
+from serving.runtime.checkpoints import provenance
 
 ALLOW_ENV = "DEPLOY_ALLOW_TEST_WEIGHTS"
 HOW_TO_GET_REAL = ("get real ones with `make weights-real` (pinned hub revisions; FP16=1 for fp16) or "
-                   "`python -m serving.checkpoints fetch --models {model} --force --source DIR|FILE.safetensors`, "
+                   "`python -m serving.runtime.checkpoints fetch --models {model} --force --source DIR|FILE.safetensors`, "
                    "then `make package` again")
 
 

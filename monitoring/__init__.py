@@ -7,25 +7,25 @@ Capture (inside the model process)
   * :mod:`monitoring.capture` -- builds, samples and spools request records (stdlib + numpy only).
 
 Ingest (records into the store)
-  * :mod:`monitoring.sidecar` -- the per-host process moving spooled records into the store.
-  * :mod:`monitoring.store` -- the Parquet store: schema, writer, compaction, read API.
-  * :mod:`monitoring.artifacts` -- where baselines, scores and actuals live inside the store.
+  * :mod:`monitoring.ingest.sidecar` -- the per-host process moving spooled records into the store.
+  * :mod:`monitoring.ingest.store` -- the Parquet store: schema, writer, compaction, read API.
+  * :mod:`monitoring.analysis.artifacts` -- where baselines, scores and actuals live inside the store.
 
 Analysis (drift and quality from the stored records)
-  * :mod:`monitoring.baseline` -- versioned baselines: embedding and metadata samples, manifest.
-  * :mod:`monitoring.drift` -- the drift detectors (embeddings and request metadata).
-  * :mod:`monitoring.scoring` -- scores a model's records against its baseline, window by window.
-  * :mod:`monitoring.fleet` -- the same at fleet scale: per-partition states, merged, scored.
-  * :mod:`monitoring.actuals` -- labels posted later, joined to predictions by request id.
-  * :mod:`monitoring.watch` -- scores every window as it closes and publishes each result.
+  * :mod:`monitoring.analysis.baseline` -- versioned baselines: embedding and metadata samples, manifest.
+  * :mod:`monitoring.analysis.drift` -- the drift detectors (embeddings and request metadata).
+  * :mod:`monitoring.analysis.scoring` -- scores a model's records against its baseline, window by window.
+  * :mod:`monitoring.analysis.fleet` -- the same at fleet scale: per-partition states, merged, scored.
+  * :mod:`monitoring.analysis.actuals` -- labels posted later, joined to predictions by request id.
+  * :mod:`monitoring.analysis.watch` -- scores every window as it closes and publishes each result.
 
 Outputs (to people and other tools)
-  * :mod:`monitoring.report` -- the self-contained HTML drift report.
-  * :mod:`monitoring.alerts` -- Prometheus gauges and the webhook on alarm.
-  * :mod:`monitoring.export` -- exports to the monitors teams already run (Arize, Fiddler).
-  * :mod:`monitoring.explore` -- the window and its baseline in Phoenix's embedding explorer.
+  * :mod:`monitoring.outputs.report` -- the self-contained HTML drift report.
+  * :mod:`monitoring.analysis.alerts` -- Prometheus gauges and the webhook on alarm.
+  * :mod:`monitoring.outputs.export` -- exports to the monitors teams already run (Arize, Fiddler).
+  * :mod:`monitoring.outputs.explore` -- the window and its baseline in Phoenix's embedding explorer.
 
-And :mod:`monitoring.demo` (``make demo``) drives the whole workflow end to end, offline.
+And :mod:`bench.demo` (``make demo``) drives the whole workflow end to end, offline.
 
 ``python -m monitoring --help`` lists the command-line tools (see :mod:`monitoring.cli`).
 """

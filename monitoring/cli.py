@@ -2,7 +2,7 @@
 
 Adding a command from another module::
 
-    # monitoring/drift/cli.py
+    # monitoring/analysis/drift/cli.py
     from monitoring.cli import command
 
     def _args(p):                       # argparse.ArgumentParser of the subcommand
@@ -45,9 +45,9 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 #: Modules that register more commands; imported by :func:`build_parser`.
-COMMAND_MODULES: list[str] = ["monitoring.sidecar.cli",
-                              "monitoring.baseline.cli", "monitoring.scoring.cli", "monitoring.actuals.cli", "monitoring.report.cli",
-                              "monitoring.export.cli", "monitoring.explore.cli", "monitoring.watch.cli"]
+COMMAND_MODULES: list[str] = ["monitoring.ingest.sidecar.cli",
+                              "monitoring.analysis.baseline.cli", "monitoring.analysis.scoring.cli", "monitoring.analysis.actuals.cli", "monitoring.outputs.report.cli",
+                              "monitoring.outputs.export.cli", "monitoring.outputs.explore.cli", "monitoring.analysis.watch.cli"]
 
 
 def register(name: str, run: Run, *, help: str, configure: Configure | None = None) -> Command:
@@ -128,8 +128,8 @@ def _records_args(p: argparse.ArgumentParser) -> None:
 @command("records", help="show what was captured for a model", configure=_records_args)
 def cmd_records(args: argparse.Namespace) -> int:
     from monitoring.capture.fields import VECTOR_FIELDS
-    from monitoring.store.reader import read_records, to_epoch_ms
-    from monitoring.store.schema import RECORD_SCHEMA
+    from monitoring.ingest.store.reader import read_records, to_epoch_ms
+    from monitoring.ingest.store.schema import RECORD_SCHEMA
 
     scalar_cols = [c for c in RECORD_SCHEMA.names if c not in VECTOR_FIELDS]  # vectors are large: not read
     try:

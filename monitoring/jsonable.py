@@ -1,8 +1,8 @@
 """Numpy values -> plain JSON-able Python: the one conversion every saved artefact goes through.
 
 Its own module (numpy only) so that reading and writing the store's artefacts
-(monitoring/artifacts) does not import the drift detectors and their scikit-learn/scipy: the
-sidecar's score gauges (monitoring/alerts) read artefacts in the model execution env.
+(monitoring/analysis/artifacts) does not import the drift detectors and their scikit-learn/scipy: the
+sidecar's score gauges (monitoring/analysis/alerts) read artefacts in the model execution env.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from serving import MODEL_NAMES  # noqa: E402
-from serving.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)
+from serving.launch.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", step: float = 0.02) -> Any:
@@ -86,7 +86,7 @@ def model_repo() -> Path:
         missing = [m for m in MODEL_NAMES if not (repo / m / "1" / "checkpoint" / "model_index.json").exists()
                    and not (repo / m / "1" / "checkpoint" / "config.json").exists()]
         if missing:
-            from serving.checkpoints.__main__ import main
+            from serving.runtime.checkpoints.__main__ import main
 
             main(["tiny", "--repo", str(repo), "--models", *missing])
     return repo
@@ -108,7 +108,7 @@ def spool_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def triton_server(model_repo, spool_dir, tmp_path_factory):
     """One real tritonserver for the whole session, all five models, on free loopback ports."""
-    from serving.server import TritonProcess
+    from serving.launch.server import TritonProcess
 
     server = TritonProcess(
         repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
@@ -131,9 +131,9 @@ def triton_server(model_repo, spool_dir, tmp_path_factory):
 #: file -> unit: files whose tests share a session fixture.
 SHARED_FILES: dict[str, str] = {
     # triton_server (this file): one tritonserver with all five models, nothing unloads or kills it
-    "tests/serving/test_triton_server.py": "triton_server",
-    "tests/serving/test_response_encoding.py": "triton_server",
-    "tests/serving/loadtest/test_against_server.py": "triton_server",
+    "tests/serving/launch/test_triton_server.py": "triton_server",
+    "tests/serving/runtime/test_response_encoding.py": "triton_server",
+    "tests/bench/loadtest/test_against_server.py": "triton_server",
     # generative_scored (tests/monitoring/workflow/conftest.py): the sd_img2img store, built in-process
     "tests/monitoring/workflow/test_generative_spaces.py": "generative_store",
     "tests/monitoring/workflow/test_generative_report_browser.py": "generative_store",
@@ -154,17 +154,17 @@ SLOW_FIRST: tuple[str, ...] = (
     "tests/monitoring/workflow/test_explore_phoenix.py",
     "tests/monitoring/workflow/test_exports_spaces.py",
     "tests/monitoring/workflow/test_report_browser.py",
-    "tests/monitoring/drift/test_drift_defaults.py",
+    "tests/monitoring/analysis/drift/test_drift_defaults.py",
     "tests/reliability/test_stub_killed.py",
     "triton_server",
     "tests/monitoring/test_monitoring_cli.py",
-    "tests/monitoring/sidecar/test_sidecar_process.py",
+    "tests/monitoring/ingest/sidecar/test_sidecar_process.py",
     "tests/env/test_env_build.py",
     "tests/monitoring/workflow/test_segments_served.py",
     "tests/monitoring/workflow/test_exports.py",
     "tests/reliability/test_mme_evicted_while_queued.py",
     "tests/monitoring/workflow/test_served_equals_baseline.py",
-    "tests/monitoring/scoring/test_one_engine.py",
+    "tests/monitoring/analysis/scoring/test_one_engine.py",
     "tests/deploy/test_entrypoint.py",
     "tests/deploy/mme/test_mme_capture.py",
     "tests/deploy/mme/test_mme_versions.py",
@@ -212,7 +212,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), before any worker
         # Assemble build/triton/backends once here: workers starting tritonservers at the same
         # time would otherwise copy the stub over a file another server is loading.
-        from serving.server import backend_dir
+        from serving.launch.server import backend_dir
 
         try:
             backend_dir()

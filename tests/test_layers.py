@@ -13,11 +13,11 @@ PACKAGES = ("serving", "monitoring", "deploy", "bench")
 #: layer -> module prefixes (the longest matching prefix decides); see docs/architecture.md
 LAYERS = {
     # + the stdlib-only leaves every side shares: reading /proc, the sidecar's command line
-    "contract": ("monitoring.capture", "serving.procfs", "monitoring.sidecar.command"),
+    "contract": ("monitoring.capture", "serving.common.procfs", "monitoring.capture.sidecar_command"),
     "runtime": ("serving",),
     "analysis": ("monitoring",),
-    "launch": ("serving.server", "serving.client", "serving.demo_client", "deploy"),
-    "drivers": ("serving.loadtest", "serving.locustfile", "monitoring.demo", "deploy.rehearse", "bench"),
+    "launch": ("serving.launch.server", "serving.launch.client", "serving.launch.demo_client", "deploy"),
+    "drivers": ("bench.loadtest", "bench.locustfile", "bench.demo", "bench.rehearse", "bench"),
 }
 #: layer -> the layers it may import
 ALLOWED = {
@@ -28,7 +28,7 @@ ALLOWED = {
     "drivers": {"contract", "runtime", "analysis", "launch", "drivers"},
 }
 #: The analysis side reaches the runtime through this one adapter and nothing else.
-ADAPTERS = {"monitoring.baseline.served_model": {"runtime"}}
+ADAPTERS = {"monitoring.analysis.baseline.served_model": {"runtime"}}
 
 
 def layer_of(module: str) -> str:
@@ -122,6 +122,6 @@ def test_no_function_level_import_hides_a_cycle():
 
 
 def test_the_check_catches_a_wrong_way_import():
-    assert layer_of("serving.runtimes.base") == "runtime" and layer_of("monitoring.drift.mmd") == "analysis"
-    assert "analysis" not in ALLOWED[layer_of("serving.capture_hook")]
-    assert "runtime" not in ALLOWED[layer_of("monitoring.baseline.sources")]
+    assert layer_of("serving.runtime.models.base") == "runtime" and layer_of("monitoring.analysis.drift.mmd") == "analysis"
+    assert "analysis" not in ALLOWED[layer_of("serving.runtime.capture_hook")]
+    assert "runtime" not in ALLOWED[layer_of("monitoring.analysis.baseline.sources")]

@@ -5,7 +5,7 @@
 
 * The server command (the image's CMD, or SageMaker's ``serve``) runs as the main child, with
   ``HOST_SERVICES_SKIP=sidecar`` so its models do not start a second sidecar (this supervisor
-  runs it; other host services still start from the models, see serving/host_services.py).
+  runs it; other host services still start from the models, see serving/runtime/host_services.py).
 * The control plane is locked (docs/security.md): when the server command is ``tritonserver``
   without restriction flags of its own, a fresh secret (or ``$TRITON_CONTROL_KEY``, if the
   operator set one to call the repository API themselves) puts the model-repository,
@@ -39,9 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo (tests) or /opt/platform (image)
 
-from serving import host_services  # noqa: E402
-from serving.triton_http import (CONTROL_KEY_ENV, control_key, has_restriction, hide_in_argv,  # noqa: E402
-                                 new_control_key, restricted_args)
+from serving.runtime import host_services  # noqa: E402
+from serving.runtime.triton_http import (CONTROL_KEY_ENV, control_key, has_restriction, hide_in_argv,  # noqa: E402
+                                         new_control_key, restricted_args)
 
 log = logging.getLogger("entrypoint")
 

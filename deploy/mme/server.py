@@ -37,8 +37,8 @@ from deploy.mme.metrics import exposition, registry_for
 from deploy.mme.source import ModelSource, check_target_model
 from deploy.mme.triton import TritonControl, error_text
 from deploy.payload import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, PayloadError, header_size
-from serving import host_services
-from serving.deadline import HEADER as DEADLINE_HEADER  # forwarded to Triton, which hands it to the model
+from serving.runtime import host_services
+from serving.runtime.deadline import HEADER as DEADLINE_HEADER  # forwarded to Triton, which hands it to the model
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/ping" and method == "GET":
                 # Unhealthy too while a loaded model is down (its stub died and the watchdog,
-                # serving/watchdog.py, is reloading it): SageMaker then stops routing here.
+                # serving/runtime/watchdog.py, is reloading it): SageMaker then stops routing here.
                 down = [r.key for r in ep.cache.loaded() if r.triton_name and not ep.triton.ready(r.triton_name)] \
                     if ep.triton.live() else ["tritonserver"]
                 return self._json(503, {"status": "Unhealthy", "down": down}) if down \
@@ -225,7 +225,7 @@ class MMEEndpoint:
     def __init__(self, config: MMEConfig) -> None:
         self.config = config
         self.work_dir = Path(config.work_dir).resolve()
-        self.process = None  # serving.server.TritonProcess when we started it
+        self.process = None  # serving.launch.server.TritonProcess when we started it
         self.triton: TritonControl | None = None
         self.cache: ModelCache | None = None
         self.source: ModelSource | None = None
@@ -276,7 +276,7 @@ class MMEEndpoint:
         return self
 
     def _start_triton(self) -> None:
-        from serving.server import TritonProcess, free_port
+        from serving.launch.server import TritonProcess, free_port
 
         cfg = self.config
         ports = []
@@ -300,7 +300,7 @@ class MMEEndpoint:
 
     def _capture_env(self) -> dict[str, str]:
         """Capture on (the models start the sidecar, as on SageMaker) when a store is configured."""
-        from serving.server import capture_env
+        from serving.launch.server import capture_env
 
         cfg = self.config
         if not cfg.capture_store:
@@ -322,7 +322,7 @@ class MMEEndpoint:
             headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(size)}
         if inference_id:
             headers[INFERENCE_ID_HEADER] = inference_id
-        if deadline:  # the caller's deadline, checked by the model (serving/deadline.py)
+        if deadline:  # the caller's deadline, checked by the model (serving/runtime/deadline.py)
             headers[DEADLINE_HEADER] = deadline
         assert self.triton is not None and rec.triton_name
         status, resp_headers, out = self.triton.infer(rec.triton_name, body, headers, self.config.infer_timeout_s)
@@ -371,7 +371,7 @@ class MMEEndpoint:
             code = self.process.stop()
             self.process = None
             if self.config.capture_store:  # the models' sidecar drains the spool once Triton is gone
-                from serving.server import sidecar_of
+                from serving.launch.server import sidecar_of
 
                 sidecar = sidecar_of(Path(self.config.capture_spool))
                 if not host_services.wait_stopped(sidecar, timeout=120.0):

@@ -1,4 +1,4 @@
-"""Triton as the endpoint sees it: the project's one HTTP client (serving/triton_http.py) with
+"""Triton as the endpoint sees it: the project's one HTTP client (serving/runtime/triton_http.py) with
 the MME's error types, and how much memory a model's stubs use.
 
 Model control uses Triton's repository extension (`--model-control-mode=explicit`), behind the
@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from deploy.mme.errors import LoadFailed, TritonUnavailable, looks_like_oom
-from serving import procfs
-from serving.triton_http import TritonError, TritonHTTP, error_text
+from serving.common import procfs
+from serving.runtime.triton_http import TritonError, TritonHTTP, error_text
 
 STUB_NAME = "triton_python_backend_stub"
 

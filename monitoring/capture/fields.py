@@ -1,7 +1,7 @@
 """The capture record contract: one place that names every field and its kind.
 
 This module is pure Python (no pyarrow) so the model process can import it cheaply; the
-Parquet schema in :mod:`monitoring.store.schema` is built from :data:`FIELDS`.
+Parquet schema in :mod:`monitoring.ingest.store.schema` is built from :data:`FIELDS`.
 
 Kinds: ``int`` (int32), ``long`` (int64), ``float`` (float64), ``str``, ``bool``,
 ``json`` (a string holding JSON text; a dict/list is serialised for you), ``vector`` (a

@@ -2,7 +2,7 @@
 and refused when someone else could have put files there.
 
 The spool holds request data (prompts, images' statistics, embeddings) and the host-services
-directory holds the code snapshots the sidecar and watchdog run (serving/host_services.py);
+directory holds the code snapshots the sidecar and watchdog run (serving/runtime/host_services.py);
 both default to paths under the shared /tmp. A directory another user created first (or one
 anyone can write) would let that user read the records, plant segments the sidecar ingests, or
 plant code our services import (docs/security.md).

@@ -1,6 +1,6 @@
 """The one function that turns what a runtime declares about one served item into record fields.
 
-Serving (`serving/capture_hook.py`) and every baseline source (`monitoring/baseline/sources.py`)
+Serving (`serving/runtime/capture_hook.py`) and every baseline source (`monitoring/analysis/baseline/sources.py`)
 call :func:`record_fields` on a :class:`Contribution`, so a served image and the same image in a
 baseline produce identical metadata fields and embeddings: there is no second code path that
 could round differently.

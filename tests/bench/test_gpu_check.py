@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from serving.server import ROOT, server_env
+from serving.launch.server import ROOT, server_env
 
 
 def test_tiny_gpu_check_writes_a_complete_report(tmp_path):
@@ -41,8 +41,8 @@ def test_real_size_builder_gives_a_loadable_checkpoint(tmp_path):
     finally:
         sys.path.remove(str(ROOT / "bench"))
     gpu_check.build_realsize("resnet_classifier", tmp_path, "cpu", torch.float32)
-    from serving.device import DeviceSpec
-    from serving.runtimes import runtime_class
+    from serving.runtime.device import DeviceSpec
+    from serving.runtime.models import runtime_class
 
     rt = runtime_class("resnet_classifier")(str(tmp_path), DeviceSpec.for_instance("CPU"))
     rt.load()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from serving.server import ROOT
+from serving.launch.server import ROOT
 from tests.conftest import wait_for
 
 sys.path.insert(0, str(ROOT / "bench"))

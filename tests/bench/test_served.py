@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bench.served import build_p4_repo
-from serving.server import ROOT
+from serving.launch.server import ROOT
 
 
 def test_p4_repo_copies_differ_only_in_name_and_queue_delay(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serving.checkpoints import provenance
+from serving.runtime.checkpoints import provenance
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

@@ -17,7 +17,7 @@ from deploy.__main__ import main
 from test_deploy_aws import cli, create_args, dist  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "tests" / "monitoring", ROOT / "tests" / "monitoring" / "watch"):
+for _p in (ROOT / "tests" / "monitoring", ROOT / "tests" / "monitoring" / "analysis" / "watch"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -67,7 +67,7 @@ def test_no_capture_turns_it_all_off_and_bad_settings_fail_before_aws(cli, clien
 
 
 def test_metric_names_match_what_the_watch_loop_publishes():
-    from monitoring.watch import metrics
+    from monitoring.analysis.watch import metrics
 
     published = {v for k, v in vars(metrics).items() if k.isupper() and isinstance(v, str) and v[:1].isupper()}
     assert set(alarms.METRIC_NAMES) <= published
@@ -89,9 +89,9 @@ def test_created_drift_alarm_fires_on_the_darkened_window_not_the_clean_one(moto
     alarm is evaluated on what get_metric_data returns for its own metric, statistic and period."""
     import boto3
 
-    from monitoring.store.backend import LocalBackend
-    from monitoring.watch.cloudwatch import CloudWatchPublisher
-    from monitoring.watch.loop import WatchSettings, Watcher
+    from monitoring.ingest.store.backend import LocalBackend
+    from monitoring.analysis.watch.cloudwatch import CloudWatchPublisher
+    from monitoring.analysis.watch.loop import WatchSettings, Watcher
     from watch_testlib import HOUR, hours_ago, write_baseline, write_hour
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)

@@ -19,7 +19,7 @@ import boto3
 from deploy import alarms
 from deploy.__main__ import main
 from deploy_testlib import REGION
-from serving.checkpoints import provenance
+from serving.runtime.checkpoints import provenance
 from tests.conftest import png
 from test_deploy_aws import queue_canned_response
 

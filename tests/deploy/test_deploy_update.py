@@ -9,7 +9,7 @@ import pytest
 from deploy import versions
 from deploy.__main__ import main
 from deploy_testlib import make_repo
-from serving.checkpoints import provenance
+from serving.runtime.checkpoints import provenance
 
 
 def _objects(s3, bucket: str) -> list[str]:
@@ -101,7 +101,7 @@ def test_prune_keeps_the_current_and_keep_newest(tmp_path, moto_url, clients, bu
 
 
 def test_load_tester_resolves_the_alias(tmp_path, moto_url, clients, bucket):
-    from serving.loadtest.cli import build_parser, make_transport
+    from bench.loadtest.cli import build_parser, make_transport
 
     repo = make_repo(tmp_path / "repo", models=("sd_depth",))
     assert _update(moto_url, bucket, repo, tmp_path / "d") == 0

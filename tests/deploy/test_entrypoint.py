@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from serving import host_services
-from serving.client import infer
-from serving.server import ROOT, TritonProcess, capture_env, server_env, sidecar_of
+from serving.runtime import host_services
+from serving.launch.client import infer
+from serving.launch.server import ROOT, TritonProcess, capture_env, server_env, sidecar_of
 from tests.conftest import free_port, png, tensor
 from tests.conftest import wait_for
 
@@ -81,7 +81,7 @@ class Container:
             self.proc.wait()
 
     def stored_ids(self) -> list[str]:
-        from monitoring.store import read_records_df
+        from monitoring.ingest.store import read_records_df
         return sorted(read_records_df(str(self.store), "resnet_classifier")["request_id"])
 
 
@@ -137,8 +137,8 @@ def test_killed_tritonserver_takes_the_container_down_after_draining(container):
 
 
 def test_entrypoint_locks_the_control_plane_and_hands_the_key_to_the_watchdog_only(container, tmp_path):
-    from deploy.rehearse import control_plane_problems
-    from serving.triton_http import TritonHTTP
+    from bench.rehearse import control_plane_problems
+    from serving.runtime.triton_http import TritonHTTP
 
     assert "--http-restricted-api" not in " ".join(container.triton.command())  # the CMD as the image has it
     pid = container.server_pid()

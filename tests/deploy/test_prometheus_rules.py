@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 TESTS = Path(__file__).resolve().parent / "prometheus" / "alerts_test.yml"
-for _p in (ROOT / "tests" / "monitoring", ROOT / "tests" / "monitoring" / "watch"):
+for _p in (ROOT / "tests" / "monitoring", ROOT / "tests" / "monitoring" / "analysis" / "watch"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -62,9 +62,9 @@ def test_prometheus_scrapes_the_sidecar_and_the_drift_alert_fires(tmp_path):
     prometheus = _tool("prometheus")
     from capture_testlib import free_port
 
-    from monitoring.sidecar import Sidecar
-    from monitoring.store.backend import LocalBackend
-    from monitoring.watch.loop import WatchSettings, Watcher
+    from monitoring.ingest.sidecar import Sidecar
+    from monitoring.ingest.store.backend import LocalBackend
+    from monitoring.analysis.watch.loop import WatchSettings, Watcher
     from watch_testlib import MODEL, hours_ago, write_baseline, write_hour
 
     store = tmp_path / "store"

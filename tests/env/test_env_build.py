@@ -210,7 +210,7 @@ class TritonPythonModel:
 def test_env_tarball_serves_a_model_in_a_real_tritonserver(tmp_path):
     import tritonclient.http as httpclient
 
-    from serving.server import TritonProcess
+    from serving.launch.server import TritonProcess
     from tests.conftest import free_port
 
     with pytest.raises(ImportError):

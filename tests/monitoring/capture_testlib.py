@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from monitoring.store.backend import LocalBackend
-from serving.server import free_port  # noqa: F401 (re-exported for the monitoring tests)
+from monitoring.ingest.store.backend import LocalBackend
+from serving.launch.server import free_port  # noqa: F401 (re-exported for the monitoring tests)
 from tests.conftest import wait_for  # noqa: F401 (re-exported for the monitoring tests)
 
 ROOT = Path(__file__).resolve().parents[2]

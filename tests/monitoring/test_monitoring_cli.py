@@ -10,7 +10,7 @@ import pytest
 from capture_testlib import BASE_TS, PY, ROOT, produce
 
 from monitoring import cli
-from monitoring.sidecar import Sidecar
+from monitoring.ingest.sidecar import Sidecar
 
 
 def run_cli(*args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving.watchdog import list_stubs
+from serving.runtime.watchdog import list_stubs
 from tests.conftest import png, tensor, wait_for  # noqa: F401 (tests import it from here)
 
 
@@ -35,7 +35,7 @@ def live_stubs(server_pid: int, model: str) -> list[int]:
 
 
 class HostWatchdog:
-    """The watchdog the model processes started for `server_pid` (serving/host_services.py),
+    """The watchdog the model processes started for `server_pid` (serving/runtime/host_services.py),
     seen through its log and events file under the host-services state directory."""
 
     def __init__(self, state_dir: Path, server_pid: int) -> None:

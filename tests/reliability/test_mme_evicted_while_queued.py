@@ -25,8 +25,8 @@ import pytest
 from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.package import package_repository
 from deploy.payload import build_request, parse_response
-from monitoring.store import read_records
-from serving.loadtest.loss import match_ids
+from monitoring.ingest.store import read_records
+from bench.loadtest.loss import match_ids
 from tests.deploy.mme.mme_testlib import extracted_size, http, runtime_client
 from tests.conftest import png
 from tests.reliability.reliability_testlib import wait_for

@@ -18,9 +18,9 @@ import urllib.request
 import tritonclient.http as httpclient
 
 from monitoring.capture.capturer import spool_usage
-from monitoring.store import read_records
-from serving.loadtest.loss import match_ids
-from serving.server import TritonProcess
+from monitoring.ingest.store import read_records
+from bench.loadtest.loss import match_ids
+from serving.launch.server import TritonProcess
 from tests.conftest import free_port
 from tests.reliability.reliability_testlib import classify, wait_for
 
@@ -73,7 +73,7 @@ def test_spool_full_requests_succeed_drops_counted_capture_resumes(model_repo, t
 
         # Space frees up: a sidecar drains the spool into the store.
         sidecar_port = free_port()
-        sidecar = subprocess.Popen([sys.executable, "-m", "monitoring.sidecar", "--spool", str(spool), "--store", str(store),
+        sidecar = subprocess.Popen([sys.executable, "-m", "monitoring.ingest.sidecar", "--spool", str(spool), "--store", str(store),
                                     "--metrics-port", str(sidecar_port), "--metrics-addr", "127.0.0.1",
                                     "--compact-every", "0", "--poll-interval", "0.05"],
                                    stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sidecar.log", "wb"))

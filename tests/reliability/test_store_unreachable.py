@@ -21,9 +21,9 @@ import boto3
 import pytest
 import tritonclient.http as httpclient
 
-from monitoring.store import read_records
-from serving.loadtest.loss import match_ids
-from serving.server import TritonProcess
+from monitoring.ingest.store import read_records
+from bench.loadtest.loss import match_ids
+from serving.launch.server import TritonProcess
 from tests.conftest import free_port
 from tests.reliability.reliability_testlib import classify, served_env, wait_for
 

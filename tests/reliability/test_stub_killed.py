@@ -1,6 +1,6 @@
 """Fault: a model's Python stub is killed (OOM kill, crashing kernel) in the middle of a batch.
 
-Against a real tritonserver + `python -m serving.watchdog`: the model turns not-ready, comes
+Against a real tritonserver + `python -m serving.runtime.watchdog`: the model turns not-ready, comes
 back by itself and answers correctly again; the requests in flight fail with an error naming
 the model (none hangs); the restart is logged, counted in the events file and on Prometheus,
 and every failed request is in the capture spool as an error record.
@@ -20,8 +20,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
-from serving.loadtest.loss import match_ids
-from serving.server import TritonProcess
+from bench.loadtest.loss import match_ids
+from serving.launch.server import TritonProcess
 from tests.conftest import free_port
 from tests.reliability.reliability_testlib import (HostWatchdog, classify, live_stubs, probabilities_close, served_env,
                                                    wait_for)
@@ -153,13 +153,13 @@ def test_idle_model_stub_killed_is_reloaded_before_traffic(served):
 
 
 def test_watchdog_host_service_is_one_per_server(tmp_path):
-    from serving import host_services
+    from serving.runtime import host_services
 
     settings = host_services.host_settings({}, {"HOST_SERVICES_DIR": str(tmp_path), "CAPTURE_SPOOL_DIR": str(tmp_path / "s")},
                                            server_pid=4242)
     (watchdog,) = [s for s in host_services.services(settings) if s.name == "watchdog"]
     assert watchdog.lock == str(tmp_path / "watchdog-4242.lock")
-    assert watchdog.argv[1:3] == ("-m", "serving.watchdog") and "4242" in watchdog.argv
+    assert watchdog.argv[1:3] == ("-m", "serving.runtime.watchdog") and "4242" in watchdog.argv
     assert str(tmp_path / "s") in watchdog.argv  # failed requests are captured in the same spool
     assert not [s for s in host_services.services(host_services.host_settings(
         {}, {"HOST_SERVICES_SKIP": "watchdog"}, server_pid=4242)) if s.name == "watchdog"]

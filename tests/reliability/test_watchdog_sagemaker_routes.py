@@ -14,7 +14,7 @@ import sys
 from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.package import package_repository
 from deploy.payload import build_request, parse_response
-from serving.watchdog import server_sagemaker_url
+from serving.runtime.watchdog import server_sagemaker_url
 from tests.conftest import png
 from tests.deploy.mme.mme_testlib import http, runtime_client
 from tests.reliability.reliability_testlib import wait_for
@@ -41,7 +41,7 @@ def test_watchdog_heals_through_sagemaker_routes(model_repo, tmp_path):
         runtime = runtime_client(ep.url)
         before = classify(runtime)
         (stub,) = ep.triton.stub_pids("resnet_classifier")
-        watchdog = subprocess.Popen([sys.executable, "-m", "serving.watchdog", "--server-pid", str(ep.process.proc.pid),
+        watchdog = subprocess.Popen([sys.executable, "-m", "serving.runtime.watchdog", "--server-pid", str(ep.process.proc.pid),
                                      "--sagemaker-url", ep.url.removeprefix("http://"), "--interval", "0.25",
                                      "--events", str(events)], stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"))
         wait_for(lambda: "watching tritonserver" in log_path.read_text(errors="replace"), 120, "the watchdog's first poll")
@@ -68,7 +68,7 @@ def test_watchdog_heals_through_sagemaker_routes(model_repo, tmp_path):
 
 def test_sagemaker_routes_found_on_the_server_command_line():
     """A server with HTTP off and SageMaker routes on (the stock container) is healed through them."""
-    from serving.watchdog import server_http_url
+    from serving.runtime.watchdog import server_http_url
 
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "--allow-http=false",
                              "--allow-sagemaker=true", "--sagemaker-port=9090"], stdin=subprocess.PIPE)

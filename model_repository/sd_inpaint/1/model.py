@@ -1,5 +1,5 @@
 """Triton Python-backend entry point for `sd_inpaint`; the logic lives in the `serving` package."""
 
-from serving.triton_adapter import model_class
+from serving.runtime.triton_adapter import model_class
 
 TritonPythonModel = model_class("sd_inpaint")

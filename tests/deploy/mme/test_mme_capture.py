@@ -13,10 +13,10 @@ from mme_testlib import http, runtime_client
 
 from deploy.mme import MMEConfig, MMEEndpoint
 from deploy.payload import build_request, parse_response
-from monitoring.store import read_records
-from serving import host_services
-from serving.loadtest.loss import match_ids
-from serving.server import ROOT, sidecar_of
+from monitoring.ingest.store import read_records
+from serving.runtime import host_services
+from bench.loadtest.loss import match_ids
+from serving.launch.server import ROOT, sidecar_of
 from tests.conftest import png
 
 

@@ -337,7 +337,7 @@ def test_post_models_loads_only_from_the_model_data_url(endpoint, mme_dist, tmp_
 
 
 def test_the_endpoints_tritonserver_refuses_callers_without_its_key(endpoint, runtime, tmp_path):
-    from deploy.rehearse import control_plane_problems
+    from bench.rehearse import control_plane_problems
 
     body, content_type = build_request({"image": [B64(png(32, seed=9))]})
     invoke(runtime, "resnet_classifier.tar.gz", body, content_type)  # loaded (if it was not)

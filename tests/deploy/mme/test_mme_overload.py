@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy.invoke import refusal_of
-from serving.capacity.admission import read_policy
+from serving.runtime.capacity.admission import read_policy
 from tests.conftest import ROOT
 from deploy.payload import build_request
 from mme_testlib import http, start_endpoint
@@ -73,7 +73,7 @@ def test_burst_is_refused_with_503_retry_after_and_counted(endpoint):
 
 
 def test_deadline_header_travels_through_the_front_to_the_model(endpoint):
-    from serving.deadline import HEADER, now_ms
+    from serving.runtime.deadline import HEADER, now_ms
 
     body, ctype = build_request({"prompt": [b"a red house"], "image": [png(64)],
                                  "gen_args": [gen_args(num_inference_steps=2)]}, binary=True)

@@ -17,8 +17,8 @@ from deploy import versions
 from deploy.__main__ import main
 from deploy.payload import build_request, parse_response
 from mme_testlib import http, runtime_client, start_endpoint
-from serving.checkpoints import provenance
-from serving.client import main as client_main
+from serving.runtime.checkpoints import provenance
+from serving.launch.client import main as client_main
 from tests.conftest import png
 
 BUCKET = "mme-versions-test"
@@ -73,7 +73,7 @@ def test_update_serves_new_version_old_answers_until_pruned(repo, moto_url, tmp_
         assert json.loads(capsys.readouterr().out)["target_model"] == v2
         p2 = _probs(runtime, v2)
         assert not np.allclose(p1, p2, atol=1e-4)  # the new weights answer
-        # serving.client, straight to the endpoint's tritonserver, resolves the alias to the versioned name.
+        # serving.launch.client, straight to the endpoint's tritonserver, resolves the alias to the versioned name.
         assert client_main(["resnet_classifier", "--image", str(tmp_path / "img.png"), "--url", f"{ep.triton.host}:{ep.triton.port}",
                             "--model-data-url", f"s3://{BUCKET}/mme/", "--s3-endpoint-url", moto_url]) == 0
         top = np.argsort(p2[0])[::-1][:3]

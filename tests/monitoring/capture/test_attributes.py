@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from monitoring.capture.attributes import as_parameters, segment_attributes
-from monitoring.scoring.segments import MISSING, OTHER, cap_segments, segment_values
+from monitoring.analysis.scoring.segments import MISSING, OTHER, cap_segments, segment_values
 
 
 def test_parsed_from_request_parameters():

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageFilter
 from tritonclient.utils import InferenceServerException
 
-from serving.client import infer
-from serving.loadtest.loss import match_ids
-from serving.server import ROOT, TritonProcess, server_env
+from serving.launch.client import infer
+from bench.loadtest.loss import match_ids
+from serving.launch.server import ROOT, TritonProcess, server_env
 from tests.conftest import encode, free_port, gen_args, mask_png, photo, png, tensor
 
 N_PER_SD_MODEL = 3
@@ -37,7 +37,7 @@ def run_sidecar_once(spool, store) -> None:
 
 
 def read(store, model, dedup: bool = True):
-    from monitoring.store import read_records_df
+    from monitoring.ingest.store import read_records_df
     return read_records_df(str(store), model, dedup=dedup)
 
 

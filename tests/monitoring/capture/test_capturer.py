@@ -11,7 +11,7 @@ from capture_testlib import DiskFull, make_record, spool_segments, wait_for
 import monitoring.capture.capturer as capmod
 from monitoring.capture import Capturer, NullCapturer, sampled_by_id
 from monitoring.capture.segments import read_segment
-from serving.loadtest.loss import match_ids
+from bench.loadtest.loss import match_ids
 
 
 def _records_in_spool(spool):
@@ -160,7 +160,7 @@ def test_capture_package_stays_light():
 
     from capture_testlib import ROOT
 
-    code = "import sys, monitoring.capture; print(sorted(m for m in ('pyarrow', 'pandas', 'duckdb', 'boto3', 'prometheus_client', 'monitoring.store') if m in sys.modules))"
+    code = "import sys, monitoring.capture; print(sorted(m for m in ('pyarrow', 'pandas', 'duckdb', 'boto3', 'prometheus_client', 'monitoring.ingest.store') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

@@ -49,8 +49,8 @@ def _metric(text: str, name: str, model: str) -> float:
 def test_no_sidecar_small_bound_through_triton(model_repo, tmp_path):
     """Done-when of issue 9: requests keep succeeding, drops are counted on Triton's /metrics,
     the spool stays under its bound."""
-    from serving.client import infer
-    from serving.server import TritonProcess
+    from serving.launch.client import infer
+    from serving.launch.server import TritonProcess
     from tests.conftest import free_port, png, tensor
 
     spool = tmp_path / "spool"

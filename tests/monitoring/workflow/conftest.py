@@ -11,8 +11,8 @@ import pytest
 from workflow_testlib import MODEL, build_store, write_labels
 
 
-WORKFLOW_COMMANDS = {"baseline": "monitoring.baseline.cli", "score": "monitoring.scoring.cli",
-                     "actuals": "monitoring.actuals.cli", "report": "monitoring.report.cli", "export": "monitoring.export.cli"}
+WORKFLOW_COMMANDS = {"baseline": "monitoring.analysis.baseline.cli", "score": "monitoring.analysis.scoring.cli",
+                     "actuals": "monitoring.analysis.actuals.cli", "report": "monitoring.outputs.report.cli", "export": "monitoring.outputs.export.cli"}
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +63,13 @@ def generative_scored(tmp_path_factory):
     Built once for test_generative_spaces.py and test_generative_report_browser.py (one unit of
     work under xdist: SHARED_FILES in tests/conftest.py); tests that write to the store use a copy.
     """
-    from monitoring.baseline.sources import spaces_from_records
-    from monitoring.baseline.store import save_baseline
-    from monitoring.demo.generative import MODEL as GEN_MODEL
-    from monitoring.demo.generative import build_store as build_gen_store
-    from monitoring.demo.generative import default_phases
-    from monitoring.scoring.runner import score_model
-    from monitoring.scoring.windows import Window
+    from monitoring.analysis.baseline.sources import spaces_from_records
+    from monitoring.analysis.baseline.store import save_baseline
+    from bench.demo.generative import MODEL as GEN_MODEL
+    from bench.demo.generative import build_store as build_gen_store
+    from bench.demo.generative import default_phases
+    from monitoring.analysis.scoring.runner import score_model
+    from monitoring.analysis.scoring.windows import Window
 
     store = tmp_path_factory.mktemp("gen-mixed") / "store"
     spans = build_gen_store(store, default_phases(n_baseline=120, per_week=64), seed=1)

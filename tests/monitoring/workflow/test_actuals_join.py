@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from monitoring.actuals import load_actuals, read_labels_csv
+from monitoring.analysis.actuals import load_actuals, read_labels_csv
 from monitoring.cli import main as cli_main
-from monitoring.scoring import score_model
-from monitoring.store import read_records_df
+from monitoring.analysis.scoring import score_model
+from monitoring.ingest.store import read_records_df
 from workflow_testlib import MODEL
 
 

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitoring.alerts import DriftScoresCollector, export_scores
+from monitoring.analysis.alerts import DriftScoresCollector, export_scores
 from monitoring.cli import main as cli_main
-from monitoring.scoring import load_latest_scores
+from monitoring.analysis.scoring import load_latest_scores
 from workflow_testlib import MODEL, T0, DAY
 
 
@@ -125,7 +125,7 @@ def test_alert_rules_use_exported_metrics(digit_store, capsys):
 
 
 def test_alert_levels_from_p_values():
-    from monitoring.alerts.levels import level_of
+    from monitoring.analysis.alerts.levels import level_of
 
     assert level_of({"p_value": 0.5, "is_drift": False}) == "ok"
     assert level_of({"p_value": 0.01, "is_drift": True}) == "warning"
@@ -142,7 +142,7 @@ def test_alert_rules_levels_match_the_code():
 
     import yaml
 
-    from monitoring.alerts.levels import PAGE_LEVELS
+    from monitoring.analysis.alerts.levels import PAGE_LEVELS
     from workflow_testlib import ROOT
 
     rules = {r["alert"]: r for g in yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
@@ -173,7 +173,7 @@ def test_a_long_running_exporter_lists_the_scores_prefix_once_per_interval(digit
 
 
 def test_page_level_needs_two_embedding_methods_or_metadata():
-    from monitoring.alerts.levels import page_level
+    from monitoring.analysis.alerts.levels import page_level
 
     p = lambda **kw: {k: {"p_value": v} for k, v in kw.items()}  # noqa: E731
     assert page_level(p(centroid=0.004, mmd=0.2, cluster_jsd=0.5, domain_classifier=0.5, metadata=0.5)) == "ok"

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from monitoring.baseline import list_baselines, load_baseline, save_baseline
-from monitoring.baseline import sources
+from monitoring.analysis.baseline import list_baselines, load_baseline, save_baseline
+from monitoring.analysis.baseline import sources
 from monitoring.cli import main as cli_main
-from monitoring.store import read_records
+from monitoring.ingest.store import read_records
 from workflow_testlib import MODEL, digits, embed, metadata
 
 
@@ -97,7 +97,7 @@ def test_cli_build_list_show(digit_store, capsys):
 def test_from_images_uses_the_serving_runtime(tmp_path, checkpoint, capsys):
     """Images in class folders -> the classifier runtime in-process: embeddings, stats, labels."""
     from monitoring.capture.image_stats import image_stats
-    from monitoring.demo.data import png_bytes
+    from bench.demo.data import png_bytes
 
     tr_img, tr_lab, *_ = digits()
     d = tmp_path / "imgs"

@@ -1,4 +1,4 @@
-"""`python -m monitoring.demo` end to end at a reduced size: real training, real Triton + sidecar,
+"""`python -m bench.demo` end to end at a reduced size: real training, real Triton + sidecar,
 real captured records, actuals, scoring per week, report (about 1-3 minutes on 2 cores)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ EMBEDDING = ("jsd_drift", "centroid_drift", "mmd_drift", "auc_drift")
 def test_demo_reduced(tmp_path, model_repo):
     work = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "monitoring.demo", "--workdir", str(work), "--per-week", "60", "--epochs", "2",
+        [sys.executable, "-m", "bench.demo", "--workdir", str(work), "--per-week", "60", "--epochs", "2",
          "--sd-per-week", "1", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
@@ -59,7 +59,7 @@ def test_demo_reduced(tmp_path, model_repo):
     # The sidecar publishes the same gauges from the store on its own /metrics.
     import urllib.request
 
-    from monitoring.sidecar.service import Sidecar
+    from monitoring.ingest.sidecar.service import Sidecar
 
     sidecar = Sidecar(str(work / "spool-after"), str(summary.get("store", work / "store")), metrics_port=0,
                       metrics_addr="127.0.0.1")

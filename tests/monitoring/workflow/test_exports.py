@@ -59,12 +59,12 @@ def test_arize_export_passes_the_sdk_validation(labelled_store, tmp_path, capsys
     assert set(df["prediction_id"]) == set(truth) and all(df["actual_label"] == df["prediction_id"].map(truth))
     assert df["image_link"].str.startswith("data:image/jpeg;base64,").all() and len(df["embedding"].iloc[0]) == 64
     assert df["timestamp"].between(T0 // 1000 + 2 * 86400, T0 // 1000 + 3 * 86400).all()
-    rc, results = check("arize", "monitoring.export.arize", out)
+    rc, results = check("arize", "monitoring.outputs.export.arize", out)
     assert rc == 0 and results == [{"file": "primary.parquet", "environment": "PRODUCTION", "errors": []},
                                    {"file": "reference.parquet", "environment": "TRAINING", "errors": []}]
     # the SDK's checks can fail: a frame whose timestamps are text is rejected, naming the column
     df.assign(timestamp=df["timestamp"].astype(str)).to_parquet(out / "primary.parquet", index=False)
-    rc, results = check("arize", "monitoring.export.arize", out)
+    rc, results = check("arize", "monitoring.outputs.export.arize", out)
     assert rc == 1 and any("timestamp" in e for e in results[0]["errors"])
 
 
@@ -80,13 +80,13 @@ def test_fiddler_export_fits_the_client_model_objects(labelled_store, tmp_path, 
     assert vec == {"name": "embedding", "data_type": "vector", "n_dimensions": 64}
     ev = pd.read_parquet(out / "events.parquet")
     assert len(ev) == 600 and ev["event_id"].is_unique and ev["target"].notna().all()
-    rc, results = check("fiddler", "monitoring.export.fiddler", out)
+    rc, results = check("fiddler", "monitoring.outputs.export.fiddler", out)
     assert rc == 0 and results == [{"file": "events.parquet", "errors": []}, {"file": "baseline.parquet", "errors": []}]
     # a vector of the wrong width and a label outside the categories are caught
     ev.loc[0, "prediction"] = "not-a-digit"
     ev.at[1, "embedding"] = [0.0] * 3
     ev.to_parquet(out / "events.parquet", index=False)
-    rc, results = check("fiddler", "monitoring.export.fiddler", out)
+    rc, results = check("fiddler", "monitoring.outputs.export.fiddler", out)
     errs = " | ".join(results[0]["errors"])
     assert rc == 1 and "not-a-digit" in errs and "not 64-d" in errs
 

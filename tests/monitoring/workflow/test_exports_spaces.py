@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.baseline.sources import spaces_from_records
-from monitoring.baseline.store import save_baseline
+from monitoring.analysis.baseline.sources import spaces_from_records
+from monitoring.analysis.baseline.store import save_baseline
 from monitoring.cli import main as cli_main
-from monitoring.demo.generative import MODEL as GEN_MODEL, build_store, default_phases
-from monitoring.export.probabilities import class_probabilities
+from bench.demo.generative import MODEL as GEN_MODEL, build_store, default_phases
+from monitoring.outputs.export.probabilities import class_probabilities
 from test_exports import check
 
 
@@ -53,7 +53,7 @@ def test_arize_export_carries_prompt_and_output_embeddings(gen_store, tmp_path, 
     assert 0 < text2img.sum() < len(df)  # both kinds of request
     assert df["prompt_embedding"].notna().all() and df["output_embedding"].notna().all()
     assert set(df["prediction_label"]) <= {"ok", "blank"}  # no class: the output check is the prediction
-    code, results = check("arize", "monitoring.export.arize", out)
+    code, results = check("arize", "monitoring.outputs.export.arize", out)
     assert code == 0 and all(r["errors"] == [] for r in results), results
 
 
@@ -70,7 +70,7 @@ def test_fiddler_export_carries_prompt_and_output_embeddings(gen_store, tmp_path
     assert d["task"] == "not_set"  # a generative model has no classes
     base = pd.read_parquet(out / "baseline.parquet")
     assert base["prompt_embedding"].notna().all() and base["embedding"].isna().any()  # the baseline's spaces too
-    code, results = check("fiddler", "monitoring.export.fiddler", out)
+    code, results = check("fiddler", "monitoring.outputs.export.fiddler", out)
     assert code == 0 and all(r["errors"] == [] for r in results), results
 
 

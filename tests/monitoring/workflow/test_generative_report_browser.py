@@ -25,8 +25,8 @@ def generative_report(generative_scored, tmp_path_factory):
     """report.html of the generative demo's traffic, smaller: baseline + clean / prompts moved /
     settings changed weeks, made by the real sd_img2img runtime in-process (the session's
     generative_scored store, as test_generative_spaces; a copy, so its saved scores stay out)."""
-    from monitoring.demo.generative import MODEL
-    from monitoring.report.build import build_report
+    from bench.demo.generative import MODEL
+    from monitoring.outputs.report.build import build_report
 
     store, run = generative_scored
     root = tmp_path_factory.mktemp("gen-browser")

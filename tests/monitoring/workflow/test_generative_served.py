@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from monitoring.cli import main as cli_main
-from monitoring.demo.generative import make_prompt
-from serving.client import infer
-from serving.server import ROOT, TritonProcess, server_env
+from bench.demo.generative import make_prompt
+from serving.launch.client import infer
+from serving.launch.server import ROOT, TritonProcess, server_env
 from tests.conftest import free_port, gen_args, tensor
 
 N_BASELINE, N_WEEK = 60, 40

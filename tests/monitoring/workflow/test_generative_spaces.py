@@ -1,6 +1,6 @@
 """Several embedding spaces per model, on records the real sd_img2img runtime produced in-process.
 
-The traffic is the generative demo's (monitoring/demo/generative.py), smaller: a baseline and a
+The traffic is the generative demo's (bench/demo/generative.py), smaller: a baseline and a
 clean week of prompts about cats, a week of prompts about dragons, a week with other generation
 settings; half img2img (digit pictures, the same distribution every week), half text2img.
 """
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.alerts import export_scores
-from monitoring.baseline.store import load_baseline, save_baseline
+from monitoring.analysis.alerts import export_scores
+from monitoring.analysis.baseline.store import load_baseline, save_baseline
 from monitoring.cli import main as cli_main
-from monitoring.demo.generative import MODEL, GenPhase, build_store
-from monitoring.report.build import build_report
-from monitoring.scoring.runner import save_scores
-from monitoring.scoring.windows import iso
+from bench.demo.generative import MODEL, GenPhase, build_store
+from monitoring.outputs.report.build import build_report
+from monitoring.analysis.scoring.runner import save_scores
+from monitoring.analysis.scoring.windows import iso
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_a_space_with_too_few_rows_is_left_out_not_fatal(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from monitoring.baseline.spaces import SpaceSample
+    from monitoring.analysis.baseline.spaces import SpaceSample
 
     rng = np.random.default_rng(0)
     meta = pd.DataFrame({"prompt_tokens": rng.integers(5, 30, 60)})

@@ -9,8 +9,8 @@ import re
 import numpy as np
 
 from monitoring.cli import main as cli_main
-from monitoring.report.explorer import cluster_contributions, sample_sizes
-from monitoring.drift.cluster import js_distance
+from monitoring.outputs.report.explorer import cluster_contributions, sample_sizes
+from monitoring.analysis.drift.cluster import js_distance
 from workflow_testlib import MODEL
 
 

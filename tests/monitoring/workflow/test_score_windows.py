@@ -7,8 +7,8 @@ import json
 import pytest
 
 from monitoring.cli import main as cli_main
-from monitoring.drift import EMBEDDING_METHODS
-from monitoring.scoring import count_windows, load_latest_scores, parse_every, parse_window_spec, score_model, time_windows
+from monitoring.analysis.drift import EMBEDDING_METHODS
+from monitoring.analysis.scoring import count_windows, load_latest_scores, parse_every, parse_window_spec, score_model, time_windows
 from workflow_testlib import DAY, MODEL, T0
 
 METHOD_FIELDS = {"statistic": float, "threshold": float, "p_value": float, "is_drift": bool, "window_size": int}

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from monitoring.baseline.sources import from_images
-from monitoring.baseline.store import save_baseline
-from monitoring.store import read_records_df
-from serving.client import infer
-from serving.server import ROOT, TritonProcess, server_env
+from monitoring.analysis.baseline.sources import from_images
+from monitoring.analysis.baseline.store import save_baseline
+from monitoring.ingest.store import read_records_df
+from serving.launch.client import infer
+from serving.launch.server import ROOT, TritonProcess, server_env
 from tests.conftest import free_port, tensor
 
 MODEL = "resnet_classifier"
@@ -153,7 +153,7 @@ def test_score_by_refuses_a_bad_field_name(served, capsys):
 def test_report_and_metrics_show_the_segment(served, tmp_path, capsys):
     from prometheus_client import CollectorRegistry
 
-    from monitoring.alerts import export_scores
+    from monitoring.analysis.alerts import export_scores
     from monitoring.cli import main as cli_main
 
     store, _ = served

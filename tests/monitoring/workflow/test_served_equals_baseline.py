@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from monitoring.baseline.sources import from_images
-from monitoring.store import read_records_df
-from serving.client import infer
-from serving.server import ROOT, TritonProcess, server_env
+from monitoring.analysis.baseline.sources import from_images
+from monitoring.ingest.store import read_records_df
+from serving.launch.client import infer
+from serving.launch.server import ROOT, TritonProcess, server_env
 from tests.conftest import free_port, tensor
 
 N_CLASSIFIER, N_SD = 12, 3

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from monitoring.capture.image_stats import image_stats  # noqa: E402
 from monitoring.capture.record import thumbnail  # noqa: E402
-from monitoring.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
+from monitoring.ingest.store import LocalBackend, StoreWriter, records_to_table  # noqa: E402
 
 MODEL = "digits_clf"
 T0 = 1_714_953_600_000  # 2024-05-06T00:00:00Z, a Monday
@@ -34,7 +34,7 @@ def digits():
     (dark ink on white) and a logistic regression fitted on the clean baseline embeddings."""
     from sklearn.linear_model import LogisticRegression
 
-    from monitoring.demo.data import load_split
+    from bench.demo.data import load_split
 
     s = load_split(size=32, n_train=1000)
     clf = LogisticRegression(max_iter=3000).fit(embed(s.train_images), s.train_labels)
@@ -49,7 +49,7 @@ def embed(images) -> np.ndarray:
 
 
 def corrupt(images, kind: str):
-    from monitoring.demo.data import CORRUPTIONS
+    from bench.demo.data import CORRUPTIONS
 
     return [CORRUPTIONS[kind](im) for im in images]
 
@@ -81,7 +81,7 @@ def build_store(store: Path, n_per_day: int = 200, kinds=("clean", "blurred", "d
     """One UTC day per kind (starting Monday 2024-05-06), ``n_per_day`` held-out digits each.
 
     Returns {kind: request ids}; also writes the baseline (clean training digits)."""
-    from monitoring.baseline import save_baseline
+    from monitoring.analysis.baseline import save_baseline
 
     tr_img, tr_lab, ho_img, ho_lab, clf = digits()
     rng = np.random.default_rng(seed)

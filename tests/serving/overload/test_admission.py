@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving.capacity.admission import (DEFAULT_DEADLINE_S, QueuePolicy, check_repo, derive, read_policy,
-                                        with_policy)
+from serving.runtime.capacity.admission import (DEFAULT_DEADLINE_S, QueuePolicy, check_repo, derive, read_policy,
+                                                with_policy)
 
 
 def test_every_shipped_config_has_the_derived_policy():

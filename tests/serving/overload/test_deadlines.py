@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.capture_hook import CaptureHook
-from serving.deadline import MAX_MS, MIN_MS, parse_deadline, request_parameters, triton_timeout_us
-from serving.device import DeviceSpec
-from serving.errors import DeadlineExpiredError, InvalidInputError
-from serving.runtimes import runtime_class
-from serving.runtimes.base import RawRequest
+from serving.runtime.capture_hook import CaptureHook
+from serving.runtime.deadline import MAX_MS, MIN_MS, parse_deadline, request_parameters, triton_timeout_us
+from serving.runtime.device import DeviceSpec
+from serving.runtime.errors import DeadlineExpiredError, InvalidInputError
+from serving.runtime.models import runtime_class
+from serving.runtime.models.base import RawRequest
 from tests.conftest import png, tensor
 
 NOW = 1_800_000_000_000

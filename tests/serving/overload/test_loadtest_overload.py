@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from serving.loadtest.report import plot_overload
-from serving.loadtest.runner import RequestRecord, overload_summary, queue_after
-from serving.loadtest.stats import pending_from_metrics
-from serving.loadtest.transports import classify_error
+from bench.loadtest.report import plot_overload
+from bench.loadtest.runner import RequestRecord, overload_summary, queue_after
+from bench.loadtest.stats import pending_from_metrics
+from bench.loadtest.transports import classify_error
 
 
 def test_refusals_are_classified_before_timeouts():

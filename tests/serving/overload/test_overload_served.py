@@ -13,11 +13,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving.capacity.admission import max_batch_size, read_policy
-from serving.deadline import now_ms
-from serving.loadtest.stats import pending_from_metrics
-from serving.retry import is_refusal
-from serving.server import TritonProcess
+from serving.runtime.capacity.admission import max_batch_size, read_policy
+from serving.runtime.deadline import now_ms
+from bench.loadtest.stats import pending_from_metrics
+from serving.common.retry import is_refusal
+from serving.launch.server import TritonProcess
 from tests.conftest import free_port, png, wait_for
 
 MODEL = "sd_img2img"
@@ -128,8 +128,8 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
 
 
 def test_client_retries_refusals_within_its_deadline_then_gets_through(server, model_repo):
-    from serving.client import build_inputs, infer
-    from serving.retry import Attempts, RetryPolicy
+    from serving.launch.client import build_inputs, infer
+    from serving.common.retry import Attempts, RetryPolicy
 
     config = (model_repo / MODEL / "config.pbtxt").read_text()
     queue_size, batch = int(read_policy(config)["max_queue_size"]), max_batch_size(config)

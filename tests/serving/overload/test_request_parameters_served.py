@@ -15,9 +15,9 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
-from serving.deadline import HEADER, now_ms
-from serving.loadtest.stats import pending_from_metrics
-from serving.server import TritonProcess
+from serving.runtime.deadline import HEADER, now_ms
+from bench.loadtest.stats import pending_from_metrics
+from serving.launch.server import TritonProcess
 from tests.conftest import free_port, png, wait_for
 
 MODEL = "sd_img2img"

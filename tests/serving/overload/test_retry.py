@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy.invoke import refusal_of
-from serving.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal, is_refusal_status
+from serving.common.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal, is_refusal_status
 
 
 class FakeClock:

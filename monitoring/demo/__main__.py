@@ -1,5 +1,0 @@
-import sys
-
-from monitoring.demo.run import main
-
-sys.exit(main())

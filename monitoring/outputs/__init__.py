@@ -1,0 +1,2 @@
+"""To people and other tools: the HTML report, exports to Arize/Fiddler, the Phoenix explorer.
+"""

@@ -1,5 +1,0 @@
-import sys
-
-from serving.loadtest.cli import main
-
-sys.exit(main())
