@@ -1,6 +1,7 @@
 """The per-host capture sidecar (``python -m monitoring sidecar``): spool -> Parquet store.
 
-``command`` (how others start it) is stdlib only and imported by the model processes; the
+How others start it (its command line, lock-file name, metrics port) is the contract module
+:mod:`monitoring.capture.sidecar_command`, stdlib only, imported by the model processes; the
 service itself (pyarrow, boto3, prometheus-client) loads only when one of its names is used.
 """
 
@@ -10,7 +11,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_METRICS_PORT": ".command",
+    "DEFAULT_METRICS_PORT": "monitoring.capture.sidecar_command",
     "SidecarMetrics": ".metrics",
     "Sidecar": ".service",
     "SidecarBusy": ".service",
