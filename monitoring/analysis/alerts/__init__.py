@@ -1,5 +1,7 @@
-"""Getting drift verdicts to people and machines: Prometheus gauges and a webhook on alarm.
+"""Getting drift verdicts to people and machines: alert levels, Prometheus gauges, a webhook on alarm.
 
+* :mod:`.levels` -- ok/warning/critical from a score; scoring, the watch loop, fleet and the
+  report all use it, which is why alerts/ sits in analysis/ rather than outputs/.
 * :func:`export_scores` registers a collector on a ``prometheus_client`` registry (the sidecar's)
   that publishes the latest saved scores of every model at each scrape.
 * :func:`post_webhook` POSTs a JSON summary of a scoring run when a window alarms.
