@@ -76,7 +76,9 @@ def test_registry_accepts_new_subcommands(monkeypatch, capsys):
 
     assert cli.main(["hello", "--model", "m9"]) == 3
     assert seen == {"model": "m9"} and capsys.readouterr().out == "hi m9\n"
-    assert list(cli.COMMANDS)[:2] == ["records", "sidecar"]  # cli.py's own, then COMMAND_MODULES in order
+    # cli.py's own command first; the modules' commands follow in whatever order earlier imports in
+    # this process (another test file on the same xdist worker) registered them
+    assert list(cli.COMMANDS)[0] == "records" and {"sidecar", "score", "hello"} <= set(cli.COMMANDS)
     with pytest.raises(ValueError, match="subcommand 'records' is already registered"):
         cli.register("records", lambda a: 0, help="clash")
 
