@@ -3,7 +3,8 @@
 tiny sd_img2img, open loop, each request with a 5 s client deadline, at about capacity and at
 4x capacity for 15 s, on one tritonserver that serves two copies of the model:
 
-* `sd_img2img_unbounded`: the config as it was before admission control (no queue policy), hit
+* `sd_img2img_unbounded`: the config as it was before admission control (no queue policy, one
+  instance), hit
   by clients as they were (no deadline sent, no retries): the issue's "before" table;
 * `sd_img2img`: the shipped config (bounded queue, REJECT), clients that send their deadline
   and retry refusals with jittered backoff within it.
@@ -45,6 +46,7 @@ REPO = ROOT / "build" / "bench" / "overload" / "model_repository"
 TRACE = ROOT / "build" / "bench" / "overload" / "trace" / "trace.json"
 SHIPPED, UNBOUNDED = "sd_img2img", "sd_img2img_unbounded"
 _POLICY = re.compile(r"\n\s*# Bounded queue.*?default_queue_policy\s*\{[^}]*\}\n", re.S)
+_COUNT = re.compile(r"count:\s*\d+\s*,")
 
 
 def trace_args(prefix: Path) -> tuple[str, ...]:
@@ -71,6 +73,9 @@ def build_repo() -> Path:
         if name == UNBOUNDED:
             text, n = _POLICY.subn("\n", text)
             assert n == 1, "the shipped config has no queue policy to remove"
+            # Before issue 26: one instance as well (the second one came with the queue policy).
+            text, n = _COUNT.subn("count: 1,", text)
+            assert n == 1, "the shipped config has no instance count to reset"
         (REPO / name / "config.pbtxt").write_text(text)
     return REPO
 
@@ -124,14 +129,22 @@ def pin(server_pid: int, server_cpus: set[int], client_cpus: set[int]) -> None:
         os.sched_setaffinity(int(tid), client_cpus)
 
 
-def where_the_time_went(step: dict[str, Any]) -> dict[str, Any]:
-    """The model instance's busy share of the step and what each process used meanwhile."""
+def instances_of(model: str) -> int:
+    return sum(int(n) for n in re.findall(r"count:\s*(\d+)", (REPO / model / "config.pbtxt").read_text()))
+
+
+def where_the_time_went(step: dict[str, Any], instances: int) -> dict[str, Any]:
+    """The model's instances' share of the step inside execute() and what each process used meanwhile.
+    With two instances and the compute baton, execute() time includes waiting for the baton: the
+    busy share per instance is then not the model's compute share (the trace table's union is)."""
     srv, cpu = step.get("server") or {}, step["cpu"]
     execs, infer_ms = srv.get("execution_count") or 0, srv.get("compute_infer_ms") or 0.0
     busy_s = execs * infer_ms / 1000
     return {"executions": execs, "mean_batch": srv.get("avg_batch_size"), "compute_ms_per_execution": infer_ms,
-            "instance_busy_fraction": round(busy_s / max(cpu["wall_s"], 1e-9), 3),
-            "idle_ms_per_execution": round((cpu["wall_s"] - busy_s) * 1000 / execs, 1) if execs else None,
+            "instances": instances,
+            "instance_busy_fraction": round(busy_s / instances / max(cpu["wall_s"], 1e-9), 3),
+            "idle_ms_per_execution": (round((cpu["wall_s"] - busy_s) * 1000 / execs, 1)
+                                      if execs and instances == 1 else None),
             "cores_used": cpu["cores_used"]}
 
 
@@ -153,22 +166,29 @@ def read_trace(prefix: Path) -> list[dict[str, Any]]:
 
 
 def execution_gaps(requests: list[dict[str, Any]], model: str, start_ns: int, end_ns: int) -> dict[str, Any] | None:
-    """The model instance's executions that started in [start_ns, end_ns] and the idle gaps between them:
-    how long, and how much of that idle time had requests waiting in the queue (admitted before the
-    gap began, computed after it ended): idle while work waited is time the server lost, not the load."""
+    """The model's executions that started in [start_ns, end_ns], merged over its instances (an
+    interval during which some instance was inside execute()), and the idle gaps between them: how
+    long, and how much of that idle time had requests waiting in the queue (admitted before the gap
+    began, computed after it ended): idle while work waited is time the server lost, not the load."""
     computed = [r for r in requests if r.get("model") == model and "COMPUTE_START" in r and "COMPUTE_END" in r]
     execs = sorted({(r["COMPUTE_START"], r["COMPUTE_END"]) for r in computed if start_ns <= r["COMPUTE_START"] <= end_ns})
     if len(execs) < 2:
         return None
+    merged = [list(execs[0])]
+    for s, e in execs[1:]:
+        if s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
     gaps = []
-    for (_, end0), (start1, _) in zip(execs, execs[1:]):
+    for (_, end0), (start1, _) in zip(merged, merged[1:]):
         waiting = sum(1 for r in computed if r.get("QUEUE_START", end_ns + 1) <= end0 and r["COMPUTE_START"] >= start1)
-        gaps.append((max(0, start1 - end0), waiting))
-    busy = sum(e - s for s, e in execs)
-    span = execs[-1][1] - execs[0][0]
-    ms = sorted(g / 1e6 for g, _ in gaps)
+        gaps.append((start1 - end0, waiting))
+    busy = sum(e - s for s, e in merged)
+    span = merged[-1][1] - merged[0][0]
+    ms = sorted(g / 1e6 for g, _ in gaps) or [0.0]
     return {"executions": len(execs), "busy_fraction": round(busy / max(span, 1), 3),
-            "compute_ms_per_execution": round(busy / len(execs) / 1e6, 1),
+            "compute_ms_per_execution": round(sum(e - s for s, e in execs) / len(execs) / 1e6, 1),
             "gap_ms_p50": round(ms[len(ms) // 2], 1), "gap_ms_p90": round(ms[int(len(ms) * 0.9)], 1),
             "idle_s": round(sum(g for g, _ in gaps) / 1e9, 3),
             "idle_s_while_requests_waited": round(sum(g for g, w in gaps if w) / 1e9, 3)}
@@ -191,7 +211,7 @@ def run_step(server, model: str, rate: float, duration: float, deadline_s: float
         transport.close()
         stats.close()
     step["cpu"] = meter.delta(cpu0, meter.sample(), time.perf_counter() - wall0)
-    step["time"] = where_the_time_went(step)
+    step["time"] = where_the_time_went(step, instances_of(model))
     step["_window_ns"] = (window0, time.monotonic_ns())
     step.pop("_records", None)
     step["model"] = model
@@ -273,19 +293,22 @@ def markdown(doc: dict) -> str:
                      f"{lat['p50']} / {lat['p99']} | {q.get('pending_at_end')} | {q.get('drained_after_last_answer_s')} | "
                      f"{q.get('idle_after_last_answer_s')} |")
     lines += ["", "Where the time went (Triton statistics and /proc, over each step until the queue drained): "
-              "the model instance's busy share, its idle time per execution, and the cores each process used.", "",
-              "| side | offered/s | executions | mean batch | compute ms / execution | instance busy | idle ms / execution | "
-              "cores: load generator / tritonserver / model processes |", "|---|---|---|---|---|---|---|---|"]
+              "the instances' share of the step inside execute() (with two instances this includes waiting for the "
+              "compute baton), the idle time per execution (one instance only), and the cores each process used.", "",
+              "| side | offered/s | executions | mean batch | ms in execute() / execution | instances | busy per instance | idle ms / execution | "
+              "cores: load generator / tritonserver / model processes |", "|---|---|---|---|---|---|---|---|---|"]
     for s in doc["steps"]:
         t = s.get("time")
         if t:
             c = t["cores_used"]
             lines.append(f"| {s['side']} | {s['target_rps']:g} | {t['executions']} | {t['mean_batch']} | "
-                         f"{t['compute_ms_per_execution']} | {t['instance_busy_fraction']:.0%} | {t['idle_ms_per_execution']} | "
+                         f"{t['compute_ms_per_execution']} | {t.get('instances', 1)} | {t['instance_busy_fraction']:.0%} | "
+                         f"{t['idle_ms_per_execution']} | "
                          f"{c['load_generator']} / {c['tritonserver']} / {c['model_stubs']} |")
     traced = [s for s in doc["steps"] if s.get("trace")]
     if traced:
-        lines += ["", "Triton trace (`--trace`): executions that started in each step, the idle gaps between them, and "
+        lines += ["", "Triton trace (`--trace`): executions that started in each step, merged over the instances "
+                  "(the model is busy while some instance is inside execute()), the idle gaps between them, and "
                   "the idle time during which admitted requests were waiting in the queue.", "",
                   "| side | offered/s | executions | busy | compute ms / execution | gap p50 / p90 ms | idle s | "
                   "idle s while requests waited |", "|---|---|---|---|---|---|---|---|"]

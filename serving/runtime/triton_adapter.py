@@ -16,6 +16,7 @@ from typing import Any
 
 from monitoring.capture import Capturer
 from serving.runtime import host_services
+from serving.runtime.baton import ComputeBaton
 from serving.runtime.deadline import parse_deadline
 from serving.runtime.errors import ServingError
 from serving.runtime.response_encoding import encode_outputs, requested_encoding
@@ -118,6 +119,10 @@ class TritonModel:
         self.input_names = [i["name"] for i in config["input"]]
         self.runtime = runtime_class(self.model_name)(checkpoint, device, max_pipeline_batch=max_batch, parameters=params)
         self.runtime.load()
+        # Two instances, one call at a time: the second one is what starts the next batch the
+        # moment a call ends (serving/runtime/baton.py).
+        self.runtime.baton = ComputeBaton.for_instance(args.get("model_name") or self.model_name, device.device,
+                                                       config, params)
         # Records and metrics carry the name Triton serves the model under (an MME may load a
         # copy under another name); the runtime is chosen by the adapter's model_name.
         self.served_name = args.get("model_name") or self.model_name

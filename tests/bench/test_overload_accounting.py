@@ -35,10 +35,13 @@ def test_cpu_meter_counts_the_server_trees_children_as_model_processes():
 def test_where_the_time_went_is_busy_share_and_idle_per_execution():
     step = {"server": {"execution_count": 40, "compute_infer_ms": 200.0, "avg_batch_size": 4.0},
             "cpu": {"wall_s": 16.0, "cores_used": {"load_generator": 0.1, "tritonserver": 0.05, "model_stubs": 1.0}}}
-    t = overload.where_the_time_went(step)
+    t = overload.where_the_time_went(step, 1)
     assert t["instance_busy_fraction"] == 0.5 and t["idle_ms_per_execution"] == 200.0
     assert t["executions"] == 40 and t["mean_batch"] == 4.0
-    assert overload.where_the_time_went({"server": None, "cpu": step["cpu"]})["idle_ms_per_execution"] is None
+    assert overload.where_the_time_went({"server": None, "cpu": step["cpu"]}, 1)["idle_ms_per_execution"] is None
+    # Two instances: execute() time is shared out, and includes waiting for the baton, so no idle per execution.
+    two = overload.where_the_time_went(step, 2)
+    assert two["instance_busy_fraction"] == 0.25 and two["idle_ms_per_execution"] is None and two["instances"] == 2
 
 
 def test_execution_gaps_separate_idle_time_with_waiting_requests_from_idle_time_without():
@@ -60,6 +63,20 @@ def test_execution_gaps_separate_idle_time_with_waiting_requests_from_idle_time_
     assert g["idle_s"] == 0.2 and g["idle_s_while_requests_waited"] == 0.05
     assert g["busy_fraction"] == 0.6 and g["gap_ms_p50"] == 150.0
     assert overload.execution_gaps(reqs, "m", 890 * ms, 1000 * ms) is None  # one execution: no gap
+
+
+def test_execution_gaps_merge_the_instances_overlapping_executions():
+    ms = 1_000_000
+    # Two instances: [0,100] and [50,180] overlap (one waited for the baton inside execute()),
+    # then [200,300]: the model was idle only 20 ms, with request 3 waiting through it.
+    reqs = [
+        {"model": "m", "QUEUE_START": 0, "COMPUTE_START": 0, "COMPUTE_END": 100 * ms},
+        {"model": "m", "QUEUE_START": 10 * ms, "COMPUTE_START": 50 * ms, "COMPUTE_END": 180 * ms},
+        {"model": "m", "QUEUE_START": 170 * ms, "COMPUTE_START": 200 * ms, "COMPUTE_END": 300 * ms},
+    ]
+    g = overload.execution_gaps(reqs, "m", 0, 400 * ms)
+    assert g["executions"] == 3 and g["idle_s"] == 0.02 and g["idle_s_while_requests_waited"] == 0.02
+    assert g["busy_fraction"] == round(280 / 300, 3) and g["gap_ms_p50"] == 20.0
 
 
 def test_read_trace_merges_a_requests_entries_across_files(tmp_path):

@@ -11,9 +11,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from contextlib import nullcontext
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -111,6 +112,9 @@ class ModelRuntime(ABC):
         self.limits: RequestLimits | None = None
         # record field -> the Tap that produces it; `_load` declares them (see serving/runtime/embeddings.py)
         self.taps: dict[str, Any] = {}
+        # Held around the pipeline calls when another instance of the model shares the device
+        # (serving/runtime/baton.py); None: this instance computes whenever it has work.
+        self.baton: ContextManager[Any] | None = None
 
     # -- the four steps -----------------------------------------------------------------
     def load(self) -> None:
@@ -250,8 +254,10 @@ class ModelRuntime(ABC):
                 results[i].error = InvalidInputError(f"request could not be validated ({type(exc).__name__}: {exc})")
 
         outputs: dict[int, ItemOutput] = {}
-        for group in self.plan(items):
-            self._run_group([items[k] for k in group], group, outputs, results)
+        if items:
+            with self.baton or nullcontext():
+                for group in self.plan(items):
+                    self._run_group([items[k] for k in group], group, outputs, results)
 
         for i, result in enumerate(results):
             if result.error is not None:
