@@ -43,3 +43,15 @@ def test_cmd_stays_the_last_instruction():
     # deploy/docker's entrypoint work edits the final CMD/ENTRYPOINT lines: keep them last.
     instructions = [line.split()[0] for line in TEXT.splitlines() if line and not line.startswith((" ", "#"))]
     assert instructions[-1] in ("CMD", "ENTRYPOINT")
+
+
+def test_cmd_forwards_the_deadline_header_and_nothing_else():
+    """`docker run` users' X-Request-Deadline-Ms reaches the models as serving.launch.server's does."""
+    import json
+
+    from serving.runtime.deadline import HEADER_FORWARD_PATTERN
+
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", TEXT, re.MULTILINE).group(1))
+    forward = sorted(a for a in cmd if "header-forward-pattern" in a)
+    assert forward == [f"--grpc-header-forward-pattern={HEADER_FORWARD_PATTERN}",
+                       f"--http-header-forward-pattern={HEADER_FORWARD_PATTERN}"]

@@ -335,6 +335,10 @@ class ModelRuntime(ABC):
         self.recent_call_s.append(elapsed_ms / 1000.0)
         if self.is_large([it for _, it in live]):
             self.release_memory()
+        elif self.baton is not None and self.device.is_gpu and self.limits is not None:
+            # The other instance computes next on this GPU: keep only the weights while idle, so
+            # that the two hold one activation set between them (docs/gpu.md, two instances).
+            release_memory(self.device)
         self._count_late({it.request_index for _, it in live}, results)
         for (k, it), out in zip(live, produced):
             outputs[k] = out
