@@ -7,7 +7,10 @@ service's lock file and, if no process holds it, spawns the service **detached**
 stdin closed, log to a file), so it outlives the model that started it (MME unloads models at
 any time). A daemon thread in every model process repeats the check every
 ``HOST_SERVICES_CHECK_S`` seconds (default 5), so a service that dies is restarted by whichever
-model process looks first; the loser of a race exits at once because the lock is taken.
+model process looks first; the loser of a race exits at once because the lock is taken. Every
+restart is logged as a WARNING, also when the service died before a check saw it run: in the
+stub only WARNING and above reach tritonserver's log (no handler is set; Python's last-resort
+handler writes them to the stub's stderr, flushed per record).
 Services get the tritonserver pid (the stub's parent) and are expected to drain and exit when
 it is gone (the sidecar's ``--exit-with-pid``).
 
