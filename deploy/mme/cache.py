@@ -3,8 +3,9 @@
 Concurrency: one record per model key (the TargetModel value, or the `model_name` of
 `POST /models`), guarded by one condition variable. The first caller for an absent key
 creates the record in state LOADING and loads it; every other caller for that key waits on
-the condition until it is READY (or the load failed: they get the same error). So 8
-concurrent first invocations cause exactly one fetch and one Triton load.
+the condition until it is READY (or the load failed: they get the same error), pinned while it
+waits (counted in flight), so the model is not evicted before the requests it was loaded for
+ran. So 8 concurrent first invocations cause exactly one fetch and one Triton load.
 
 Memory: a model's footprint is the RSS of its Python-backend stub processes, found by their
 command line (see `TritonControl.stub_rss`), re-measured before each eviction decision; until
@@ -148,6 +149,8 @@ class ModelCache:
                     rec.in_use += 1
                     rec.last_used = time.monotonic()
                     return rec
+                elif rec.state == LOADING:
+                    return self._await_load(rec, deadline)
                 else:
                     self._wait(rec, deadline, f"model {key!r} to finish {rec.state.lower()}")
                     continue
@@ -230,6 +233,24 @@ class ModelCache:
                 pass
 
     # -- internals -----------------------------------------------------------------------------
+    def _await_load(self, rec: ModelRecord, deadline: float) -> ModelRecord:
+        """Wait (lock held) for the load of `rec` another request started, pinned meanwhile.
+
+        The load is for this request too: pinned from now on, the model cannot be evicted between
+        READY and this thread's turn to run (with 2 busy cores that turn can come after the
+        loading request was served and released, whose release enforces the budget).
+        """
+        rec.in_use += 1
+        try:
+            while rec.state == LOADING:  # then READY, or the load failed (_wait raises its error)
+                self._wait(rec, deadline, f"model {rec.key!r} to finish loading")
+        except BaseException:
+            rec.in_use -= 1
+            self._cond.notify_all()
+            raise
+        rec.last_used = time.monotonic()
+        return rec
+
     def _wait(self, rec: ModelRecord, deadline: float, what: str, until_idle: bool = False) -> None:
         """Wait (lock held) for a change to `rec`; raise its load error if its load failed."""
         state = rec.state

@@ -7,7 +7,10 @@ service's lock file and, if no process holds it, spawns the service **detached**
 stdin closed, log to a file), so it outlives the model that started it (MME unloads models at
 any time). A daemon thread in every model process repeats the check every
 ``HOST_SERVICES_CHECK_S`` seconds (default 5), so a service that dies is restarted by whichever
-model process looks first; the loser of a race exits at once because the lock is taken.
+model process looks first; the loser of a race exits at once because the lock is taken. Every
+restart is logged as a WARNING, also when the service died before a check saw it run: in the
+stub only WARNING and above reach tritonserver's log (no handler is set; Python's last-resort
+handler writes them to the stub's stderr, flushed per record).
 Services get the tritonserver pid (the stub's parent) and are expected to drain and exit when
 it is gone (the sidecar's ``--exit-with-pid``).
 
@@ -187,6 +190,13 @@ def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
                                 env=env, start_new_session=True, close_fds=True)
 
 
+def exit_status(returncode: int | None) -> str:
+    """Popen's returncode in words: ``status 1`` or ``signal 9`` (a negative code is a signal)."""
+    if returncode is None:
+        return "still running"
+    return f"signal {-returncode}" if returncode < 0 else f"status {returncode}"
+
+
 def wait_running(service: HostService, timeout: float) -> bool:
     """Wait (polling the lock, with a deadline) until some process runs ``service``."""
     deadline = time.monotonic() + timeout
@@ -216,6 +226,7 @@ class HostServices:
         self.check_s = check_s
         self.children: dict[str, subprocess.Popen] = {}  # service name -> the process we last spawned
         self.last_seen: dict[str, float] = {}
+        self.spawned_at: dict[str, float] = {}  # service name -> when we last spawned it (monotonic)
         self.restarts: dict[str, int] = {s.name: 0 for s in wanted}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -228,8 +239,8 @@ class HostServices:
             if running(service):
                 self.last_seen[service.name] = now
                 continue
-            child = self.children.get(service.name)
-            if child is not None and child.poll() is None:
+            previous = self.children.get(service.name)
+            if previous is not None and previous.poll() is None:
                 continue  # ours, still starting up (it takes the lock after its imports)
             try:
                 child = spawn(service, self.settings.state_dir)
@@ -237,16 +248,25 @@ class HostServices:
                 log.error("cannot start host service %s (%s): %s", service.name, " ".join(service.argv), exc)
                 continue
             self.children[service.name] = child  # the previous one is reaped (poll) above
+            spawned_at, self.spawned_at[service.name] = self.spawned_at.get(service.name, now), now
             started.append(service.name)
             seen = self.last_seen.pop(service.name, None)
-            if seen is None:
-                log.info("host service %s was not running: started pid %d (pid %d checks it every %.0f s)",
-                         service.name, child.pid, os.getpid(), self.check_s)
-            else:
+            if seen is not None:
                 self.restarts[service.name] += 1
                 # Downtime is bounded by the check interval: this is the number to watch.
                 log.warning("host service %s died: restarted as pid %d, %.1f s after it was last seen running",
                             service.name, child.pid, now - seen)
+            elif previous is not None:
+                # The process we started is gone and nobody holds the lock: it died (or crashed at
+                # start) before a check of ours saw it run (a busy model process checks late). Still a
+                # restart: a WARNING, since INFO reaches no log in the stub (no handler is set there).
+                self.restarts[service.name] += 1
+                log.warning("host service %s died: restarted as pid %d; pid %d, started by this process %.1f s "
+                            "earlier, exited (%s) before a check saw it running", service.name, child.pid,
+                            previous.pid, now - spawned_at, exit_status(previous.returncode))
+            else:
+                log.info("host service %s was not running: started pid %d (pid %d checks it every %.0f s)",
+                         service.name, child.pid, os.getpid(), self.check_s)
         return started
 
     def start(self) -> "HostServices":

@@ -11,6 +11,7 @@ import html
 import io
 import os
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,15 @@ def plot_drift(run: ScoreRun, path: Path) -> str:
     return _png(fig, path)
 
 
+def _with_detail(windows: Iterable[WindowScore], key: str) -> Iterator[tuple[WindowScore, Any]]:
+    """(window, detail) for each window whose detail ``key`` is present and not empty: the windows a
+    per-window section has something to show for."""
+    for w in windows:
+        value = w.detail(key)
+        if value:
+            yield w, value
+
+
 def estimated_accuracy_series(run: ScoreRun) -> dict[str, list] | None:
     """Windows with a label-free accuracy estimate (issue 23): labels, estimate, 95 % band, window index."""
     rows = [(i, w, w.detail("accuracy_estimate")) for i, w in enumerate(run.windows)
@@ -101,10 +111,7 @@ def estimated_accuracy_series(run: ScoreRun) -> dict[str, list] | None:
 def quality_section(run: ScoreRun) -> str:
     """Data quality per window (issue 23): errors by kind, decode failures, image sizes/modes, output checks."""
     rows = []
-    for w in run.windows:
-        q = w.detail("data_quality")
-        if not q:
-            continue
+    for w, q in _with_detail(run.windows, "data_quality"):
         sizes = q.get("image_sizes") or {}
         rows.append([html.escape(w.label), q["n_records"], f"{q['error_share']:.1%}",
                      html.escape(", ".join(f"{k} {v}" for k, v in q["errors_by_code"].items()) or "–"),
@@ -122,10 +129,7 @@ def quality_section(run: ScoreRun) -> str:
 def segments_section(run: ScoreRun) -> str:
     """A table per window scored with ``--by``: each segment's size, verdict and estimate (empty without)."""
     parts = []
-    for w in run.windows:
-        seg = w.detail("segments")
-        if not seg:
-            continue
+    for w, seg in _with_detail(run.windows, "segments"):
         c = seg["correction"]
         rows = [[html.escape(f"{seg['by']}={sv['value']}"), sv["n_records"],
                  _f(sv.get("estimated_accuracy"), ".2f"),
@@ -354,12 +358,10 @@ def build_report(store: Any, model: str, out_dir: str | os.PathLike[str], *, run
     if not acc_png:
         sec.append("<p>No actuals posted (<code>python -m monitoring actuals --file labels.csv</code>).</p>")
     sec.append("<h2>Metadata drift</h2><p class='small'>Per window, fields sorted by KS statistic; p-values Bonferroni-adjusted.</p>")
-    for w in scored:
-        if not w.detail("metadata_top"):
-            continue
+    for w, top in _with_detail(scored, "metadata_top"):
         rows = [[html.escape(f["field"]), _f(f["ks_statistic"]), _f(f["p_adjusted"], ".2g"), _f(f["psi"], ".2f"), _f(f["effect_size"], ".2f"),
                  _f(f["baseline_median"], ".4g"), _f(f["window_median"], ".4g"),
-                 "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in w.detail("metadata_top")]
+                 "<span class='drift'>drift</span>" if f["drifted"] else "ok"] for f in top]
         sec.append(f"<h3>{html.escape(w.label)}</h3>" + table(
             ["field", "KS D", "p (adj.)", "PSI", "shift (sd)", "baseline median", "window median", ""], rows))
     sec.append(segments_section(run))  # score --by: per-segment verdicts (issue 23)

@@ -3,11 +3,8 @@ for a caller who has gone, and a server that is ready and idle right after."""
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -17,40 +14,10 @@ from serving.runtime.capacity.admission import max_batch_size, read_policy
 from serving.runtime.deadline import now_ms
 from bench.loadtest.stats import pending_from_metrics
 from serving.common.retry import is_refusal
-from serving.launch.server import TritonProcess
-from tests.conftest import free_port, png, wait_for
+from tests.conftest import png, wait_for
+from tests.serving.overload.conftest import MODEL, counter, inputs, metrics
 
-MODEL = "sd_img2img"
-
-
-@pytest.fixture(scope="module")
-def server(model_repo, tmp_path_factory):
-    s = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                      models=(MODEL,), log_path=tmp_path_factory.mktemp("overload") / "tritonserver.log",
-                      extra_env={"OMP_NUM_THREADS": "1"}).start(wait_s=600)
-    yield s
-    assert s.stop() == 0, s.log_tail()
-
-
-def metrics(server) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
-
-
-def counter(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and f'model="{MODEL}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} for {MODEL} not on /metrics")
-
-
-def inputs(tc, steps: int, seed: int, rows: int = 1):
-    args = json.dumps({"num_inference_steps": steps, "seed": seed}).encode()
-    out = []
-    for name, value in (("prompt", b"a red house"), ("image", png(64, seed)), ("gen_args", args)):
-        t = tc.InferInput(name, [rows, 1], "BYTES")
-        t.set_data_from_numpy(np.array([[value]] * rows, dtype=np.object_))
-        out.append(t)
-    return out
+# `server` (tests/serving/overload/conftest.py): this file's own tritonserver, sd_img2img alone.
 
 
 def call(server, protocol: str, steps: int, seed: int, results: list, rows: int = 1, **kw) -> None:

@@ -3,12 +3,9 @@ not computed, and the deadline header form reaches the model over HTTP and gRPC.
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -17,10 +14,10 @@ from tritonclient.utils import InferenceServerException
 from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
 from serving.runtime.deadline import HEADER, now_ms
 from bench.loadtest.stats import pending_from_metrics
-from serving.launch.server import TritonProcess
-from tests.conftest import free_port, png, wait_for
+from tests.conftest import wait_for
+from tests.serving.overload.conftest import MODEL, counter, inputs, metrics
 
-MODEL = "sd_img2img"
+IMAGE_SEED = 3  # every request here sends the same image: png(64, 3)
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +26,15 @@ def spool(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model_repo, spool, tmp_path_factory):
-    s = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                      models=(MODEL,), log_path=tmp_path_factory.mktemp("params") / "tritonserver.log",
-                      extra_env={"OMP_NUM_THREADS": "1", "CAPTURE_SPOOL_DIR": str(spool),
-                                 "CAPTURE_FLUSH_INTERVAL_S": "0.2"}).start(wait_s=600)
-    yield s
-    assert s.stop() == 0, s.log_tail()
-
-
-def metrics(server) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
-
-
-def counter(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and f'model="{MODEL}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} for {MODEL} not on /metrics")
-
-
-def inputs(tc, steps: int, seed: int, rows: int = 1):
-    args = json.dumps({"num_inference_steps": steps, "seed": seed}).encode()
-    out = []
-    for name, value in (("prompt", b"a red house"), ("image", png(64, 3)), ("gen_args", args)):
-        t = tc.InferInput(name, [rows, 1], "BYTES")
-        t.set_data_from_numpy(np.array([[value]] * rows, dtype=np.object_))
-        out.append(t)
-    return out
+def server_env(spool) -> dict[str, str]:
+    """This file's server (`server`, tests/serving/overload/conftest.py) captures into `spool`."""
+    return {"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_FLUSH_INTERVAL_S": "0.2"}
 
 
 def call(server, results: dict, key: str, steps: int, rows: int = 1, **kw) -> None:
     client = httpclient.InferenceServerClient(url=server.http_url)
     try:
-        out = client.infer(MODEL, inputs(httpclient, steps, 7, rows), request_id=key, **kw)
+        out = client.infer(MODEL, inputs(httpclient, steps, 7, rows, image_seed=IMAGE_SEED), request_id=key, **kw)
         results[key] = ("ok", out.as_numpy("generated_image"))
     except InferenceServerException as exc:
         results[key] = (str(exc.status()), exc.message())
@@ -133,18 +105,18 @@ def test_deadline_header_reaches_the_model(server, protocol):
     try:
         # A malformed value is the caller's error, named as the header it came in.
         with pytest.raises(InferenceServerException) as e:
-            client.infer(MODEL, inputs(tc, 2, 1), headers={name: "soon"})
+            client.infer(MODEL, inputs(tc, 2, 1, image_seed=IMAGE_SEED), headers={name: "soon"})
         assert HEADER.lower() in e.value.message().lower() and "'soon'" in e.value.message(), e.value.message()
 
         # A deadline that has passed: dropped by the runtime before its pipeline call.
         expired0 = counter(metrics(server), "pipeline_expired_requests_total")
         with pytest.raises(InferenceServerException) as e:
-            client.infer(MODEL, inputs(tc, 2, 1), headers={name: str(now_ms() - 1000)})
+            client.infer(MODEL, inputs(tc, 2, 1, image_seed=IMAGE_SEED), headers={name: str(now_ms() - 1000)})
         assert "request expired" in e.value.message(), e.value.message()
         assert counter(metrics(server), "pipeline_expired_requests_total") == expired0 + 1
 
         # A deadline in the future: served.
-        out = client.infer(MODEL, inputs(tc, 2, 1), headers={name: str(now_ms() + 120_000)})
+        out = client.infer(MODEL, inputs(tc, 2, 1, image_seed=IMAGE_SEED), headers={name: str(now_ms() + 120_000)})
         assert out.as_numpy("generated_image").shape == (1, 1)
     finally:
         client.close()

@@ -7,50 +7,28 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from analysis_testlib import DAY, MODEL, image_meta, reweighted_sampler, write_hours
 from monitoring.analysis.baseline.store import load_baseline, save_baseline
 from monitoring.analysis.fleet import hourly_windows, score_windows
-from monitoring.analysis.fleet.synthetic import records_table
-from monitoring.ingest.store import StoreWriter, open_backend
 from monitoring.ingest.store.projection import DEFAULT_PROJECTION, META_PROJECTION, Projection, file_projection
 
-DAY = 1_795_651_200_000  # 2026-11-26T00:00Z
-MODEL = "resnet_classifier"
 D = 256
-CENTERS = np.random.default_rng(9).standard_normal((4, D)).astype(np.float32) * 3
-
-
-def _sample(rng, n, hour):
-    # hours 3.. drift: cluster weights move and every coordinate shifts a little
-    drift = hour >= 3
-    lab = rng.choice(4, size=n, p=[0.4, 0.4, 0.1, 0.1] if drift else [0.25] * 4)
-    shift = np.float32(0.3 if drift else 0.0)
-    return (CENTERS[lab] + rng.standard_normal((n, D), dtype=np.float32) + shift).astype(np.float32)
-
-
-def _write(root, projection, seed=1, hours=4, per_file=150, files=2):
-    """Hours of records as the sidecar writes them: part files, then one compaction pass."""
-    writer = StoreWriter(open_backend(root), projection=projection)
-    rng = np.random.default_rng(seed)
-    for h in range(hours):
-        for f in range(files):
-            ts = DAY + h * 3_600_000 + np.sort(rng.integers(0, 3_600_000, per_file))
-            writer.write_parts(records_table(MODEL, _sample(rng, per_file, h), ts, rng, f"h{h}f{f}"), f"{h:02d}-{f}")
-    return writer
+_sample = reweighted_sampler(D)
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     projected = tmp_path_factory.mktemp("projected")
     old = tmp_path_factory.mktemp("unprojected")
-    _write(projected, DEFAULT_PROJECTION).compact()
-    _write(old, None).compact()
+    # as the sidecar writes them: part files, then one compaction pass; with and without the projection
+    write_hours(projected, _sample, projection=DEFAULT_PROJECTION).compact()
+    write_hours(old, _sample, projection=None).compact()
     rng = np.random.default_rng(4)
     X = _sample(rng, 1500, 0)
-    meta = pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)})
+    meta = image_meta(rng, 1500)
     for root in (projected, old):
         save_baseline(root, MODEL, X, meta)
     return projected, old

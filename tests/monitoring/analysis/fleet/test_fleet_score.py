@@ -4,10 +4,9 @@ in process and on a real two-worker Dask cluster; listing is pruned to the windo
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-from distributed import Client, LocalCluster
 
+from analysis_testlib import DAY, dask_client, image_meta, shifted_sampler
 from monitoring.analysis.drift import DriftSuite
 from monitoring.analysis.fleet import hourly_windows, score_windows
 from monitoring.analysis.fleet.synthetic import write_day
@@ -15,14 +14,8 @@ from monitoring.ingest.store import read_records_df
 from capture_testlib import CountingBackend
 from monitoring.ingest.store.reader import list_files, partition_of, read_partition
 
-DAY = 1_795_651_200_000  # 2026-11-26T00:00Z
 D = 8
-CENTERS = np.random.default_rng(9).standard_normal((4, D)) * 3
-
-
-def _sampler(rng, n, hour):
-    shift = 0.8 if hour >= 3 else 0.0  # hours 3.. drift
-    return (CENTERS[rng.integers(0, 4, n)] + rng.standard_normal((n, D)) + shift).astype(np.float32)
+_sampler = shifted_sampler(D)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +31,8 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def suite():
     rng = np.random.default_rng(0)
-    X = (CENTERS[rng.integers(0, 4, 2000)] + rng.standard_normal((2000, D))).astype(np.float32)
-    meta = pd.DataFrame({"brightness": rng.normal(120, 20, 2000), "contrast": rng.normal(50, 8, 2000)})
-    return DriftSuite(n_null=200).fit(X, meta)
+    X = _sampler(rng, 2000, 0)
+    return DriftSuite(n_null=200).fit(X, image_meta(rng, 2000))
 
 
 def _in_memory(suite, store, since, until):
@@ -75,8 +67,7 @@ def test_in_process_fleet_scores_equal_in_memory_scores(store, suite, slice_rows
 def test_two_worker_dask_cluster_equals_in_process(store, suite):
     windows = hourly_windows(DAY, 4)
     local = score_windows(suite, store, "resnet_classifier", windows)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, Client(cluster) as client:
+    with dask_client() as client:
         assert len(client.scheduler_info()["workers"]) == 2
         remote = score_windows(suite, store, "resnet_classifier", windows, cluster=client)
     for a, b in zip(local, remote):
@@ -106,9 +97,8 @@ def test_cli_scores_a_day_against_the_stored_baseline(store, tmp_path, capsys):
     from monitoring.analysis.fleet.__main__ import main
 
     rng = np.random.default_rng(4)
-    X = (CENTERS[rng.integers(0, 4, 1500)] + rng.standard_normal((1500, D))).astype(np.float32)
-    meta = pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)})
-    save_baseline(store, "resnet_classifier", X, meta)
+    X = _sampler(rng, 1500, 0)
+    save_baseline(store, "resnet_classifier", X, image_meta(rng, 1500))
     out = tmp_path / "day.json"
     assert main(["--store", str(store), "--model", "resnet_classifier", "--day", "2026-11-26", "--hours", "4",
                  "--out", str(out)]) == 0

@@ -7,24 +7,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from analysis_testlib import (DAY, MODEL, SPAN, assert_same_scores, compact_at_ingest, copy_store, dask_client, image_meta,
+                              recent_hours, shifted_sampler, span)
 from monitoring.analysis.baseline.store import save_baseline
 from monitoring.cli import main as cli_main
 from monitoring.analysis.fleet.synthetic import write_day
 from monitoring.analysis.scoring.result import ScoreRun
 from monitoring.analysis.scoring.runner import estimate_memory_mb, score_model, score_run
 
-DAY = 1_795_651_200_000  # 2026-11-26T00:00Z
-MODEL = "resnet_classifier"
 D = 16
-CENTERS = np.random.default_rng(9).standard_normal((4, D)) * 3
-
-
-def _sampler(rng, n, hour):
-    shift = 0.8 if hour >= 3 else 0.0  # hours 3.. drift
-    return (CENTERS[rng.integers(0, 4, n)] + rng.standard_normal((n, D)) + shift).astype(np.float32)
+_sampler = shifted_sampler(D)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +26,8 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine-store")
     write_day(root, MODEL, DAY, 4 * 400, _sampler, hours=4, files_per_hour=3, seed=1)
     rng = np.random.default_rng(0)
-    X = (CENTERS[rng.integers(0, 4, 1500)] + rng.standard_normal((1500, D))).astype(np.float32)
-    meta = pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)})
-    save_baseline(root, MODEL, X, meta, detectors={"n_null": 200})
+    X = _sampler(rng, 1500, 0)
+    save_baseline(root, MODEL, X, image_meta(rng, 1500), detectors={"n_null": 200})
     return root
 
 
@@ -45,11 +38,11 @@ def _verdicts(run):
 
 @pytest.fixture(scope="module")
 def rows_run(store):
-    return score_model(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="rows")
+    return score_model(store, MODEL, engine="rows", **SPAN)
 
 
 def test_rows_and_states_engines_give_equal_results(store, rows_run):
-    states = score_model(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    states = score_model(store, MODEL, engine="states", **SPAN)
     assert [w["engine"] for w in rows_run["windows"]] == ["rows"] * 4
     assert [w["engine"] for w in states["windows"]] == ["states"] * 4
     assert [w["n"] for w in states["windows"]] == [w["n"] for w in rows_run["windows"]] == [400] * 4
@@ -69,26 +62,14 @@ def test_rows_and_states_engines_give_equal_results(store, rows_run):
     assert states["windows"][3]["page"] in ("warning", "critical") and states["windows"][0]["page"] == "ok"
 
 
-def _exact(a, b):
-    for x, y in zip(a, b):
-        assert (x.n, x.partitions) == (y.n, y.partitions) and set(x.results) == set(y.results)
-        for k, r in x.results.items():
-            assert r.is_drift == y.results[k].is_drift, k
-            assert r.p_value == pytest.approx(y.results[k].p_value, rel=1e-9), k
-            assert r.statistic == pytest.approx(y.results[k].statistic, rel=1e-9, abs=1e-12), k
-
-
 def test_raw_states_and_dask_paths_give_equal_results(store, tmp_path):
     """Raw partitions, states made at ingest, states made by a first run, and a Dask cluster: the same numbers."""
-    import shutil
-
     from monitoring.analysis.baseline.store import load_baseline
     from monitoring.analysis.fleet import hourly_windows, score_windows
     from monitoring.analysis.fleet.states import StateCache, baseline_tag, write_partition_states
     from monitoring.ingest.store.backend import open_backend
 
-    root = tmp_path / "copy"
-    shutil.copytree(store, root, ignore=shutil.ignore_patterns("states"))
+    root = copy_store(store, tmp_path)
     backend = open_backend(root)
     b = load_baseline(backend, MODEL)
     suite, meta = b.fit_space("image"), b.fit_metadata()
@@ -101,37 +82,30 @@ def test_raw_states_and_dask_paths_give_equal_results(store, tmp_path):
     cache = StateCache(backend, MODEL, "image", baseline_tag(b, "image"))
     from_states = score_windows(suite, root, MODEL, wins, metadata=meta, states=cache)
     assert (cache.hits, cache.misses, cache.writes) == (4, 0, 0)
-    _exact(raw, from_states)
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    assert_same_scores(raw, from_states)
+    with dask_client() as client:
         remote = score_windows(suite, root, MODEL, wins, cluster=client, metadata=meta)
-    _exact(raw, remote)
+    assert_same_scores(raw, remote)
     assert [w.any_drift for w in raw] == [False, False, False, True]
 
 
 def test_a_state_made_for_an_older_baseline_is_never_used(store, tmp_path):
-    import shutil
-
     from monitoring.analysis.baseline.store import load_baseline
     from monitoring.analysis.drift.mergeable import states_from_bytes
     from monitoring.analysis.fleet import hourly_windows, score_windows
     from monitoring.analysis.fleet.states import StateCache, baseline_tag
     from monitoring.ingest.store.backend import open_backend
 
-    root = tmp_path / "copy"
-    shutil.copytree(store, root)
+    root = copy_store(store, tmp_path, states=True)
     backend = open_backend(root)
     v1 = load_baseline(backend, MODEL)
-    first = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    first = score_run(root, MODEL, engine="states", **SPAN)
     v1_keys = [e.key for e in backend.list("_monitoring/states/")]
     assert len(v1_keys) == 4 and all(f"baseline={baseline_tag(v1, 'image')}/" in k for k in v1_keys)
     # a newer baseline fitted on drifted data (hour 3's distribution): old states would say "no drift" there
     rng = np.random.default_rng(5)
     X = _sampler(rng, 1500, 3)
-    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1500), "contrast": rng.normal(50, 8, 1500)}),
-                  detectors={"n_null": 200})
+    save_baseline(root, MODEL, X, image_meta(rng, 1500), detectors={"n_null": 200})
     v2 = load_baseline(backend, MODEL)
     assert v2.version == v1.version + 1 and baseline_tag(v2, "image") != baseline_tag(v1, "image")
     # a v1 state copied under v2's name is refused too (the tag inside the file is checked)
@@ -139,7 +113,7 @@ def test_a_state_made_for_an_older_baseline_is_never_used(store, tmp_path):
     part = v1_keys[0].split("/image/")[-1] if "/image/" in v1_keys[0] else None
     state, attrs = states_from_bytes(backend.read(v1_keys[0]))
     backend.write(cache.key(attrs["partition"]), backend.read(v1_keys[0]))
-    second = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    second = score_run(root, MODEL, engine="states", **SPAN)
     raw_v2 = score_windows(v2.fit_space("image"), root, MODEL, hourly_windows(DAY, 4), metadata=v2.fit_metadata())
     for w, r in zip(second.windows, raw_v2):
         assert w.methods["centroid"].p_value == pytest.approx(r.results["centroid"].p_value, rel=1e-9)
@@ -153,34 +127,28 @@ def test_a_state_made_for_an_older_baseline_is_never_used(store, tmp_path):
 
 
 def test_a_partition_that_changed_is_read_again(store, tmp_path):
-    import shutil
-
     from monitoring.analysis.fleet.synthetic import records_table
     from monitoring.ingest.store.backend import open_backend
     from monitoring.ingest.store.writer import StoreWriter
 
-    root = tmp_path / "copy"
-    shutil.copytree(store, root)
-    score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    root = copy_store(store, tmp_path, states=True)
+    score_run(root, MODEL, engine="states", **SPAN)
     # late rows for hour 0 (a new file in that partition): its state must not be reused as is
     rng = np.random.default_rng(77)
     late = records_table(MODEL, _sampler(rng, 50, 0), DAY + np.sort(rng.integers(0, 3_600_000, 50)), rng, "late")
     StoreWriter(open_backend(root)).write_parts(late, "late")
-    again = score_run(root, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    again = score_run(root, MODEL, engine="states", **SPAN)
     assert [w.n for w in again.windows] == [450, 400, 400, 400]
 
 
 def test_dask_engine_equals_in_process(store):
-    from distributed import Client, LocalCluster
-
     from monitoring.analysis.baseline.store import load_baseline
     from monitoring.analysis.fleet import hourly_windows, score_windows
 
     b = load_baseline(store, MODEL)
     suite, meta = b.fit_space("image"), b.fit_metadata()
     local = score_windows(suite, store, MODEL, hourly_windows(DAY, 4), metadata=meta)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with dask_client() as client:
         remote = score_windows(suite, store, MODEL, hourly_windows(DAY, 4), cluster=client, metadata=meta)
     for x, y in zip(local, remote):
         assert x.n == y.n and set(x.results) == set(y.results) and "metadata" in x.results
@@ -210,8 +178,7 @@ def test_over_its_memory_budget_score_streams_instead_of_holding_the_window(stor
 
     monkeypatch.setattr(reader, "read_records_df", whole_range)
     monkeypatch.setattr(fleet_score, "read_partition", one_partition)
-    run = score_run(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False,
-                    memory_budget_mb=budget, use_states=False)  # raw partitions (the fixture may hold states)
+    run = score_run(store, MODEL, memory_budget_mb=budget, use_states=False, **SPAN)  # raw partitions (the fixture may hold states)
     monkeypatch.undo()
     assert run.windowing["engine"] == "states"
     assert [w.engine for w in run.windows] == ["states"] * 4
@@ -219,7 +186,7 @@ def test_over_its_memory_budget_score_streams_instead_of_holding_the_window(stor
     assert held and max(held) <= 400 and sum(held) == 1600
     assert [w.any_drift for w in run.windows] == [w["any_drift"] for w in rows_run["windows"]]
     # same budget, whole budget: rows
-    big = score_run(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False, memory_budget_mb=4096)
+    big = score_run(store, MODEL, memory_budget_mb=4096, **SPAN)
     assert big.windowing["engine"] == "rows"
     with pytest.raises(ValueError, match="--every-n 100.*memory budget"):
         score_run(store, MODEL, since=DAY, until=DAY + 4 * 3_600_000, every_n=100, memory_budget_mb=budget)
@@ -243,31 +210,21 @@ def test_typed_run_round_trips_to_the_json_score_prints(store, rows_run, capsys)
 
 
 def test_sidecar_compaction_writes_states_that_scoring_then_reads(tmp_path):
-    import time
-
     from monitoring.analysis.fleet.states import STATES_PREFIX
-    from monitoring.ingest.sidecar.service import Sidecar
 
-    root, spool = tmp_path / "store", tmp_path / "spool"
-    spool.mkdir()
-    now = int(time.time() * 1000)
-    day = (now // 3_600_000 - 3) * 3_600_000  # two closed hours, a little while ago
+    root = tmp_path / "store"
+    day = recent_hours()  # two closed hours, a little while ago
     write_day(root, MODEL, day, 2 * 300, _sampler, hours=2, files_per_hour=2, seed=4)
     rng = np.random.default_rng(0)
-    X = (CENTERS[rng.integers(0, 4, 1000)] + rng.standard_normal((1000, D))).astype(np.float32)
-    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1000), "contrast": rng.normal(50, 8, 1000)}),
-                  detectors={"n_null": 200})
-    svc = Sidecar(spool, root, compact_every=0)
-    try:
-        svc.compact()
-    finally:
-        svc.close()
+    X = _sampler(rng, 1000, 0)
+    save_baseline(root, MODEL, X, image_meta(rng, 1000), detectors={"n_null": 200})
+    compact_at_ingest(root, tmp_path / "spool")
     from monitoring.ingest.store.backend import open_backend
 
     backend = open_backend(root)
     made = [e.key for e in backend.list(STATES_PREFIX)]
     assert len(made) == 2, made
-    run = score_run(root, MODEL, since=day, until=day + 2 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    run = score_run(root, MODEL, engine="states", **span(day, 2))
     assert [w.n for w in run.windows] == [300, 300]
     assert sorted(e.key for e in backend.list(STATES_PREFIX)) == sorted(made)  # read, not rewritten
     assert [k for k in made if "/baseline=v1-" in k] == made
@@ -276,15 +233,12 @@ def test_sidecar_compaction_writes_states_that_scoring_then_reads(tmp_path):
 def test_sidecar_states_come_from_the_compacted_rows_without_a_reread(tmp_path):
     """The compaction hook maps the rows it just merged: no partition file is opened for states,
     and the state equals the one a read of the compacted file makes (same fingerprint: valid)."""
-    import time
-
     from monitoring.analysis.baseline.store import load_baseline
     import io
 
     from monitoring.analysis.drift.mergeable import states_to_bytes
     from monitoring.analysis.fleet.score import PartitionTask, map_partition, partition_id
     from monitoring.analysis.fleet.states import StateCache, baseline_tag, fingerprint, partition_files
-    from monitoring.ingest.sidecar.service import Sidecar
     from monitoring.ingest.store.backend import LocalBackend
 
     class Opens(LocalBackend):
@@ -296,21 +250,14 @@ def test_sidecar_states_come_from_the_compacted_rows_without_a_reread(tmp_path):
             self.opened.append(key)
             return super().open_input(key)
 
-    root, spool = tmp_path / "store", tmp_path / "spool"
-    spool.mkdir()
-    now = int(time.time() * 1000)
-    day = (now // 3_600_000 - 3) * 3_600_000
+    root = tmp_path / "store"
+    day = recent_hours()
     write_day(root, MODEL, day, 2 * 300, _sampler, hours=2, files_per_hour=3, seed=5)
     rng = np.random.default_rng(0)
-    X = (CENTERS[rng.integers(0, 4, 1000)] + rng.standard_normal((1000, D))).astype(np.float32)
-    save_baseline(root, MODEL, X, pd.DataFrame({"brightness": rng.normal(120, 20, 1000), "contrast": rng.normal(50, 8, 1000)}),
-                  detectors={"n_null": 200})
+    X = _sampler(rng, 1000, 0)
+    save_baseline(root, MODEL, X, image_meta(rng, 1000), detectors={"n_null": 200})
     backend = Opens(root)
-    svc = Sidecar(spool, backend, compact_every=0)
-    try:
-        svc.compact()
-    finally:
-        svc.close()
+    compact_at_ingest(backend, tmp_path / "spool")
     compacted = [e.key for e in backend.list(f"model={MODEL}/") if e.key.endswith(".parquet")]
     assert len(compacted) == 2 and all("/compact-" in k for k in compacted)
     # compaction read the 3 small parts of each hour once; nothing read the compacted files back
@@ -337,7 +284,7 @@ def test_sidecar_states_come_from_the_compacted_rows_without_a_reread(tmp_path):
 def test_save_scores_takes_the_typed_run(store, tmp_path):
     from monitoring.analysis.scoring import ScoreRun, load_latest_scores, save_scores, score_run
 
-    run = score_run(store, MODEL, since=DAY, until=DAY + 2 * 3_600_000, every="1h", use_actuals=False, engine="rows")
+    run = score_run(store, MODEL, engine="rows", **span(DAY, 2))
     save_scores(tmp_path, run)
     back = load_latest_scores(tmp_path, MODEL)
     assert back == run.to_json(keep_results=False)

@@ -7,67 +7,35 @@ is never used for another."""
 from __future__ import annotations
 
 import json
-import shutil
-import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from analysis_testlib import (DAY, MODEL, SPAN, assert_same_scores, compact_at_ingest, copy_store, dask_client, image_meta,
+                              recent_hours, reweighted_sampler, span, write_hours)
 from monitoring.analysis.baseline.store import load_baseline, save_baseline
 from monitoring.analysis.drift.mergeable import states_from_bytes
 from monitoring.analysis.fleet import hourly_windows, score_windows
 from monitoring.analysis.fleet.states import STATES_PREFIX, StateCache, baseline_tag
-from monitoring.analysis.fleet.synthetic import records_table
 from monitoring.analysis.scoring.runner import ModelFits, score_model, score_run
-from monitoring.ingest.store import StoreWriter, open_backend
+from monitoring.ingest.store import open_backend
 from monitoring.ingest.store.projection import DEFAULT_PROJECTION, Projection, projection_spec, scoring_projection
 
-DAY = 1_795_651_200_000  # 2026-11-26T00:00Z
-MODEL = "resnet_classifier"
 D = 256  # wider than the 128-d projection: projected by default
-SPAN = dict(since=DAY, until=DAY + 4 * 3_600_000, every="1h", use_actuals=False)
-CENTERS = np.random.default_rng(9).standard_normal((4, D)).astype(np.float32) * 3
 P128 = projection_spec(DEFAULT_PROJECTION)
-
-
-def _sample(rng, n, hour):
-    drift = hour >= 3  # hours 3.. drift: cluster weights move and every coordinate shifts a little
-    lab = rng.choice(4, size=n, p=[0.4, 0.4, 0.1, 0.1] if drift else [0.25] * 4)
-    return (CENTERS[lab] + rng.standard_normal((n, D), dtype=np.float32) + np.float32(0.3 if drift else 0.0)).astype(np.float32)
-
-
-def _meta(rng, n):
-    return pd.DataFrame({"brightness": rng.normal(120, 20, n), "contrast": rng.normal(50, 8, n)})
-
-
-def _write(root, day=DAY, hours=4, per_file=150, files=2, seed=1):
-    """Hours of records as the sidecar writes them (part files with the projection), then compaction."""
-    writer = StoreWriter(open_backend(root))
-    rng = np.random.default_rng(seed)
-    for h in range(hours):
-        for f in range(files):
-            ts = day + h * 3_600_000 + np.sort(rng.integers(0, 3_600_000, per_file))
-            writer.write_parts(records_table(MODEL, _sample(rng, per_file, h), ts, rng, f"h{h}f{f}"), f"{h:02d}-{f}")
-    return writer
+_sample = reweighted_sampler(D)
 
 
 def _baseline(root, seed=4, hour=0):
     rng = np.random.default_rng(seed)
-    save_baseline(root, MODEL, _sample(rng, 1500, hour), _meta(rng, 1500), detectors={"n_null": 200})
+    save_baseline(root, MODEL, _sample(rng, 1500, hour), image_meta(rng, 1500), detectors={"n_null": 200})
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("wide-store")
-    _write(root).compact()
+    write_hours(root, _sample).compact()  # the StoreWriter's default: the sidecar's, with the projection
     _baseline(root)
-    return root
-
-
-def _copy(store, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(store, root, ignore=shutil.ignore_patterns("states"))
     return root
 
 
@@ -90,7 +58,7 @@ def _numbers(run):
 
 
 def test_rows_and_states_engines_score_the_projection_with_the_same_verdicts(store, tmp_path):
-    root = _copy(store, tmp_path)
+    root = copy_store(store, tmp_path)
     rows = score_run(root, MODEL, engine="rows", **SPAN)
     states = score_run(root, MODEL, engine="states", **SPAN)
     assert rows.baseline["spaces"]["image"]["scored_on"] == states.baseline["spaces"]["image"]["scored_on"] == P128
@@ -118,19 +86,10 @@ def test_rows_and_states_engines_score_the_projection_with_the_same_verdicts(sto
     assert w3["explanation"].get("centroid_top_dimensions", []) == []
 
 
-def _exact(a, b):
-    for x, y in zip(a, b):
-        assert (x.n, x.partitions) == (y.n, y.partitions) and set(x.results) == set(y.results)
-        for k, r in x.results.items():
-            assert r.is_drift == y.results[k].is_drift, k
-            assert r.p_value == pytest.approx(y.results[k].p_value, rel=1e-9), k
-            assert r.statistic == pytest.approx(y.results[k].statistic, rel=1e-9, abs=1e-12), k
-
-
 def test_raw_ingest_states_and_dask_give_equal_results_on_the_projection(store, tmp_path):
     from monitoring.analysis.fleet.states import write_partition_states
 
-    root = _copy(store, tmp_path)
+    root = copy_store(store, tmp_path)
     backend = open_backend(root)
     b = load_baseline(backend, MODEL)
     fits = ModelFits.fit(b)
@@ -148,22 +107,19 @@ def test_raw_ingest_states_and_dask_give_equal_results_on_the_projection(store, 
     cache = StateCache.for_suite(backend, MODEL, "image", b, suite)
     from_states = score_windows(suite, root, MODEL, wins, metadata=meta, states=cache)
     assert (cache.hits, cache.misses, cache.writes) == (4, 0, 0)
-    _exact(raw, from_states)
+    assert_same_scores(raw, from_states)
     # and `monitoring score` (states engine) merges exactly those states: nothing new written
     run = score_run(root, MODEL, engine="states", **SPAN)
     assert sorted(e.key for e in backend.list(STATES_PREFIX)) == sorted(made)
     for w, r in zip(run.windows, raw):
         assert w.methods["centroid"].p_value == pytest.approx(r.results["centroid"].p_value, rel=1e-9)
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with dask_client() as client:
         remote = score_windows(suite, root, MODEL, wins, cluster=client, metadata=meta)
-    _exact(raw, remote)
+    assert_same_scores(raw, remote)
 
 
 def test_a_state_made_for_another_representation_or_an_older_baseline_is_never_used(store, tmp_path):
-    root = _copy(store, tmp_path)
+    root = copy_store(store, tmp_path)
     backend = open_backend(root)
     v1 = load_baseline(backend, MODEL)
     projected = score_run(root, MODEL, engine="states", **SPAN)  # writes the projected states
@@ -209,23 +165,17 @@ def test_a_state_made_for_another_representation_or_an_older_baseline_is_never_u
 def test_sidecar_states_at_ingest_are_made_on_the_projection(tmp_path):
     """The compaction hook makes the state the default scoring path reads (projected, valid)."""
     from monitoring.analysis.fleet.states import fingerprint, partition_files
-    from monitoring.ingest.sidecar.service import Sidecar
 
-    root, spool = tmp_path / "store", tmp_path / "spool"
-    spool.mkdir()
-    day = (int(time.time() * 1000) // 3_600_000 - 3) * 3_600_000  # two closed hours, a little while ago
-    _write(root, day=day, hours=2, files=3, per_file=100, seed=6)
+    root = tmp_path / "store"
+    day = recent_hours()  # two closed hours, a little while ago
+    write_hours(root, _sample, day=day, hours=2, files=3, per_file=100, seed=6)
     _baseline(root)
-    svc = Sidecar(spool, root, compact_every=0)
-    try:
-        svc.compact()
-    finally:
-        svc.close()
+    compact_at_ingest(root, tmp_path / "spool")
     backend = open_backend(root)
     made = [e.key for e in backend.list(STATES_PREFIX)]
     b = load_baseline(backend, MODEL)
     assert len(made) == 2 and all(f"baseline={baseline_tag(b, 'image', DEFAULT_PROJECTION)}/" in k for k in made), made
-    run = score_run(root, MODEL, since=day, until=day + 2 * 3_600_000, every="1h", use_actuals=False, engine="states")
+    run = score_run(root, MODEL, engine="states", **span(day, 2))
     assert [w.n for w in run.windows] == [300, 300]
     assert sorted(e.key for e in backend.list(STATES_PREFIX)) == sorted(made)  # read, not rewritten
     fits = ModelFits.fit(b)
@@ -237,7 +187,7 @@ def test_sidecar_states_at_ingest_are_made_on_the_projection(tmp_path):
 def test_fleet_cli_scores_the_projection_by_default_and_full_width_on_request(store, tmp_path):
     from monitoring.analysis.fleet.__main__ import main
 
-    root = _copy(store, tmp_path)
+    root = copy_store(store, tmp_path)
     out = tmp_path / "day.json"
     args = ["--store", str(root), "--model", MODEL, "--day", "2026-11-26", "--hours", "4", "--out", str(out)]
     assert main(args) == 0
@@ -254,7 +204,7 @@ def test_fleet_cli_scores_the_projection_by_default_and_full_width_on_request(st
 def test_score_cli_full_width_flag(store, tmp_path, capsys):
     from monitoring.cli import main as cli_main
 
-    root = _copy(store, tmp_path)
+    root = copy_store(store, tmp_path)
     base = ["score", "--store", str(root), "--model", MODEL, "--since", str(DAY), "--until", str(DAY + 4 * 3_600_000),
             "--every", "1h", "--json", "--no-save", "--no-actuals"]
     assert cli_main(base) == 0
