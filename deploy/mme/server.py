@@ -219,6 +219,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, out, JSON_CONTENT_TYPE, headers)
 
 
+class _BurstServer(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of callers (the overload case this
+    # front answers with 503s) must reach accept() rather than wait on SYN retransmits.
+    request_queue_size = 256
+
+
 class MMEEndpoint:
     """The local endpoint: HTTP server + model cache + a tritonserver it starts (or attaches to)."""
 
@@ -266,7 +272,7 @@ class MMEEndpoint:
         self.metrics = registry_for(self.cache, self.refusals)
         handler = type("MMEHandler", (_Handler,), {"endpoint": self})
         try:
-            self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), handler)
+            self.httpd = _BurstServer((cfg.host, cfg.port), handler)
         except OSError as exc:
             self.stop()
             raise RuntimeError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
