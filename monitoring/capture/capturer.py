@@ -500,8 +500,10 @@ class Capturer:
                     self.segments_written += 1
                 if self._full_since is not None:
                     # The recovery report of the spool-full fault (docs/reliability.md).
-                    log.warning("capture %s: spool has room again, capture resumed %.1f s after it filled "
-                                "(%d records dropped meanwhile, %d in all)", self.model_name,
+                    # Per process: each instance of a model has its own Capturer and reports its
+                    # own drops; the pid tells the reports of two instances apart.
+                    log.warning("capture %s (pid %d): spool has room again, capture resumed %.1f s after it "
+                                "filled (%d records dropped meanwhile, %d in all)", self.model_name, os.getpid(),
                                 time.monotonic() - self._full_since, self.spool_full - self._full_dropped_before,
                                 self.spool_full)
                     self._full_since = None
@@ -516,8 +518,8 @@ class Capturer:
                     first = self.spool_full == len(batch)
                     self.last_error = str(e)
                 if first or self.spool_full // 1000 > (self.spool_full - len(batch)) // 1000:
-                    log.warning("capture %s: %s; %d records dropped so far (is the sidecar running?)",
-                                self.model_name, e, self.spool_full)
+                    log.warning("capture %s (pid %d): %s; %d records dropped so far (is the sidecar running?)",
+                                self.model_name, os.getpid(), e, self.spool_full)
                 return True
             except Exception as e:  # disk full, permissions, ...: retry, never raise
                 with self._lock:

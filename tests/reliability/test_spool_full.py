@@ -19,6 +19,7 @@ import tritonclient.http as httpclient
 
 from monitoring.capture.capturer import spool_usage
 from monitoring.ingest.store import read_records
+from serving.runtime.capacity.admission import instance_count
 from bench.loadtest.loss import match_ids
 from serving.launch.server import TritonProcess
 from tests.conftest import free_port
@@ -105,18 +106,24 @@ def test_spool_full_requests_succeed_drops_counted_capture_resumes(model_repo, t
         dropped = metric(scrape(sidecar_port), "capture_records_dropped_total")
         assert dropped > 0 and len(match.missing) == dropped, (dropped, match.summary())
 
-        # Capture reports the recovery (model process log -> tritonserver's log).
+        # Capture reports the recovery (model process log -> tritonserver's log), per model
+        # instance: each instance process has its own capturer and says which pid it is.
         # The spool can fill more than once before the sidecar starts (a smaller segment may still
-        # fit after a larger one was dropped): one report per episode, the last one's total is all.
-        pattern = r"capture resumed ([\d.]+) s after it filled \((\d+) records dropped meanwhile, (\d+) in all\)"
+        # fit after a larger one was dropped): one report per episode, each instance's last one's
+        # total is all of that instance's drops; the instances' totals add up to every drop.
+        instances = instance_count((model_repo / "resnet_classifier" / "config.pbtxt").read_text())
+        pattern = (r"capture resnet_classifier \(pid (\d+)\): spool has room again, capture resumed ([\d.]+) s "
+                   r"after it filled \((\d+) records dropped meanwhile, (\d+) in all\)")
 
-        def reports() -> list[tuple[str, str, str]] | None:
+        def reports() -> list[tuple[str, str, str, str]] | None:
             found = re.findall(pattern, server.log_path.read_text(errors="replace"))
-            return found if found and int(found[-1][2]) == dropped else None
+            in_all = {pid: int(total) for pid, _, _, total in found}  # the last report of each pid
+            return found if found and sum(in_all.values()) == dropped else None
 
-        found = wait_for(reports, 60, "capture's recovery report covering every drop")
-        assert all(float(s) > 0 for s, _, _ in found), found
-        assert sum(int(n) for _, n, _ in found) == dropped, found
+        found = wait_for(reports, 60, "capture's recovery reports covering every drop")
+        assert all(float(s) > 0 for _, s, _, _ in found), found
+        assert sum(int(n) for _, _, n, _ in found) == dropped, found
+        assert len({pid for pid, _, _, _ in found}) <= instances, found  # a report per instance at most
     finally:
         client.close()
         if sidecar is not None:

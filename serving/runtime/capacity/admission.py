@@ -91,11 +91,21 @@ def derive(model: str, max_batch_size: int, deadline_s: float = DEFAULT_DEADLINE
 _MAX_BATCH = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)", re.M)
 _POLICY = re.compile(r"default_queue_policy\s*\{(?P<body>[^}]*)\}", re.S)
 _FIELD = re.compile(r"(\w+)\s*:\s*([\w.]+)")
+_GROUPS = re.compile(r"^\s*instance_group\s*\[(?P<body>[^\]]*)\]", re.M)
+_COUNT = re.compile(r"\bcount\s*:\s*(\d+)")
 
 
 def max_batch_size(config_text: str) -> int:
     m = _MAX_BATCH.search(config_text)
     return int(m.group(1)) if m else 0
+
+
+def instance_count(config_text: str) -> int:
+    """How many instances of the model run on one device: the counts of its `instance_group`
+    (1 without one). With the compute baton (serving/runtime/baton.py) they take turns, but
+    each holds a batch in execution, so that many batches leave the queue before one waits."""
+    m = _GROUPS.search(config_text)
+    return (sum(int(n) for n in _COUNT.findall(m.group("body"))) or 1) if m else 1
 
 
 def read_policy(config_text: str) -> dict[str, str] | None:

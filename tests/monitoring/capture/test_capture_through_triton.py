@@ -16,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 from serving.launch.client import infer
 from bench.loadtest.loss import match_ids
 from serving.launch.server import ROOT, TritonProcess, server_env
+from serving.runtime.capacity.admission import instance_count
 from tests.conftest import encode, free_port, gen_args, mask_png, photo, png, tensor
 
 N_PER_SD_MODEL = 3
@@ -150,17 +151,23 @@ def test_inference_answers_and_drops_are_counted_when_the_spool_is_full(model_re
     here with an unreachable threshold), records are dropped and counted, never blocking."""
     env = {"CAPTURE_SPOOL_DIR": str(tmp_path / "spool"), "CAPTURE_QUEUE_SIZE": "2", "CAPTURE_BATCH_SIZE": "2",
            "CAPTURE_MIN_FREE_MB": str(10**9), "CAPTURE_METRICS_INTERVAL_S": "0"}
+    # Each instance of the model is its own process with its own capturer, queue and counters;
+    # Triton adds their increments into one series per name and labels.
+    instances = instance_count((model_repo / "resnet_classifier" / "config.pbtxt").read_text())
+    held = 2 + 2  # per capturer: at most queue (2) + writer batch (2) held, neither dropped nor written
+    n = 12 * instances
     server = start(model_repo, tmp_path, env, models=("resnet_classifier",))
     try:
         labels = [infer("resnet_classifier", {"image": tensor(png(64, seed=i))}, url=server.http_url)["label"][0, 0]
-                  for i in range(12)]
-        assert len(labels) == 12
+                  for i in range(n)]
+        assert len(labels) == n
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
-        values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                  if line.startswith("capture_records_")}
-        # The counters are published at the end of each execute, so they trail by one request.
-        assert values["capture_records_submitted_total"] >= 11
-        assert values["capture_records_dropped_total"] >= 11 - 4  # at most queue (2) + writer batch (2) held
+        lines = [line for line in metrics.splitlines() if line.startswith("capture_records_")]
+        values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in lines}
+        assert len(values) == len(lines), lines  # one series per counter, not one per instance
+        # The counters are published at the end of each execute, so each instance's trail by one request.
+        assert values["capture_records_submitted_total"] >= n - instances
+        assert values["capture_records_dropped_total"] >= n - instances * (1 + held)
         assert values["capture_records_spooled_total"] == 0
     finally:
         assert server.stop() == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving.runtime.capacity.admission import (DEFAULT_DEADLINE_S, QueuePolicy, check_repo, derive, read_policy,
-                                                with_policy)
+from serving.runtime.capacity.admission import (DEFAULT_DEADLINE_S, QueuePolicy, check_repo, derive, instance_count,
+                                                read_policy, with_policy)
 
 
 def test_every_shipped_config_has_the_derived_policy():
@@ -38,3 +38,9 @@ def test_policy_is_inserted_then_replaced_inside_dynamic_batching():
     twice = with_policy(once, QueuePolicy(9, 1))
     assert read_policy(twice)["max_queue_size"] == "9" and twice.count("default_queue_policy") == 1
     assert read_policy(text) is None
+
+
+def test_instance_count_sums_the_groups_of_the_config_text():
+    assert instance_count("name: \"m\"\nmax_batch_size: 4\n") == 1
+    assert instance_count("instance_group [ { count: 2, kind: KIND_AUTO } ]") == 2
+    assert instance_count("instance_group [\n  { count: 1 },\n  { count: 3, kind: KIND_GPU }\n]") == 4

@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving.runtime.capacity.admission import max_batch_size, read_policy
+from serving.runtime.capacity.admission import instance_count, max_batch_size, read_policy
 from serving.runtime.deadline import now_ms
 from bench.loadtest.stats import pending_from_metrics
 from serving.common.retry import is_refusal
@@ -35,19 +35,22 @@ def call(server, protocol: str, steps: int, seed: int, results: list, rows: int 
 def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(server, model_repo):
     config = (model_repo / MODEL / "config.pbtxt").read_text()
     queue_size = int(read_policy(config)["max_queue_size"])
-    batch = max_batch_size(config)
+    batch, n = max_batch_size(config), instance_count(config)
     before = metrics(server)
     expired0 = counter(before, "pipeline_expired_requests_total")
     late0 = counter(before, "pipeline_late_results_total")
 
-    # 1. Occupy the one instance with long work (no deadline): a full batch (one request of
-    #    max_batch_size rows) runs while a second long request waits; with one request pending
-    #    (stable for the length of a long call) every later request waits for a long call.
+    # 1. Occupy every instance with long work (no deadline): a full batch (one request of
+    #    max_batch_size rows) per instance, one computing, the others holding theirs while they
+    #    wait for the compute baton (in execution for Triton, not queued), while one more long
+    #    request waits in the queue; with one request pending (stable for the length of a long
+    #    call) every later request waits for a long call.
     long, threads = [], []
-    for i, rows in enumerate((batch, 1)):
+    for i, rows in enumerate([batch] * n + [1]):
         threads.append(threading.Thread(target=call, args=(server, "http", 120, i, long), kwargs={"rows": rows}))
         threads[-1].start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120, "one long request executing, one queued")
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120,
+             "a long request in execution on every instance, one queued")
 
     # 2. Fill the queue with callers who give up in 200 ms and only say so with deadline_ms (no
     #    Triton timeout): they are still queued when the long call ends, so the runtime must drop them.
@@ -69,7 +72,7 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
         t.join(timeout=300)
         assert not t.is_alive(), "a request was never answered"
 
-    assert [r[1] for r in long] == ["ok", "ok"]
+    assert [r[1] for r in long] == ["ok"] * (n + 1)
     # Refusals: UNAVAILABLE over gRPC, 503 over HTTP, each a recognised refusal, all of the burst.
     assert len(burst) == 40
     for protocol, status, message in burst:
@@ -87,11 +90,13 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
 
     # Ready and idle right after: empty queue, and a new request is served at once.
     client = httpclient.InferenceServerClient(server.http_url)
-    assert client.is_server_ready() and client.is_model_ready(MODEL)
-    fresh = []
-    call(server, "http", 2, 999, fresh)
-    assert fresh == [("http", "ok", None)]
-    client.close()
+    try:  # an open connection would hold the server's stop for its whole exit timeout
+        assert client.is_server_ready() and client.is_model_ready(MODEL)
+        fresh = []
+        call(server, "http", 2, 999, fresh)
+        assert fresh == [("http", "ok", None)]
+    finally:
+        client.close()
 
 
 def test_client_retries_refusals_within_its_deadline_then_gets_through(server, model_repo):
@@ -99,15 +104,16 @@ def test_client_retries_refusals_within_its_deadline_then_gets_through(server, m
     from serving.common.retry import Attempts, RetryPolicy
 
     config = (model_repo / MODEL / "config.pbtxt").read_text()
-    queue_size, batch = int(read_policy(config)["max_queue_size"]), max_batch_size(config)
+    queue_size, batch, n = int(read_policy(config)["max_queue_size"]), max_batch_size(config), instance_count(config)
     busy, threads = [], []
-    # The longest calls there are (150 steps): one full batch running, the queue full behind it.
-    for i, rows in enumerate([batch] + [1] * queue_size):
+    # The longest calls there are (150 steps): a full batch in execution on each instance (one
+    # computing, the others waiting for the compute baton), the queue full behind them.
+    for i, rows in enumerate([batch] * n + [1] * queue_size):
         threads.append(threading.Thread(target=call, args=(server, "http", 150, 300 + i, busy), kwargs={"rows": rows}))
         threads[-1].start()
-        if i == 0:
-            wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 0 and threads[0].is_alive(), 60,
-                     "the first batch to start")
+        if i == n - 1:
+            wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 0 and all(t.is_alive() for t in threads),
+                     60, "a full batch in execution on every instance")
     wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
 
     inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})
@@ -124,4 +130,4 @@ def test_client_retries_refusals_within_its_deadline_then_gets_through(server, m
     assert patient.count == patient.refusals + 1  # refusals, then one success
     for t in threads:
         t.join(timeout=300)
-    assert [r[1] for r in busy] == ["ok"] * (queue_size + 1)
+    assert [r[1] for r in busy] == ["ok"] * (queue_size + n)

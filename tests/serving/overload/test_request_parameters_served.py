@@ -12,6 +12,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from monitoring.capture.segments import SEGMENT_SUFFIX, read_segment
+from serving.runtime.capacity.admission import instance_count
 from serving.runtime.deadline import HEADER, now_ms
 from bench.loadtest.stats import pending_from_metrics
 from tests.conftest import wait_for
@@ -55,18 +56,27 @@ def batch_count(client, size: int) -> int:
     return sum(int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", []) if int(b["batch_size"]) == size)
 
 
-def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(server, spool):
+def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(server, spool, model_repo):
     client = httpclient.InferenceServerClient(url=server.http_url)
+    try:  # an open connection would hold the server's stop for its whole exit timeout
+        check_batch_mates(server, spool, client, instance_count((model_repo / MODEL / "config.pbtxt").read_text()))
+    finally:
+        client.close()
+
+
+def check_batch_mates(server, spool: Path, client, n: int) -> None:
     pairs0 = batch_count(client, 2)
     results: dict = {}
-    # 1. Occupy the one instance with two long calls of a full batch each (one running, one
-    #    queued: stable for the length of a long call). The next two requests queue behind them;
-    #    no full batch has room for them, so they leave the queue together: one execute() call.
-    long = [threading.Thread(target=call, args=(server, results, key, 150), kwargs={"rows": 4})
-            for key in ("busy", "filler")]
+    # 1. Occupy every one of the n instances with a long call of a full batch (one computing, the
+    #    others holding theirs in execution while they wait for the compute baton) and queue one
+    #    more (stable for the length of a long call). The next two requests queue behind it; no
+    #    full batch has room for them, so they leave the queue together: one execute() call.
+    keys = ["busy", *(f"filler-{i}" for i in range(n))]
+    long = [threading.Thread(target=call, args=(server, results, key, 150), kwargs={"rows": 4}) for key in keys]
     for t in long:
         t.start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120, "one long call running, one queued")
+    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120,
+             "a long call in execution on every instance, one queued")
     # 2. Two requests with the same inputs (they would share one pipeline call), one of them
     #    with an image_encoding the server does not know.
     mates = [threading.Thread(target=call, args=(server, results, "good", 2)),
@@ -81,12 +91,11 @@ def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(serv
         t.join(timeout=300)
         assert not t.is_alive(), "a request was never answered"
 
-    assert results["busy"][0] == "ok" and results["filler"][0] == "ok"
+    assert [results[key][0] for key in keys] == ["ok"] * (n + 1)
     assert results["good"][0] == "ok" and results["good"][1].shape == (1, 1)
     status, message = results["bad"]
     assert status == "400" and "image_encoding" in message and "bogus" in message, results["bad"]
     assert batch_count(client, 2) == pairs0 + 1, "the two requests were not one batch"
-    client.close()
 
     # Not computed: its record has no compute time and no pipeline call; its batch-mate's
     # pipeline call held only the good request's one item.
