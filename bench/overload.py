@@ -130,7 +130,9 @@ def pin(server_pid: int, server_cpus: set[int], client_cpus: set[int]) -> None:
 
 
 def instances_of(model: str) -> int:
-    return sum(int(n) for n in re.findall(r"count:\s*(\d+)", (REPO / model / "config.pbtxt").read_text()))
+    from serving.runtime.capacity.admission import instance_count
+
+    return instance_count((REPO / model / "config.pbtxt").read_text())
 
 
 def where_the_time_went(step: dict[str, Any], instances: int) -> dict[str, Any]:
