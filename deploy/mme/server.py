@@ -3,7 +3,7 @@
 Routes (one port):
   POST /endpoints/<name>/invocations   sagemaker-runtime InvokeEndpoint (X-Amzn-SageMaker-Target-Model)
   POST /invocations                    the same, as a container sees it
-  GET  /ping                           200 while tritonserver is live and every loaded model ready
+  GET  /ping                           200 while tritonserver is live and every loaded model ready, all stubs alive
   GET  /models                         {"models": [{"modelName", "modelUrl", "tritonName"}]}
   POST /models                         {"model_name", "url"} -> 200 / 409 loaded / 507 no memory / 400
   GET  /models/<n>                     200 / 404

@@ -16,6 +16,7 @@ from pathlib import Path
 from deploy.mme.errors import LoadFailed, TritonUnavailable, looks_like_oom
 from serving.common import procfs
 from serving.runtime.triton_http import TritonError, TritonHTTP, error_text
+from serving.runtime.watchdog import config_instances
 
 STUB_NAME = "triton_python_backend_stub"
 
@@ -82,9 +83,7 @@ class TritonControl(TritonHTTP):
                 return None
             if config.get("backend") != "python":
                 return None  # only Python-backend models have stubs
-            self._instances[name] = sum(
-                int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
-                for g in config.get("instance_group") or [{}])
+            self._instances[name] = config_instances(config)
         return self._instances[name]
 
     def stub_missing(self, name: str) -> bool:

@@ -96,6 +96,14 @@ def model_of(instance: str, models: set[str]) -> str | None:
     return max(candidates, key=len) if candidates else None
 
 
+def config_instances(config: dict[str, Any]) -> int:
+    """How many instances (for a Python-backend model: stubs) Triton runs of a loaded model,
+    from its config as Triton returns it (kinds resolved: a KIND_GPU group runs `count`
+    instances on each of its `gpus`)."""
+    return sum(int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
+               for g in config.get("instance_group") or [{}])
+
+
 def find_server_pid(http_port: int) -> int | None:
     """The tritonserver serving HTTP on `http_port` (when the launcher did not tell us its pid)."""
     for pid in procfs.pids():
@@ -281,11 +289,7 @@ class Watchdog:
                 groups = self.client.config(model).get("instance_group") or []
             except TritonError:
                 return 1
-            # Triton's config of a loaded model has the kind resolved: a KIND_GPU group runs
-            # `count` instances on each of its `gpus`.
-            self._instances[model] = max(1, sum(
-                int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
-                for g in groups))
+            self._instances[model] = max(1, config_instances({"instance_group": groups}))
         return self._instances[model]
 
     def settled_fail_counts(self) -> dict[str, int]:
