@@ -3,7 +3,7 @@
 Routes (one port):
   POST /endpoints/<name>/invocations   sagemaker-runtime InvokeEndpoint (X-Amzn-SageMaker-Target-Model)
   POST /invocations                    the same, as a container sees it
-  GET  /ping                           200 while tritonserver is live and every loaded model ready
+  GET  /ping                           200 while tritonserver is live and every loaded model ready, all stubs alive
   GET  /models                         {"models": [{"modelName", "modelUrl", "tritonName"}]}
   POST /models                         {"model_name", "url"} -> 200 / 409 loaded / 507 no memory / 400
   GET  /models/<n>                     200 / 404
@@ -114,9 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         ep = self.endpoint
         try:
             if path == "/ping" and method == "GET":
-                # Unhealthy too while a loaded model is down (its stub died and the watchdog,
-                # serving/runtime/watchdog.py, is reloading it): SageMaker then stops routing here.
-                down = [r.key for r in ep.cache.loaded() if r.triton_name and not ep.triton.ready(r.triton_name)] \
+                # Unhealthy too while a loaded model is down: from the moment one of its stubs
+                # dies (requests handed to that instance fail) until the watchdog,
+                # serving/runtime/watchdog.py, has reloaded it: SageMaker then stops routing here.
+                down = [r.key for r in ep.cache.loaded() if r.triton_name and (
+                    not ep.triton.ready(r.triton_name) or ep.triton.stub_missing(r.triton_name))] \
                     if ep.triton.live() else ["tritonserver"]
                 return self._json(503, {"status": "Unhealthy", "down": down}) if down \
                     else self._json(200, {"status": "Healthy"})

@@ -16,6 +16,7 @@ from pathlib import Path
 from deploy.mme.errors import LoadFailed, TritonUnavailable, looks_like_oom
 from serving.common import procfs
 from serving.runtime.triton_http import TritonError, TritonHTTP, error_text
+from serving.runtime.watchdog import config_instances
 
 STUB_NAME = "triton_python_backend_stub"
 
@@ -30,6 +31,7 @@ class TritonControl(TritonHTTP):
     def __init__(self, url: str, repository: Path, key: str | None = None) -> None:
         super().__init__(url, key)
         self.repository = Path(repository).resolve()
+        self._instances: dict[str, int] = {}  # Triton name -> instances its config runs
 
     def call(self, method: str, path: str, body: bytes | None = None, timeout: float | None = None):
         try:
@@ -47,6 +49,7 @@ class TritonControl(TritonHTTP):
             pass
 
     def load(self, name: str, timeout: float | None = None) -> None:
+        self._instances.pop(name, None)  # its config may change with what is loaded
         try:
             super().load(name, timeout)
         except TritonError as exc:
@@ -70,6 +73,29 @@ class TritonControl(TritonHTTP):
                     argv[1].decode(errors="replace").startswith(prefix):
                 pids.append(pid)
         return pids
+
+    def instances(self, name: str) -> int | None:
+        """How many instances (stubs) Triton runs of loaded model `name` (None: cannot tell)."""
+        if name not in self._instances:
+            try:
+                config = self.config(name)
+            except TritonError:
+                return None
+            if config.get("backend") != "python":
+                return None  # only Python-backend models have stubs
+            self._instances[name] = config_instances(config)
+        return self._instances[name]
+
+    def stub_missing(self, name: str) -> bool:
+        """A stub of loaded model `name` died: fewer live stubs than instances.
+
+        Every model runs two instances; when one stub dies Triton keeps the model READY and
+        keeps handing the dead instance batches, which fail, until the watchdog reloads the
+        model (serving/runtime/watchdog.py). A dead stub is a zombie with no command line, so
+        `stub_pids` no longer lists it.
+        """
+        expected = self.instances(name)
+        return expected is not None and len(self.stub_pids(name)) < expected
 
     def stub_rss(self, name: str) -> int | None:
         """Total resident bytes of the model's stub processes (None: no stub found)."""

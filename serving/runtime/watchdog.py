@@ -7,12 +7,20 @@ that someone. It runs once per host next to tritonserver (`python -m serving.run
 every `interval_s`:
 
 1. lists the stub processes whose parent is our tritonserver (`/proc`): a stub that is a
-   zombie, or that vanished while its model is still READY, has died;
+   zombie, or that vanished while its model is still READY, has died. Each instance of a model
+   is its own stub (every model runs two): one of them dying is enough, since Triton keeps
+   handing batches to the dead instance, and each of those fails;
 2. unloads that model at once, so `/v2/models/<m>/ready` (and the local MME's `/ping`) turn
    false while it is down, then loads it again through the repository API (explicit model
    control, which every serving shape of this project uses: see docs/reliability.md), with
    the server's control secret from ``$TRITON_CONTROL_KEY`` (serving/runtime/triton_http.py);
-3. reports it: a WARNING log line, Prometheus counters, one JSON line per event in an events
+3. ends the leftovers: when requests reached the dead stub, Triton never finishes unloading the
+   old load, so the model's OTHER stub (every model runs two instances) would stay alive
+   forever beside the reloaded pair, holding a whole copy of the model (a GPU's worth of
+   memory for a diffusion pipeline). A stub of the old load still alive `drain_s` after the
+   reload has long finished what it held (Triton hands an unloading model no new requests):
+   the watchdog kills it;
+4. reports it: a WARNING log line, Prometheus counters, one JSON line per event in an events
    file, and one capture record (outcome `error`, code `UNAVAILABLE`) per request Triton failed
    because of the dead stub (counted from Triton's model statistics: Triton never tells us the
    ids of those requests).
@@ -86,6 +94,14 @@ def model_of(instance: str, models: set[str]) -> str | None:
         return m.group("model")
     candidates = [name for name in models if instance.startswith(name + "_")]
     return max(candidates, key=len) if candidates else None
+
+
+def config_instances(config: dict[str, Any]) -> int:
+    """How many instances (for a Python-backend model: stubs) Triton runs of a loaded model,
+    from its config as Triton returns it (kinds resolved: a KIND_GPU group runs `count`
+    instances on each of its `gpus`)."""
+    return sum(int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
+               for g in config.get("instance_group") or [{}])
 
 
 def find_server_pid(http_port: int) -> int | None:
@@ -164,6 +180,7 @@ class Event:
     ready_at: float | None = None  # readiness true again
     recovery_s: float | None = None  # ready_at - detected_at
     failed_requests: int = 0  # requests Triton failed because of the dead stub
+    leftover_pids: list[int] = field(default_factory=list)  # the model's other stubs of the old load
     attempts: int = 0
     error: str | None = None
 
@@ -183,6 +200,9 @@ class WatchdogMetrics:
                               ["model"], registry=self.registry)
         self.down = Gauge("triton_model_down", "1 while the watchdog is reloading the model", ["model"],
                           registry=self.registry)
+        self.leftovers = Counter("triton_model_leftover_stubs_killed",
+                                 "Stubs of a reloaded model's old load that Triton never stopped, killed",
+                                 ["model"], registry=self.registry)
         self.port = port
         if port:
             from prometheus_client import start_http_server
@@ -204,12 +224,14 @@ class Watchdog:
             requests Triton fails on the dead stub (see `settled_fail_counts`).
         client: how to reach Triton (default: its HTTP endpoint at `url`; `SageMakerRoutes`
             for a server with HTTP off).
+        drain_s: a stub of a reloaded model's old load still alive this long after the reload
+            is killed (see `end_leftovers`).
     """
 
     def __init__(self, url: str, server_pid: int, *, interval_s: float = 0.5, events_path: Path | None = None,
                  spool_dir: str | None = None, metrics: WatchdogMetrics | None = None,
                  load_timeout_s: float = 600.0, settle_s: float = 3.0,
-                 client: TritonHTTP | SageMakerRoutes | None = None) -> None:
+                 client: TritonHTTP | SageMakerRoutes | None = None, drain_s: float = 30.0) -> None:
         self.url = url
         self.server_pid = server_pid
         self.interval_s = interval_s
@@ -218,6 +240,8 @@ class Watchdog:
         self.metrics = metrics or WatchdogMetrics(0)
         self.load_timeout_s = load_timeout_s
         self.settle_s = settle_s
+        self.drain_s = drain_s
+        self._leftovers: dict[int, tuple[str, float]] = {}  # pid -> (model, monotonic deadline)
         self.client = client or TritonHTTP(url, timeout_s=load_timeout_s)
         self.events: list[Event] = []
         self._handled: set[int] = set()  # dead stubs already acted on (zombies stay until Triton exits)
@@ -225,6 +249,7 @@ class Watchdog:
         self._fail_counts: dict[str, int] = {}  # model -> Triton's failure count at the last healthy poll
         self._capturers: dict[str, Any] = {}
         self._backends: dict[str, str] = {}
+        self._instances: dict[str, int] = {}  # model -> instances Triton runs of it (its config)
         self._stop = threading.Event()
 
     # -- one poll -----------------------------------------------------------------------------
@@ -255,6 +280,17 @@ class Watchdog:
             except TritonError:
                 return False
         return self._backends[model] == "python"
+
+    def instances(self, model: str) -> int:
+        """How many instances (stubs) Triton runs of `model`, from its config; 1 when the config
+        does not say (the SageMaker routes give no config: see `SageMakerRoutes.config`)."""
+        if model not in self._instances:
+            try:
+                groups = self.client.config(model).get("instance_group") or []
+            except TritonError:
+                return 1
+            self._instances[model] = max(1, config_instances({"instance_group": groups}))
+        return self._instances[model]
 
     def settled_fail_counts(self) -> dict[str, int]:
         """Failure counts once the requests in flight on the dead stub have failed.
@@ -289,9 +325,11 @@ class Watchdog:
         alive_instances = {s.instance for s in stubs.values() if not s.zombie}
         if unknown_zombie:
             # A stub died before we ever saw it alive (we started late): a READY Python-backend
-            # model with no live stub at all is the one it served.
+            # model with fewer live stubs than its config has instances is the one it served
+            # (every model runs two instances: one of them dying leaves the other alive, yet
+            # every request Triton hands the dead one fails).
             orphans = [m for m in names if m not in {d[0] for d in dead} and self.is_python(m)
-                       and not any(model_of(i, names) == m for i in alive_instances)]
+                       and sum(model_of(i, names) == m for i in alive_instances) < self.instances(m)]
             zombies = [s for s in stubs.values() if s.zombie and s.pid not in self._alive and s.pid not in self._handled]
             for model in orphans:
                 dead.append((model, Stub(zombies[0].pid if zombies else 0, f"{model}_?", True)))
@@ -304,8 +342,39 @@ class Watchdog:
                     dead.append((model, Stub(pid, instance, True)))
         return dead
 
+    def end_leftovers(self) -> list[int]:
+        """Kill the stubs of reloaded models' old loads that outlived their deadline; the pids killed.
+
+        Why they outlive it: Triton unloads a model only once every instance has finished its
+        requests, and the requests that reached the dead stub never finish, so the old load
+        stays UNLOADING (docs/reliability.md, known limitation) and its live stub is never told
+        to stop. Triton hands an unloading model no new requests, and `drain_s` after the
+        reload the stub has long answered what it held (and its capture flushed), so killing
+        it loses nothing; it frees the memory of a whole model copy.
+        """
+        killed = []
+        for pid, (model, deadline) in list(self._leftovers.items()):
+            state = procfs.state(pid)
+            if state is None or state == "Z" or procfs.parent_of(pid) != self.server_pid:
+                del self._leftovers[pid]  # it stopped (Triton finished the unload after all)
+                continue
+            if time.monotonic() < deadline:
+                continue
+            del self._leftovers[pid]
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            killed.append(pid)
+            self.metrics.leftovers.labels(model).inc()
+            log.warning("stub pid %d of model %s's old load still alive %.0f s after the reload (Triton never "
+                        "finishes unloading a load whose stub died with requests): killed it to free its memory",
+                        pid, model, self.drain_s)
+        return killed
+
     def poll_once(self) -> list[Event]:
         """One round: detect, reload, report. Returns the events it handled."""
+        self.end_leftovers()
         try:
             ready = self.ready_models()
         except TritonError as exc:
@@ -332,6 +401,11 @@ class Watchdog:
             events[model] = Event(model=model, instance=stub.instance, pid=stub.pid, detected_at=now)
             log.warning("stub %s (pid %d) of model %s died: unloading and reloading %s",
                         stub.instance, stub.pid, model, model)
+        dead_pids = {stub.pid for _, stub in dead}
+        for model, event in events.items():
+            # Its other stubs belong to the load being replaced: their end is no new event.
+            event.leftover_pids = sorted(pid for pid, (m, _) in self._alive.items() if m == model and pid not in dead_pids)
+            self._handled.update(event.leftover_pids)
         fails = self.settled_fail_counts()
         for model, event in events.items():
             # Unload first: readiness turns false now; new requests get Triton's clean
@@ -345,6 +419,8 @@ class Watchdog:
             event.failed_requests = max(0, fails.get(model, 0) - self._fail_counts.get(model, fails.get(model, 0)))
         for model, event in events.items():
             self.reload(event)
+            deadline = time.monotonic() + self.drain_s
+            self._leftovers.update({pid: (model, deadline) for pid in event.leftover_pids})
             self.capture_failed(event, ready.get(model, "1"))
             self.report(event)
         return list(events.values())
@@ -369,6 +445,7 @@ class Watchdog:
 
     def report(self, event: Event) -> None:
         self._fail_counts.pop(event.model, None)  # the reloaded model's statistics start again
+        self._instances.pop(event.model, None)  # and its config is read again (it may have changed)
         self.metrics.down.labels(event.model).set(0 if event.ready_at else 1)
         self.metrics.restarts.labels(event.model).inc()
         self.metrics.failed.labels(event.model).inc(event.failed_requests)
@@ -485,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="heal through SageMaker's routes at host:port (GET/DELETE/POST /models) instead of "
                              "Triton's HTTP API (default: used when the server has HTTP off and --allow-sagemaker)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds after a reload before a stub of the model's old load that Triton never "
+                             "stopped is killed")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port on 127.0.0.1 (0: none)")
     parser.add_argument("--events", default="", help="append one JSON line per restart to this file")
     parser.add_argument("--spool", default=os.environ.get("CAPTURE_SPOOL_DIR", ""),
@@ -529,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("watchdog metrics port %d: %s; counters in the log and events file only", args.metrics_port, exc)
         metrics = WatchdogMetrics(0)
     watchdog = Watchdog(url, pid, interval_s=args.interval, spool_dir=args.spool,
-                        events_path=Path(args.events) if args.events else None, metrics=metrics, client=client)
+                        events_path=Path(args.events) if args.events else None, metrics=metrics, client=client,
+                        drain_s=args.drain)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps where the watchdog is
     signal.signal(signal.SIGTERM, lambda *_: watchdog.stop())
     signal.signal(signal.SIGINT, lambda *_: watchdog.stop())

@@ -31,7 +31,28 @@ def classify(client: Any, seed: int = 0, request_id: str = "") -> tuple[str, Any
 
 
 def live_stubs(server_pid: int, model: str) -> list[int]:
-    return [s.pid for s in list_stubs(server_pid).values() if not s.zombie and s.instance.startswith(model + "_")]
+    """The model's live stub pids, in instance-name order (every model runs two instances)."""
+    stubs = [s for s in list_stubs(server_pid).values() if not s.zombie and s.instance.startswith(model + "_")]
+    return [s.pid for s in sorted(stubs, key=lambda s: s.instance)]
+
+
+def instance_of(server_pid: int, pid: int) -> str:
+    """The instance name (e.g. resnet_classifier_0_1) of a live stub."""
+    return list_stubs(server_pid)[pid].instance
+
+
+def baton_holder(baton_dir: Path, server_pid: int, model: str) -> int | None:
+    """The pid holding the model's compute baton now (serving/runtime/baton.py: the stub that is
+    computing a batch), from the kernel's lock table; None: nobody is computing."""
+    inodes = {f.stat().st_ino for f in baton_dir.glob(f"{server_pid}-{model}-*.lock")}
+    with open("/proc/locks") as fh:
+        for line in fh:
+            # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF" (proc(5)); "->" marks a waiter.
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[2] != "->" and \
+                    int(fields[5].rsplit(":", 1)[1]) in inodes:
+                return int(fields[4])
+    return None
 
 
 class HostWatchdog:
@@ -60,7 +81,8 @@ class HostWatchdog:
 def served_env(state_dir: Path, spool: Path, metrics_port: int) -> dict[str, str]:
     """Environment of a test tritonserver whose models start their own watchdog."""
     return {"CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1", "CAPTURE_FLUSH_INTERVAL_S": "0.5",
-            "HOST_SERVICES_DIR": str(state_dir), "HOST_SERVICES_WATCHDOG_METRICS_PORT": str(metrics_port)}
+            "HOST_SERVICES_DIR": str(state_dir), "HOST_SERVICES_WATCHDOG_METRICS_PORT": str(metrics_port),
+            "TRITON_BATON_DIR": str(state_dir / "baton")}
 
 
 def probabilities_close(a: np.ndarray, b: np.ndarray) -> bool:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from serving.runtime.watchdog import hold_lock, list_stubs, model_of, server_http_url
+from serving.runtime.watchdog import config_instances, hold_lock, list_stubs, model_of, server_http_url
 
 
 def test_model_of_handles_underscores_in_model_names():
@@ -58,3 +58,13 @@ def test_one_watchdog_per_lock(tmp_path):
                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert probe.returncode == 0  # a second watchdog finds the lock taken
     first.close()
+
+
+def test_config_instances_counts_every_stub_of_a_loaded_model():
+    """Triton's config of a loaded model: CPU groups run `count` stubs, GPU groups `count` per GPU
+    (no GPU here to load one on: the GPU config is written as Triton returns it)."""
+    assert config_instances({"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}) == 2
+    assert config_instances({"instance_group": [{"count": 2, "kind": "KIND_GPU", "gpus": [0, 1]}]}) == 4
+    assert config_instances({"instance_group": [{"count": 2, "kind": "KIND_GPU", "gpus": [0]},
+                                                {"count": 1, "kind": "KIND_CPU"}]}) == 3
+    assert config_instances({}) == 1  # no group: Triton's default, one instance
