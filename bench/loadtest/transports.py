@@ -24,7 +24,7 @@ import numpy as np
 from serving.runtime.deadline import request_parameters, triton_timeout_us
 from bench.loadtest.payloads import Payload
 from serving.runtime.response_encoding import PARAMETER, RAW
-from serving.common.retry import Attempts, Refused, RetryPolicy, call_with_retries, is_refusal
+from serving.common.retry import Attempts, Refused, RetryBudget, RetryPolicy, call_with_retries, is_refusal
 
 RAW_IMAGES = {PARAMETER: RAW}  # tritonclient reads binary tensors: raw image bytes, not base64 text
 
@@ -42,12 +42,13 @@ class RequestFailed(Exception):
         self.attempts = attempts
 
 
-def _with_retries(send_once, timeout_s: float, policy: RetryPolicy) -> Attempts:
-    """Run `send_once(remaining_s)` with refusals retried within `timeout_s`; return the Attempts."""
+def _with_retries(send_once, timeout_s: float, policy: RetryPolicy, budget: RetryBudget | None) -> Attempts:
+    """Run `send_once(remaining_s)` with refusals retried within `timeout_s` and the transport's
+    retry budget; return the Attempts."""
     attempts = Attempts()
     deadline = time.monotonic() + timeout_s
     try:
-        call_with_retries(send_once, deadline, policy, attempts=attempts)
+        call_with_retries(send_once, deadline, policy, attempts=attempts, budget=budget)
     except Refused as exc:
         cause = exc.cause if isinstance(exc.cause, RequestFailed) else RequestFailed("refused", str(exc))
         cause.attempts = attempts
@@ -119,6 +120,8 @@ class TritonTransport:
             raise ValueError(f"protocol {protocol!r}: http or grpc")
         self.model, self.url, self.protocol, self.timeout_s = model, url, protocol, timeout_s
         self.retry, self.send_deadline = retry, send_deadline
+        # One budget for all of this transport's threads: retries stay a share of successes.
+        self.retry_budget = RetryBudget() if retry.max_attempts > 1 else None
         # segment attributes for monitoring (request parameters segment.<name>), checked once here
         self.parameters = {**RAW_IMAGES, **as_parameters(segments)}
         self._local = threading.local()
@@ -150,7 +153,8 @@ class TritonTransport:
 
     def send(self, payload: Payload) -> Attempts:
         params = {**self.parameters, **(request_parameters(self.timeout_s) if self.send_deadline else {})}
-        return _with_retries(lambda remaining: self._send_once(payload, remaining, params), self.timeout_s, self.retry)
+        return _with_retries(lambda remaining: self._send_once(payload, remaining, params), self.timeout_s, self.retry,
+                             self.retry_budget)
 
     def _send_once(self, payload: Payload, remaining_s: float, params: dict) -> None:
         from tritonclient.utils import InferenceServerException
@@ -214,6 +218,7 @@ class SageMakerTransport:
         self.model = model
         self.segments = dict(segments or {})
         self.timeout_s, self.retry, self.send_deadline = timeout_s, retry, send_deadline
+        self.retry_budget = RetryBudget() if retry.max_attempts > 1 else None
         self.endpoint_name = endpoint_name
         self.target_model = target_model or f"{model}.tar.gz"
         self.binary = binary
@@ -237,7 +242,7 @@ class SageMakerTransport:
         if self.send_deadline:
             params = {**request_parameters(self.timeout_s), "timeout": triton_timeout_us(self.timeout_s)}
         kwargs = self.request_kwargs(payload, params)
-        return _with_retries(lambda remaining: self._send_once(kwargs), self.timeout_s, self.retry)
+        return _with_retries(lambda remaining: self._send_once(kwargs), self.timeout_s, self.retry, self.retry_budget)
 
     def _send_once(self, kwargs: dict[str, Any]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -109,3 +109,45 @@ def test_sagemaker_refusals_are_recognised_with_retry_after():
     assert refusal_of(_client_error(400, "ThrottlingException")) is not None
     assert refusal_of(_client_error(424, "ModelError", original=400)) is None
     assert refusal_of(_client_error(400, "ValidationError")) is None
+
+
+def test_retry_budget_is_grpc_retry_throttling():
+    from serving.common.retry import RetryBudget
+
+    b = RetryBudget(max_tokens=10, token_ratio=0.1)
+    for _ in range(4):
+        b.on_refusal()
+    assert b.tokens == 6 and b.allow_retry()  # more than half left
+    b.on_refusal()
+    assert b.tokens == 5 and not b.allow_retry() and b.throttled == 1  # half: no more retries
+    for _ in range(11):
+        b.on_success()
+    assert b.tokens == pytest.approx(6.1) and b.allow_retry()  # successes earn retries back
+    for _ in range(100):
+        b.on_success()
+    assert b.tokens == 10  # capped
+    with pytest.raises(ValueError, match="token_ratio 0"):
+        RetryBudget(token_ratio=0)
+
+
+def test_a_spent_budget_makes_every_call_one_attempt_until_successes_refill_it():
+    from serving.common.retry import RetryBudget
+
+    clock, budget = FakeClock(), RetryBudget(max_tokens=4, token_ratio=1.0)
+
+    def refused(_remaining):
+        raise Refused("Exceeds maximum queue size")
+
+    counts = []
+    for _ in range(4):  # a saturated server: every attempt refused
+        a = Attempts()
+        with pytest.raises(Refused):
+            call_with_retries(refused, 1e9, RetryPolicy(max_attempts=5), attempts=a, budget=budget,
+                              rng=random.Random(0), clock=clock, sleep=clock.sleep)
+        counts.append(a.count)
+    # 4 tokens: the first call retries while more than 2 are left (refusals 1 and 2 leave 3 and 2),
+    # then every call is one attempt; without a budget each would have made 5.
+    assert counts == [2, 1, 1, 1] and budget.throttled == 4
+    for _ in range(3):
+        assert call_with_retries(lambda _r: "ok", 1e9, RetryPolicy(), budget=budget, clock=clock, sleep=clock.sleep) == "ok"
+    assert budget.tokens == 3 and budget.allow_retry()
