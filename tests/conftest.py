@@ -40,6 +40,26 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condit
         time.sleep(step)
 
 
+def baton_locks(baton_dir: Path, server_pid: int, model: str) -> tuple[int | None, int]:
+    """The model's compute baton (serving/runtime/baton.py) in the kernel's lock table: the pid
+    holding it (the stub computing a batch; None: nobody is computing) and how many instances
+    wait for it, each holding a batch Triton counts as in execution."""
+    inodes = {f.stat().st_ino for f in Path(baton_dir).glob(f"{server_pid}-{model}-*.lock")}
+    holder, waiters = None, 0
+    with open("/proc/locks") as fh:
+        for line in fh:
+            # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF", "1: -> FLOCK ..." for a waiter (proc(5)).
+            fields = line.split()
+            waiting = len(fields) > 1 and fields[1] == "->"
+            f = fields[1:] if waiting else fields
+            if len(f) > 5 and f[1] == "FLOCK" and int(f[5].rsplit(":", 1)[1]) in inodes:
+                if waiting:
+                    waiters += 1
+                else:
+                    holder = int(f[4])
+    return holder, waiters
+
+
 def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt)

@@ -33,6 +33,11 @@ from typing import Any
 DIR_ENV = "TRITON_BATON_DIR"
 
 
+def baton_dir() -> Path:
+    """Where this host's baton files are: $TRITON_BATON_DIR, else a per-user folder in the temp dir."""
+    return Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / f"triton-baton-{os.getuid()}")
+
+
 def instance_count(model_config: dict[str, Any]) -> int:
     """How many instances Triton runs of this model (on this host; KIND_AUTO: per device)."""
     groups = model_config.get("instance_group") or [{"count": 1}]
@@ -61,7 +66,7 @@ class ComputeBaton:
             raise ValueError(f"config parameter 'instances_compute_together': {together!r} must be true or false")
         if instance_count(model_config) < 2 or together == "true":
             return None
-        directory = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / f"triton-baton-{os.getuid()}")
+        directory = baton_dir()
         # The stub's parent is the tritonserver that runs it: two servers on one host (tests,
         # an MME beside a local server) never share a baton.
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{os.getppid()}-{served_name}-{device}")

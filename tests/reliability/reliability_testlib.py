@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from serving.runtime.watchdog import list_stubs
-from tests.conftest import png, tensor, wait_for  # noqa: F401 (tests import it from here)
+from tests.conftest import baton_locks, png, tensor, wait_for  # noqa: F401 (tests import it from here)
 
 
 
@@ -42,17 +42,8 @@ def instance_of(server_pid: int, pid: int) -> str:
 
 
 def baton_holder(baton_dir: Path, server_pid: int, model: str) -> int | None:
-    """The pid holding the model's compute baton now (serving/runtime/baton.py: the stub that is
-    computing a batch), from the kernel's lock table; None: nobody is computing."""
-    inodes = {f.stat().st_ino for f in baton_dir.glob(f"{server_pid}-{model}-*.lock")}
-    with open("/proc/locks") as fh:
-        for line in fh:
-            # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF" (proc(5)); "->" marks a waiter.
-            fields = line.split()
-            if len(fields) > 5 and fields[1] == "FLOCK" and fields[2] != "->" and \
-                    int(fields[5].rsplit(":", 1)[1]) in inodes:
-                return int(fields[4])
-    return None
+    """The pid holding the model's compute baton now (the stub that is computing a batch)."""
+    return baton_locks(baton_dir, server_pid, model)[0]
 
 
 class HostWatchdog:

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.loadtest.stats import pending_from_metrics
 from serving.launch.server import TritonProcess
-from tests.conftest import free_port, png
+from serving.runtime.baton import baton_dir
+from tests.conftest import baton_locks, free_port, png
 
 MODEL = "sd_img2img"
 
@@ -60,3 +62,11 @@ def inputs(tc: Any, steps: int, seed: int, rows: int = 1, image_seed: int | None
         t.set_data_from_numpy(np.array([[value]] * rows, dtype=np.object_))
         out.append(t)
     return out
+
+
+def all_busy_one_queued(server: TritonProcess, instances: int) -> bool:
+    """Every instance holds a batch (one holds the compute baton, the others wait for it) and one
+    request is queued: the state a long call keeps stable, whatever order the requests came in
+    (one queued request alone can also be a request the batcher holds back to fill a batch)."""
+    holder, waiters = baton_locks(baton_dir(), server.proc.pid, MODEL)
+    return holder is not None and waiters == instances - 1 and pending_from_metrics(metrics(server), MODEL) == 1

@@ -15,7 +15,7 @@ from serving.runtime.deadline import now_ms
 from bench.loadtest.stats import pending_from_metrics
 from serving.common.retry import is_refusal
 from tests.conftest import png, wait_for
-from tests.serving.overload.conftest import MODEL, counter, inputs, metrics
+from tests.serving.overload.conftest import MODEL, all_busy_one_queued, counter, inputs, metrics
 
 # `server` (tests/serving/overload/conftest.py): this file's own tritonserver, sd_img2img alone.
 
@@ -49,8 +49,7 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
     for i, rows in enumerate([batch] * n + [1]):
         threads.append(threading.Thread(target=call, args=(server, "http", 120, i, long), kwargs={"rows": rows}))
         threads[-1].start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120,
-             "a long request in execution on every instance, one queued")
+    wait_for(lambda: all_busy_one_queued(server, n), 120, "a long request in execution on every instance, one queued")
 
     # 2. Fill the queue with callers who give up in 200 ms and only say so with deadline_ms (no
     #    Triton timeout): they are still queued when the long call ends, so the runtime must drop them.
@@ -106,14 +105,16 @@ def test_client_retries_refusals_within_its_deadline_then_gets_through(server, m
     config = (model_repo / MODEL / "config.pbtxt").read_text()
     queue_size, batch, n = int(read_policy(config)["max_queue_size"]), max_batch_size(config), instance_count(config)
     busy, threads = [], []
-    # The longest calls there are (150 steps): a full batch in execution on each instance (one
-    # computing, the others waiting for the compute baton), the queue full behind them.
+    # The longest calls there are (150 steps): a batch in execution on each instance (one
+    # computing, the others waiting for the compute baton), the queue full behind them. n full
+    # batches and one single first: one request waits only once every instance holds a batch,
+    # whichever of them arrived first (the single cannot join a full batch); then the rest.
     for i, rows in enumerate([batch] * n + [1] * queue_size):
         threads.append(threading.Thread(target=call, args=(server, "http", 150, 300 + i, busy), kwargs={"rows": rows}))
         threads[-1].start()
-        if i == n - 1:
-            wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 0 and all(t.is_alive() for t in threads),
-                     60, "a full batch in execution on every instance")
+        if i == n:
+            wait_for(lambda: all_busy_one_queued(server, n), 120,
+                     "a batch in execution on every instance and one request queued")
     wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
 
     inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})

@@ -16,7 +16,7 @@ from serving.runtime.capacity.admission import instance_count
 from serving.runtime.deadline import HEADER, now_ms
 from bench.loadtest.stats import pending_from_metrics
 from tests.conftest import wait_for
-from tests.serving.overload.conftest import MODEL, counter, inputs, metrics
+from tests.serving.overload.conftest import MODEL, all_busy_one_queued, counter, inputs, metrics
 
 IMAGE_SEED = 3  # every request here sends the same image: png(64, 3)
 
@@ -75,8 +75,7 @@ def check_batch_mates(server, spool: Path, client, n: int) -> None:
     long = [threading.Thread(target=call, args=(server, results, key, 150), kwargs={"rows": 4}) for key in keys]
     for t in long:
         t.start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 1, 120,
-             "a long call in execution on every instance, one queued")
+    wait_for(lambda: all_busy_one_queued(server, n), 120, "a long call in execution on every instance, one queued")
     # 2. Two requests with the same inputs (they would share one pipeline call), one of them
     #    with an image_encoding the server does not know.
     mates = [threading.Thread(target=call, args=(server, results, "good", 2)),
