@@ -117,9 +117,12 @@ class _Handler(BaseHTTPRequestHandler):
                 # Unhealthy too while a loaded model is down: from the moment one of its stubs
                 # dies (requests handed to that instance fail) until the watchdog,
                 # serving/runtime/watchdog.py, has reloaded it: SageMaker then stops routing here.
-                down = [r.key for r in ep.cache.loaded() if r.triton_name and (
-                    not ep.triton.ready(r.triton_name) or ep.triton.stub_missing(r.triton_name))] \
-                    if ep.triton.live() else ["tritonserver"]
+                if ep.triton.live():
+                    loaded = [r for r in ep.cache.loaded() if r.triton_name]
+                    missing = ep.triton.stub_missing([r.triton_name for r in loaded])
+                    down = [r.key for r in loaded if r.triton_name in missing or not ep.triton.ready(r.triton_name)]
+                else:
+                    down = ["tritonserver"]
                 return self._json(503, {"status": "Unhealthy", "down": down}) if down \
                     else self._json(200, {"status": "Healthy"})
             if path == "/mme/stats" and method == "GET":

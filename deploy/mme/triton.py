@@ -58,21 +58,27 @@ class TritonControl(TritonHTTP):
                              507 if looks_like_oom(message) else 400) from None
 
     # -- memory ------------------------------------------------------------------------------
-    def stub_pids(self, name: str) -> list[int]:
-        """Python-backend stub processes serving `name` from our repository.
+    def stubs_by_model(self) -> dict[str, list[int]]:
+        """Python-backend stub processes serving models from our repository, by model name, in
+        one pass over /proc.
 
         A stub's argv is `triton_python_backend_stub <repo>/<model>/<version>/model.py <shm> ...`,
         and our repository directory is ours alone, so the path identifies the model even when
         we attached to a server we did not start.
         """
-        prefix = f"{self.repository}/{name}/"
-        pids = []
+        prefix = f"{self.repository}/"
+        by_model: dict[str, list[int]] = {}
         for pid in procfs.pids():
             argv = procfs.cmdline(pid) or []
-            if len(argv) > 1 and argv[0].endswith(STUB_NAME.encode()) and \
-                    argv[1].decode(errors="replace").startswith(prefix):
-                pids.append(pid)
-        return pids
+            if len(argv) > 1 and argv[0].endswith(STUB_NAME.encode()):
+                path = argv[1].decode(errors="replace")
+                if path.startswith(prefix):
+                    by_model.setdefault(path[len(prefix):].split("/", 1)[0], []).append(pid)
+        return by_model
+
+    def stub_pids(self, name: str) -> list[int]:
+        """The stub processes serving `name` from our repository."""
+        return self.stubs_by_model().get(name, [])
 
     def instances(self, name: str) -> int | None:
         """How many instances (stubs) Triton runs of loaded model `name` (None: cannot tell)."""
@@ -86,16 +92,16 @@ class TritonControl(TritonHTTP):
             self._instances[name] = config_instances(config)
         return self._instances[name]
 
-    def stub_missing(self, name: str) -> bool:
-        """A stub of loaded model `name` died: fewer live stubs than instances.
+    def stub_missing(self, names: list[str]) -> set[str]:
+        """The loaded models among `names` a stub of which died: fewer live stubs than instances.
 
         Every model runs two instances; when one stub dies Triton keeps the model READY and
         keeps handing the dead instance batches, which fail, until the watchdog reloads the
         model (serving/runtime/watchdog.py). A dead stub is a zombie with no command line, so
-        `stub_pids` no longer lists it.
+        `stubs_by_model` no longer lists it. One pass over /proc for all of them.
         """
-        expected = self.instances(name)
-        return expected is not None and len(self.stub_pids(name)) < expected
+        live = self.stubs_by_model()
+        return {n for n in names if (expected := self.instances(n)) is not None and len(live.get(n, [])) < expected}
 
     def stub_rss(self, name: str) -> int | None:
         """Total resident bytes of the model's stub processes (None: no stub found)."""

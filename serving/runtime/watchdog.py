@@ -286,10 +286,10 @@ class Watchdog:
         does not say (the SageMaker routes give no config: see `SageMakerRoutes.config`)."""
         if model not in self._instances:
             try:
-                groups = self.client.config(model).get("instance_group") or []
+                config = self.client.config(model)
             except TritonError:
                 return 1
-            self._instances[model] = max(1, config_instances({"instance_group": groups}))
+            self._instances[model] = max(1, config_instances(config))
         return self._instances[model]
 
     def settled_fail_counts(self) -> dict[str, int]:
