@@ -43,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import monitoring.capture.sidecar_command as sidecar_command  # noqa: E402
 from monitoring.capture.priority import lower_process_priority  # noqa: E402
 from serving.launch.server import TritonProcess, free_port, server_env  # noqa: E402
 
@@ -214,6 +215,41 @@ def thumbnail_cost(rounds: int, out: Path) -> int:
     return 0
 
 
+_SIDECAR_CPU = """
+import json, sys, time
+from monitoring.ingest.sidecar.__main__ import main  # noqa: F401  (its thread caps, as when started)
+from monitoring.ingest.sidecar.service import Sidecar
+warm_spool, warm_store, spool, store = sys.argv[1:5]
+Sidecar(warm_spool, warm_store, compact_every=0).run_once()  # imports and first-file setup
+sidecar = Sidecar(spool, store, compact_every=0)
+t0, segments = time.process_time(), 0
+while (done := sidecar.run_once()):
+    segments += done
+print(json.dumps({"segments": segments, "cpu_ms": (time.process_time() - t0) * 1000}))
+"""
+
+
+def sidecar_cpu_per_segment(records: list[dict], size: int, segments: int = 8) -> float:
+    """CPU (ms) the sidecar spends per spool segment of `size` records, in a fresh process."""
+    import tempfile
+
+    from monitoring.capture import Capturer
+
+    with tempfile.TemporaryDirectory(prefix="capture-profile-") as tmp:
+        dirs = [os.path.join(tmp, d) for d in ("warm-spool", "warm-store", "spool", "store")]
+        for spool, n, tag in ((dirs[0], 1, "w"), (dirs[2], segments, "s")):
+            cap = Capturer(spool, ON, batch_size=size, flush_interval_s=60.0)
+            for i in range(n * size):
+                cap.submit(dict(records[i % len(records)], request_id=f"{tag}{i}"))
+            cap.close()
+        env = dict(os.environ)
+        env.pop("OPENBLAS_NUM_THREADS", None)
+        out = subprocess.run([sys.executable, "-c", _SIDECAR_CPU, *dirs], cwd=ROOT, env=env, check=True,
+                             capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["cpu_ms"] / max(result["segments"], 1)
+
+
 def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     """Capture's CPU on the request thread (observe) and on the worker (records, encoding), in-process."""
     import cProfile
@@ -263,29 +299,12 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     encode_ms = (time.thread_time() - t0) * 1000 / len(records)
     cap.close()
     shutil.rmtree(spool, ignore_errors=True)
-    # The sidecar's share: segments of 32 records (2 s of traffic at ~16 req/s), ingested into a
-    # store in this process (its CPU, not wall time).
-    from monitoring.ingest.sidecar.service import Sidecar
-
-    spool, store = tempfile.mkdtemp(prefix="capture-profile-"), tempfile.mkdtemp(prefix="capture-profile-store-")
-    cap = Capturer(spool, ON, batch_size=32, flush_interval_s=60.0)
-    for i in range(8 * 32):
-        cap.submit(dict(records[i % len(records)], request_id=f"s{i}"))
-    cap.close()
-    sidecar = Sidecar(spool, store, compact_every=0)
-    sidecar.run_once()  # imports and first-file setup, not per segment
-    cap = Capturer(spool, ON, batch_size=32, flush_interval_s=60.0)
-    for i in range(8 * 32):
-        cap.submit(dict(records[i % len(records)], request_id=f"t{i}"))
-    cap.close()
-    t0 = time.process_time()
-    segments = 0
-    while (done := sidecar.run_once()):
-        segments += done
-    sidecar_ms = (time.process_time() - t0) * 1000
-    sidecar.close()
-    shutil.rmtree(spool, ignore_errors=True)
-    shutil.rmtree(store, ignore_errors=True)
+    # The sidecar's share, in a process of its own started as the model processes start it
+    # (its __main__ caps BLAS at one thread; a process that has loaded torch would not show
+    # that): CPU per segment at two segment sizes, hence its cost per segment and per record.
+    sidecar_ms = {size: sidecar_cpu_per_segment(records, size) for size in (16, 64)}
+    per_record = (sidecar_ms[64] - sidecar_ms[16]) / (64 - 16)
+    per_segment = sidecar_ms[16] - 16 * per_record
     text_io = io.StringIO()
     pstats.Stats(profiler, stream=text_io).sort_stats("cumulative").print_stats(8)
     date = dt.date.today().isoformat()
@@ -293,7 +312,8 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
               "cpu_count": os.cpu_count(), "handle_cpu_ms_per_request": float(np.median(handle_ms)),
               "observe_cpu_ms_per_request": float(np.median(observe_ms)),
               "worker_build_cpu_ms_per_record": build_ms, "worker_encode_cpu_ms_per_record": encode_ms,
-              "sidecar_segments": segments, "sidecar_cpu_ms_per_segment_of_32": sidecar_ms / max(segments, 1)}
+              "sidecar_cpu_ms_per_segment": {str(k): v for k, v in sidecar_ms.items()},
+              "sidecar_cpu_ms_fixed_per_segment": per_segment, "sidecar_cpu_ms_per_record": per_record}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"capture-profile-{date}.json").write_text(json.dumps(report, indent=2))
     text = "\n".join([
@@ -301,9 +321,10 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
         f"Request thread, CPU per request (medians of {rounds} batches): handle() {report['handle_cpu_ms_per_request']:.1f} ms, "
         f"capture (observe) {report['observe_cpu_ms_per_request']:.3f} ms.",
         f"Capture worker, CPU per record: building {build_ms:.2f} ms, segment encoding {encode_ms:.3f} ms.",
-        f"Sidecar (ingest into a local store), CPU per segment of 32 records: "
-        f"{report['sidecar_cpu_ms_per_segment_of_32']:.1f} ms ({segments} segments), i.e. "
-        f"{report['sidecar_cpu_ms_per_segment_of_32'] / 32:.2f} ms a record at 2 s segments and ~16 req/s.", "",
+        f"Sidecar (`python -m monitoring.ingest.sidecar`, ingest into a local store), CPU per segment: "
+        f"{sidecar_ms[16]:.1f} ms of 16 records, {sidecar_ms[64]:.1f} ms of 64, i.e. {per_segment:.1f} ms a segment "
+        f"plus {per_record:.3f} ms a record. Each instance writes its own segments every 2 s: at ~15 req/s over two "
+        f"instances, segments of ~15 records cost {(per_segment + 15 * per_record) / 15:.2f} ms a record.", "",
         "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
     (out / f"capture-profile-{date}.md").write_text(text)
     print(text)
@@ -331,9 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(spool, ignore_errors=True)
     shutil.rmtree(store, ignore_errors=True)
     spool.mkdir(parents=True)
+    # The command line the model processes start it with (monitoring.capture.sidecar_command).
     sidecar = None if a.no_sidecar else subprocess.Popen(
-        [sys.executable, "-m", "monitoring", "sidecar", "--spool", str(spool), "--store", str(store),
-         "--metrics-port", "-1"], cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        sidecar_command.argv({"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_STORE": str(store),
+                              "CAPTURE_SIDECAR_METRICS_PORT": "-1"}),
+        cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=lower_process_priority)
     images = payloads()
     extra_env = dict(kv.split("=", 1) for kv in a.env)

@@ -40,9 +40,41 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return y
 
 
+def _moments(total: int, squares: int, n: int) -> tuple[float, float]:
+    """Mean and population variance from exact integer sums (no float accumulation error)."""
+    return total / n, (n * squares - total * total) / (n * n)
+
+
+def _stats_uint8(y: np.ndarray) -> tuple[float, float, float]:
+    """Brightness, contrast, sharpness of an 8-bit luma plane (the capture path: ``input_luma``),
+    from integer sums: the same numbers as the float path (to float64 rounding) for ~half its
+    CPU on the capture worker, which shares the cores with inference
+    (bench/results/capture-profile-*.md)."""
+    u = y.astype(np.uint16)  # 255**2 fits
+    mean, var = _moments(int(y.sum(dtype=np.uint64)), int((u * u).sum(dtype=np.uint64)), y.size)
+    h, w = y.shape
+    if h < 3 or w < 3:
+        return mean, var ** 0.5, 0.0
+    y16 = y.astype(np.int16)
+    lap = y16[:-2, 1:-1] + y16[2:, 1:-1]  # exact in int16: |Laplacian| <= 4 * 255
+    lap += y16[1:-1, :-2]
+    lap += y16[1:-1, 2:]
+    lap -= y16[1:-1, 1:-1] << 2
+    l32 = lap.astype(np.int32)
+    _, sharp = _moments(int(lap.sum(dtype=np.int64)), int((l32 * l32).sum(dtype=np.int64)), lap.size)
+    return mean, var ** 0.5, sharp
+
+
 def image_stats(rgb: np.ndarray) -> dict[str, float | int]:
     """Brightness, contrast, sharpness, width and height of one image (HxWxC, channels last)."""
-    y = luminance(rgb)
+    a = np.asarray(rgb)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2 and a.dtype == np.uint8 and a.size:
+        h, w = a.shape
+        mean, std, sharp = _stats_uint8(a)
+        return {"image_width": int(w), "image_height": int(h), "brightness": mean, "contrast": std, "sharpness": sharp}
+    y = luminance(a)
     h, w = y.shape
     if y.size == 0:
         return {"image_width": int(w), "image_height": int(h), "brightness": None, "contrast": None, "sharpness": None}

@@ -43,9 +43,10 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from urllib.parse import quote
 
@@ -102,6 +103,18 @@ def config_instances(config: dict[str, Any]) -> int:
     instances on each of its `gpus`)."""
     return sum(int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
                for g in config.get("instance_group") or [{}])
+
+
+def config_instance_names(config: dict[str, Any]) -> list[str]:
+    """The names Triton gives the instances of a loaded model (its stubs' last-but-one argv),
+    one per stub: ``<group name>_<k>`` for k < count, repeated on each GPU of a KIND_GPU group
+    (Triton core names an instance by group and index, not by device)."""
+    names: list[str] = []
+    for i, g in enumerate(config.get("instance_group") or [{}]):
+        group = g.get("name") or f"{config.get('name', '')}_{i}"
+        devices = len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1
+        names += [f"{group}_{k}" for k in range(int(g.get("count", 1) or 1))] * devices
+    return names
 
 
 def find_server_pid(http_port: int) -> int | None:
@@ -250,6 +263,7 @@ class Watchdog:
         self._capturers: dict[str, Any] = {}
         self._backends: dict[str, str] = {}
         self._instances: dict[str, int] = {}  # model -> instances Triton runs of it (its config)
+        self._instance_names: dict[str, list[str]] = {}  # model -> its instances' names (its config)
         self._stop = threading.Event()
 
     # -- one poll -----------------------------------------------------------------------------
@@ -259,8 +273,11 @@ class Watchdog:
 
     def ready_models(self) -> dict[str, str]:
         """READY models of the repository index: name -> version."""
-        index = self.client.index()
-        return {m["name"]: m.get("version", "1") for m in index if m.get("state") == "READY"}
+        return {name: version for name, (version, state) in self.index_states().items() if state == "READY"}
+
+    def index_states(self) -> dict[str, tuple[str, str]]:
+        """Every model of the repository index: name -> (version, state)."""
+        return {m["name"]: (m.get("version", "1"), m.get("state", "")) for m in self.client.index()}
 
     def fail_counts(self) -> dict[str, int]:
         try:
@@ -290,7 +307,15 @@ class Watchdog:
             except TritonError:
                 return 1
             self._instances[model] = max(1, config_instances(config))
+            self._instance_names[model] = config_instance_names(config)
         return self._instances[model]
+
+    def missing_instance(self, model: str, alive: set[str]) -> str:
+        """The instance of `model` that has no live stub, by elimination from its config's
+        instance names; ``<model>_?`` when that does not name exactly one."""
+        self.instances(model)
+        missing = Counter(self._instance_names.get(model, [])) - Counter(i for i in alive if model_of(i, {model}))
+        return next(iter(missing)) if sum(missing.values()) == 1 else f"{model}_?"
 
     def settled_fail_counts(self) -> dict[str, int]:
         """Failure counts once the requests in flight on the dead stub have failed.
@@ -302,10 +327,15 @@ class Watchdog:
         self._stop.wait(self.settle_s)
         return self.fail_counts()
 
-    def dead_stubs(self, ready: dict[str, str]) -> list[tuple[str, Stub]]:
-        """(model, stub) for every stub of a READY model that died since the last poll."""
+    def dead_stubs(self, ready: dict[str, str], loading: Iterable[str] = ()) -> list[tuple[str, Stub]]:
+        """(model, stub) for every stub of a READY model that died since the last poll.
+
+        `loading`: the index's other models (LOADING, ...): their stubs are learned too, so a
+        stub killed right after its model turns READY, before any poll saw it READY, is known
+        by pid and instance all the same (it was seen while its model loaded)."""
         stubs = list_stubs(self.server_pid)
         names = set(ready)
+        known = names | set(loading)
         dead: list[tuple[str, Stub]] = []
         unknown_zombie = False
         for stub in stubs.values():
@@ -316,10 +346,11 @@ class Watchdog:
                 model, instance = self._alive.get(stub.pid, (model_of(stub.instance, names), stub.instance))
                 if model in names:
                     dead.append((model, Stub(stub.pid, instance, True)))
-                else:
+                elif model is None:
                     unknown_zombie = True
+                # else: a stub of a model that is not READY (its load failed): Triton's own doing
             else:
-                model = model_of(stub.instance, names)
+                model = model_of(stub.instance, known)
                 if model is not None:
                     self._alive[stub.pid] = (model, stub.instance)
         alive_instances = {s.instance for s in stubs.values() if not s.zombie}
@@ -332,7 +363,8 @@ class Watchdog:
                        and sum(model_of(i, names) == m for i in alive_instances) < self.instances(m)]
             zombies = [s for s in stubs.values() if s.zombie and s.pid not in self._alive and s.pid not in self._handled]
             for model in orphans:
-                dead.append((model, Stub(zombies[0].pid if zombies else 0, f"{model}_?", True)))
+                dead.append((model, Stub(zombies[0].pid if zombies else 0, self.missing_instance(model, alive_instances),
+                                         True)))
             self._handled.update(z.pid for z in zombies)
         for pid, (model, instance) in list(self._alive.items()):
             if pid not in stubs:
@@ -376,11 +408,12 @@ class Watchdog:
         """One round: detect, reload, report. Returns the events it handled."""
         self.end_leftovers()
         try:
-            ready = self.ready_models()
+            index = self.index_states()
         except TritonError as exc:
             log.debug("triton not answering: %s", exc)
             return []
-        dead = self.dead_stubs(ready)
+        ready = {name: version for name, (version, state) in index.items() if state == "READY"}
+        dead = self.dead_stubs(ready, loading=set(index) - set(ready))
         if not dead:
             self._fail_counts.update(self.fail_counts())
             return []
@@ -446,6 +479,7 @@ class Watchdog:
     def report(self, event: Event) -> None:
         self._fail_counts.pop(event.model, None)  # the reloaded model's statistics start again
         self._instances.pop(event.model, None)  # and its config is read again (it may have changed)
+        self._instance_names.pop(event.model, None)
         self.metrics.down.labels(event.model).set(0 if event.ready_at else 1)
         self.metrics.restarts.labels(event.model).inc()
         self.metrics.failed.labels(event.model).inc(event.failed_requests)

@@ -210,6 +210,7 @@ def test_stub_dead_before_the_watchdog_started_is_found(model_repo, tmp_path):
     try:
         stubs = live_stubs(server.proc.pid, "resnet_classifier")
         assert len(stubs) == 2, stubs
+        instance = instance_of(server.proc.pid, stubs[1])
         os.kill(stubs[1], signal.SIGKILL)
         wait_for(lambda: live_stubs(server.proc.pid, "resnet_classifier") == stubs[:1], 30, "the stub to die")
         watchdog = Watchdog(server.http_url, server.proc.pid, events_path=tmp_path / "events.jsonl", settle_s=0.5,
@@ -217,6 +218,8 @@ def test_stub_dead_before_the_watchdog_started_is_found(model_repo, tmp_path):
         (event,) = wait_for(watchdog.poll_once, 120, "the watchdog to find the dead stub")
         assert event.model == "resnet_classifier" and event.pid == stubs[1] and event.recovery_s > 0
         assert event.leftover_pids == stubs[:1]
+        # Named by elimination from the config's instances: the one without a live stub.
+        assert event.instance == instance
         wait_for(lambda: stubs[0] not in live_stubs(server.proc.pid, "resnet_classifier"), 60,
                  "the old load's other stub to stop")
         new = live_stubs(server.proc.pid, "resnet_classifier")

@@ -8,11 +8,19 @@ Same flags as ``python -m monitoring sidecar`` (one parser: monitoring/ingest/si
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
+import os
 
-from monitoring.ingest.sidecar.cli import add_arguments, run
+# Before numpy loads: one BLAS thread. The sidecar's one matrix product per segment (the stored
+# projection) is tiny, and OpenBLAS's pool spins after every call on the cores inference needs:
+# two threads cost 17.4 ms of CPU per 32-record segment, one 9.5 ms
+# (bench/results/capture-profile-2026-12-04.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from monitoring.ingest.sidecar.cli import add_arguments, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,3 +86,17 @@ def test_prediction_top_k():
     assert "pred_top_k_probs" not in prediction_stats(np.array([0.5, 0.5]), top_k=0)
     with pytest.raises(ValueError, match=r"capture_top_k: 101 must be an integer in 0..100"):
         prediction_stats(np.array([1.0]), top_k=101)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (3, 3), (2, 7), (3, 500), (401, 299)])
+def test_the_8_bit_path_equals_the_float_path(shape):
+    """Capture's luma planes are uint8 (`input_luma`) and take the integer path; it must give
+    what the float path gives for the same pixels, or served records and baselines built from
+    float arrays would disagree."""
+    rng = np.random.default_rng(sum(shape))
+    for y in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 201, np.uint8),
+              (np.indices(shape).sum(axis=0) % 2 * 255).astype(np.uint8)):  # a checkerboard: extreme Laplacian
+        fast, reference = image_stats(y), image_stats(y.astype(np.float64))  # values > 1.5: the 0..255 scale
+        for key in ("brightness", "contrast", "sharpness"):
+            assert fast[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-9), (key, fast[key], reference[key])
+        assert (fast["image_width"], fast["image_height"]) == (shape[1], shape[0])

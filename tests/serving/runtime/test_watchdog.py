@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from serving.runtime.watchdog import config_instances, hold_lock, list_stubs, model_of, server_http_url
+from serving.runtime.watchdog import config_instance_names, config_instances, hold_lock, list_stubs, model_of, server_http_url
 
 
 def test_model_of_handles_underscores_in_model_names():
@@ -68,3 +68,12 @@ def test_config_instances_counts_every_stub_of_a_loaded_model():
     assert config_instances({"instance_group": [{"count": 2, "kind": "KIND_GPU", "gpus": [0]},
                                                 {"count": 1, "kind": "KIND_CPU"}]}) == 3
     assert config_instances({}) == 1  # no group: Triton's default, one instance
+
+
+def test_config_instance_names_are_the_stubs_instance_names():
+    """Triton core names an instance `<group name>_<k>` (the stub's argv; not by device)."""
+    assert config_instance_names({"name": "m", "instance_group": [{"name": "m_0", "count": 2, "kind": "KIND_CPU"}]}) \
+        == ["m_0_0", "m_0_1"]
+    assert config_instance_names({"name": "m", "instance_group": [{"name": "m_0", "count": 1, "kind": "KIND_GPU",
+                                                                   "gpus": [0, 1]}]}) == ["m_0_0", "m_0_0"]
+    assert config_instance_names({"name": "m"}) == ["m_0_0"]  # no group: one instance in group m_0
