@@ -58,8 +58,9 @@ weights-real: $(STAMP)
 	$(PY) -m serving.runtime.checkpoints fetch --repo $(REPO) --force $(if $(FP16),--fp16,) \
 	  $(foreach r,$(REVISIONS),--revision $(r)) $(if $(SOURCE),--models $(MODEL) --source $(SOURCE),) $(if $(CONFIG),--config $(CONFIG),)
 
+# INSTANCES=1: one instance per model instead of two (a host that cannot hold two copies: docs/gpu.md).
 serve: setup
-	$(PY) -m serving.launch.server start
+	$(PY) -m serving.launch.server start $(if $(INSTANCES),--instances $(INSTANCES),)
 
 stop:
 	-$(PY) -m serving.launch.server stop

@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
     p.add_argument("--thumbnails", action="store_true", help="measure what CAPTURE_THUMBNAILS=1 adds per record (no server)")
     p.add_argument("--profile", action="store_true", help="where capture's CPU goes, in-process (no server)")
+    p.add_argument("--tag", default="", help="suffix of the result files (e.g. --tag=-b: capture-resnet50-<date>-b.md)")
     a = p.parse_args(argv)
     if a.profile:
         return request_thread_profile(a.rounds, a.out)
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
               "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
               "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"capture-{a.arch}-{date}.json").write_text(json.dumps(report, indent=2))
+    (a.out / f"capture-{a.arch}-{date}{a.tag}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
              f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
              f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['p99_ratio_on_off']:.3f} | {1.0 / r['throughput_ratio_on_off']:.3f} | "
                      f"{pr['p50_ratio_median']:.3f} | {pr['throughput_off_on_median']:.3f} |")
     text = "\n".join(lines) + "\n"
-    (a.out / f"capture-{a.arch}-{date}.md").write_text(text)
+    (a.out / f"capture-{a.arch}-{date}{a.tag}.md").write_text(text)
     print(text)
     return 0
 

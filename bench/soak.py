@@ -67,7 +67,7 @@ from serving.runtime import host_services  # noqa: E402
 from serving.common import procfs  # noqa: E402
 from bench.loadtest.payloads import PayloadFactory  # noqa: E402
 from bench.loadtest.loss import match_ids  # noqa: E402
-from serving.launch.server import TritonProcess, capture_env, free_port, sidecar_of  # noqa: E402
+from serving.launch.server import TritonProcess, capture_env, end_orphaned_stubs, free_port, sidecar_of  # noqa: E402
 from serving.runtime.watchdog import list_stubs  # noqa: E402
 
 FLUSH_S = 0.5  # CAPTURE_FLUSH_INTERVAL_S of the soak: the window of records a killed process loses
@@ -391,6 +391,9 @@ class Soak:
         self.start_server()
         fault.recovered_at = time.time()
         fault.detail["new_pid"] = self.server.proc.pid
+        # ... where the old container's processes are gone too: a stub of the killed server that
+        # has not exited by now (its start-up took seconds) is deadlocked, not flushing.
+        fault.detail["orphaned_stubs_killed"] = len(end_orphaned_stubs(proc.pid, grace_s=0))
 
     def watchdog_events(self) -> list[dict]:
         events = []

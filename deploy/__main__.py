@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="package models without 1/checkpoint/ (tests, smoke deploys)")
     p.add_argument("--versioned", action="store_true",
                    help="name tarballs <model>-<content digest>.tar.gz (what `deploy update` uploads)")
+    p.add_argument("--instances", type=int, metavar="N",
+                   help="package configs that run N instances per model instead of the source's two "
+                        "(1: a host that cannot hold two copies of every model, docs/gpu.md)")
 
     p = sub.add_parser("check", help="verify tarballs against dist/manifest.json, and env/models/image agree")
     p.add_argument("--dist", default="dist")
@@ -251,6 +254,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         compresslevel=args.compresslevel,
         require_checkpoint=not args.allow_missing_checkpoint,
         versioned=args.versioned,
+        instances=args.instances,
     )
     for model, entry in sorted(result["models"].items()):
         print(f"{Path(args.dist) / entry['tarball']}  {entry['size']} bytes  sha256 {entry['sha256']}")

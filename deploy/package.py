@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterable
 
 from deploy import images
 from deploy.errors import DeployError
-from deploy.pbtxt import get_execution_env_path, set_execution_env_path
+from deploy.pbtxt import get_execution_env_path, set_execution_env_path, with_instance_count
 from serving.runtime.checkpoints import provenance
 
 MANIFEST_NAME = "manifest.json"
@@ -202,8 +202,12 @@ def build_model_tarball(
     compresslevel: int = 6,
     require_checkpoint: bool = True,
     triton_name: str | None = None,
+    instances: int | None = None,
 ) -> dict:
     """Write `<model>.tar.gz` for one model directory; return its manifest entry.
+
+    `instances`: the packaged config runs that many instances per model instead of what the
+    source config says (serving/launch/instances.py: one, for a host that cannot hold two copies).
 
     `triton_name` (versioned packages): the tarball's top folder and the config's `name:`
     become this instead of the model directory's name, so two versions of one model can be
@@ -238,6 +242,11 @@ def build_model_tarball(
     top = triton_name or model
     if top != model:
         config_text = set_config_name(config_text if config_text is not None else original, top)
+    if instances is not None:
+        try:
+            config_text = with_instance_count(config_text if config_text is not None else original, instances)
+        except ValueError as exc:
+            raise DeployError(f"model {model!r}: {exc}") from None
     try:
         weights = provenance.read(model_path / CHECKPOINT_DIR)
     except ValueError as exc:
@@ -295,6 +304,7 @@ def package_repository(
     compresslevel: int = 6,
     require_checkpoint: bool = True,
     versioned: bool = False,
+    instances: int | None = None,
 ) -> dict:
     """Package every (or the named) model of `repo` into `dist/`; write and return the manifest.
 
@@ -328,7 +338,8 @@ def package_repository(
     dist_path.mkdir(parents=True, exist_ok=True)
     entries = {}
     for model in selected:
-        version = content_version(Path(repo) / model, code_packages, env_tarball, execution_env_path) if versioned else None
+        version = content_version(Path(repo) / model, code_packages, env_tarball, execution_env_path,
+                                  instances) if versioned else None
         name = f"{model}-{version}" if version else model
         entry = build_model_tarball(
             Path(repo) / model,
@@ -340,6 +351,7 @@ def package_repository(
             compresslevel=compresslevel,
             require_checkpoint=require_checkpoint,
             triton_name=name,
+            instances=instances,
         )
         entry["version"] = version
         entry["env_version"] = env_info["version"] if env_info else None
@@ -361,7 +373,7 @@ VERSION_DIGITS = 12
 
 def content_version(model_dir: Path, code_packages: Iterable[str | os.PathLike[str]] = (),
                     env_tarball: str | os.PathLike[str] | None = None,
-                    execution_env_path: str | None = None) -> str:
+                    execution_env_path: str | None = None, instances: int | None = None) -> str:
     """A version label from the content a model's tarball ships (files, code packages, env).
 
     Independent of the tarball's own name and bytes (which contain the version), so the same
@@ -376,6 +388,8 @@ def content_version(model_dir: Path, code_packages: Iterable[str | os.PathLike[s
         digest.update(f"env\0{sha256_file(env_tarball)}\n".encode())
     if execution_env_path is not None:
         digest.update(f"execution_env_path\0{execution_env_path}\n".encode())
+    if instances is not None:
+        digest.update(f"instances\0{instances}\n".encode())
     return digest.hexdigest()[:VERSION_DIGITS]
 
 

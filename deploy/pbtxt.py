@@ -1,4 +1,5 @@
-"""Read and set the Python backend's EXECUTION_ENV_PATH parameter in config.pbtxt text.
+"""Read and set the Python backend's EXECUTION_ENV_PATH parameter in config.pbtxt text, and
+set the instance count (`with_instance_count`: `--instances`, serving/launch/instances.py).
 
 Only this one parameter is touched, textually, so the packaged config stays byte-identical
 to the source apart from that value (no protobuf round-trip reordering fields or dropping
@@ -89,3 +90,34 @@ def set_execution_env_path(config_text: str, value: str) -> str:
         "}\n"
     )
     return f"{config_text}{sep}{block}"
+
+
+_GROUPS = re.compile(r"^(?P<head>\s*instance_group\s*\[)(?P<body>[^\]\[]*)\]", re.M)
+_COUNT = re.compile(r"\bcount\s*:\s*\d+")
+
+
+def with_instance_count(config_text: str, count: int) -> str:
+    """``config_text`` (a Triton model config in protobuf text) with every instance group's
+    ``count`` set to ``count``. The text is kept as written (comments, layout: the readers in
+    serving/runtime/capacity/admission.py parse it as text) where the groups are one plain
+    ``instance_group [ ... ]`` list; otherwise it is parsed and written back by protobuf (a
+    config without instance groups gets one, KIND_AUTO)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"instances: {count!r} must be an integer >= 1")
+    config = text_format.Parse(config_text, model_config_pb2.ModelConfig())  # a bad config fails here
+    groups = list(_GROUPS.finditer(config_text))
+    if len(groups) == 1 and len(_COUNT.findall(groups[0]["body"])) == len(config.instance_group):
+        g = groups[0]
+        text = config_text[:g.start("body")] + _COUNT.sub(f"count: {count}", g["body"]) + config_text[g.end("body"):]
+    else:
+        if not config.instance_group:
+            config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_AUTO)
+        for group in config.instance_group:
+            group.count = count
+        text = text_format.MessageToString(config)
+    check = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert [g.count for g in check.instance_group] == [count] * len(check.instance_group), text
+    return text

@@ -26,6 +26,13 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from serving import MODEL_NAMES  # noqa: E402
 from serving.launch.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)
 
+#: Instances per model of the test servers whose tests are not about the instance count (`TritonProcess(
+#: instances=TEST_INSTANCES)`, serving/launch/instances.py): every stub costs ~4 s of CPU to start, and the
+#: shipped two per model doubled the suite's start-up work. The tests of what two instances change
+#: (overload, baton, stub death and the watchdog, capture's drop counts, spool-full, the soak, MME and the
+#: rehearsal) serve the shipped configs (docs/testing.md).
+TEST_INSTANCES = 1
+
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", step: float = 0.02) -> Any:
     """Poll ``cond`` until truthy (returns its value) or fail after ``timeout`` seconds: a
@@ -133,7 +140,7 @@ def triton_server(model_repo, spool_dir, tmp_path_factory):
     server = TritonProcess(
         repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
         log_path=tmp_path_factory.mktemp("triton-log") / "tritonserver.log",
-        extra_env={"CAPTURE_SPOOL_DIR": str(spool_dir), "OMP_NUM_THREADS": "1"},
+        extra_env={"CAPTURE_SPOOL_DIR": str(spool_dir), "OMP_NUM_THREADS": "1"}, instances=TEST_INSTANCES,
     )
     server.start(wait_s=600)
     yield server

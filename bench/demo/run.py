@@ -55,6 +55,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, default=0)
     p.add_argument("--sidecar-metrics-port", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--instances", type=int, default=None, metavar="N",
+                   help="instances per model instead of the configs' two (1 halves start-up on a small host)")
     p.add_argument("--json", action="store_true", help="print the per-week results as JSON at the end")
     p.add_argument("--no-concept-week", action="store_true",
                    help="leave out week 4 (clean inputs, relabelled truth: the estimate's documented blind spot)")
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         server = TritonProcess(
             http_port=args.http_port or free_port(), grpc_port=args.grpc_port or free_port(),
             metrics_port=args.metrics_port or free_port(), log_path=logs / "tritonserver.log",
-            models=(MODEL, *sd_models),
+            models=(MODEL, *sd_models), instances=args.instances,
             extra_env={"CHECKPOINT_DIR_RESNET_CLASSIFIER": str(clf_dir), "CAPTURE_SPOOL_DIR": str(spool), "OMP_NUM_THREADS": "1",
                        "CAPTURE_THUMBNAILS": "1"},
         )

@@ -47,7 +47,10 @@ DEFAULT_MAX_QUEUED_REQUESTS = 1024
 DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
-DEFAULT_FLUSH_INTERVAL_S = 2.0
+# Every model runs two instances, each writing its own segments, so 5 s: the sidecar spends
+# 5.8 ms a segment plus 0.115 ms a record (bench/results/capture-profile-2026-12-04.md), i.e.
+# 0.50 ms a record in the ~15-record segments 2 s gave at ~15 req/s, 0.27 ms at 5 s.
+DEFAULT_FLUSH_INTERVAL_S = 5.0
 # The spool never grows past this unless configured otherwise: with nothing draining it (no
 # sidecar, store down for days) capture drops and counts records instead of filling the disk
 # the models run on. 1 GiB holds ~250k ResNet records (2048-d embeddings) or days of SD traffic.
@@ -223,8 +226,6 @@ class Capturer:
         self._closed = False
         self._close_deadline = float("inf")
         self._flush_requests: list[threading.Event] = []
-        # Wakes the worker before its segment's deadline: a segment's worth queued, flush, close.
-        self._wake = threading.Event()
         self._pid = os.getpid()
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
@@ -313,8 +314,6 @@ class Capturer:
                 with self._lock:
                     self._queued_requests -= 1
                 raise
-            if self._q.qsize() >= self.batch_size:
-                self._wake.set()
             return True
         except Exception:  # queue.Full, or a failing build: a request must never fail for capture
             with self._lock:
@@ -340,8 +339,6 @@ class Capturer:
             if "ts_ms" not in record:
                 record["ts_ms"] = int(time.time() * 1000)
             self._q.put_nowait(record)
-            if self._q.qsize() >= self.batch_size:
-                self._wake.set()
             return True
         except queue.Full:
             with self._lock:
@@ -372,7 +369,6 @@ class Capturer:
             self._q.put(ev, timeout=timeout)
         except queue.Full:
             return False
-        self._wake.set()
         return ev.wait(timeout)
 
     def close(self, timeout: float | None = 30.0) -> bool:
@@ -390,7 +386,6 @@ class Capturer:
             self._q.put(_STOP, timeout=timeout)
         except queue.Full:
             pass  # the writer is stuck retrying; it will give up at the deadline
-        self._wake.set()
         self._thread.join(None if timeout is None else max(0.0, self._close_deadline - time.monotonic()) + 1.0)
         return self.lost_on_close == 0 and not self._thread.is_alive()
 
@@ -404,31 +399,31 @@ class Capturer:
         while not stop:
             # Idle: block for the first entry; once closed, poll so a _STOP that close() could
             # not enqueue is not needed.
-            self._wake.clear()
             try:
                 item = self._q.get(timeout=0.1 if self._closed else None)
             except queue.Empty:
                 stop = self._closed
                 continue
-            entries: list[Any] = []
-            stop = self._take(item, entries, waiters)
-            records = sum(self._size(e) for e in entries)
-            if entries and not stop and not waiters and not self._closed and records + self._q.qsize() < self.batch_size:
-                # Hold the segment open until its deadline instead of waking per request: one
-                # wake-up (and one turn at the GIL) per segment, not per request. A full
-                # segment's worth queued, flush() and close() wake it early.
-                self._wake.wait(self.flush_interval_s)
-            # Take what is queued now, up to a segment's worth of records.
-            while not stop and records < self.batch_size:
+            # A segment opens with its first entry and is written at its deadline, when full, or
+            # on flush()/close(). Each request's records are built as it arrives, one request at a
+            # time: this thread shares the GIL with the request threads, and building a whole
+            # segment's records at its deadline held it for ~15 ms in one go, during which the
+            # forward pass waited up to Python's 5 ms switch interval at every op boundary
+            # (bench/results/capture-resnet50-2026-12-04-b.md: the p99 at concurrency 1).
+            batch: list[dict[str, Any]] = []
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                entries: list[Any] = []
+                stop = self._take(item, entries, waiters)
+                for entry in entries:
+                    batch.extend(self._records(entry))
+                if stop or waiters or len(batch) >= self.batch_size:
+                    break
+                remaining = 0.0 if self._closed else deadline - time.monotonic()
                 try:
-                    item = self._q.get_nowait()
+                    item = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
                 except queue.Empty:
                     break
-                before = len(entries)
-                stop = self._take(item, entries, waiters)
-                records += sum(self._size(e) for e in entries[before:])
-            # The records are built here, on this thread, only now that their segment is due.
-            batch = [rec for entry in entries for rec in self._records(entry)]
             for start in range(0, len(batch), self.batch_size):
                 if not self._write_with_retry(batch[start:start + self.batch_size]):
                     with self._lock:  # gave up at the close deadline: the rest of this batch too

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES
+from serving.launch.instances import instance_repository
 from serving.runtime import host_services
 from serving.runtime.deadline import HEADER_FORWARD_PATTERN
 from serving.runtime.triton_http import (CONTROL_HEADER, CONTROL_KEY_ENV, TritonError, TritonHTTP, has_restriction,
@@ -114,7 +115,24 @@ class TritonProcess:
     # required on the repository, config and shared-memory APIs. None: unrestricted (only for
     # a caller that passes its own --http-restricted-api in extra_args).
     control_key: str | None = field(default_factory=new_control_key, repr=False)
+    # Instances per model instead of what the configs say (serving/launch/instances.py): served
+    # from a derived repository next to the log (`instances_repo`), its configs rewritten.
+    instances: int | None = None
     proc: subprocess.Popen | None = None
+    _derived: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def instances_repo(self) -> Path:
+        return self.log_path.parent / f"model_repository-{self.instances}-instances"
+
+    def served_repo(self) -> Path:
+        """The repository tritonserver is given: `repo`, or its derivation with `instances`."""
+        if self.instances is None:
+            return self.repo
+        if self._derived is None:  # built once per server object: rebuilding under a live server would break it
+            models = sorted(p.parent.name for p in Path(self.repo).glob("*/config.pbtxt"))
+            self._derived = instance_repository(self.repo, self.instances, self.instances_repo, models)
+        return self._derived
 
     @property
     def http_url(self) -> str:
@@ -127,7 +145,7 @@ class TritonProcess:
     def command(self) -> list[str]:
         cmd = [
             str(pytriton_dir() / "bin" / "tritonserver"),
-            f"--model-repository={self.repo}",
+            f"--model-repository={self.served_repo()}",
             f"--backend-directory={backend_dir()}",
             f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}", "--http-address=127.0.0.1",
@@ -219,7 +237,10 @@ class TritonProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 60.0) -> int | None:
+    def stop(self, timeout: float = 60.0, orphan_grace_s: float = 10.0) -> int | None:
+        """Stop tritonserver (SIGTERM, then SIGKILL after `timeout`) or reap it if it died, and
+        end any stub it left behind: stubs outliving their server by `orphan_grace_s` (time to
+        notice and flush their capture records) are killed (`end_orphaned_stubs`)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -229,7 +250,28 @@ class TritonProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        end_orphaned_stubs(self.proc.pid, orphan_grace_s)
         return self.proc.returncode
+
+
+def end_orphaned_stubs(server_pid: int, grace_s: float = 10.0) -> list[int]:
+    """SIGKILL the stubs of the dead tritonserver `server_pid` still alive after `grace_s`;
+    returns their pids. A stub exits by itself when its server dies, except one deadlocked in
+    the Python backend's exit path (serving/runtime/watchdog.py `orphaned_stubs`)."""
+    from serving.runtime.watchdog import orphaned_stubs
+
+    deadline = time.monotonic() + grace_s
+    while (left := orphaned_stubs(server_pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling processes we cannot wait on (not our children)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        print(f"killed {len(left)} stub(s) of tritonserver pid {server_pid} still alive {grace_s:.0f} s after it "
+              f"exited: {left}", file=sys.stderr)
+    return left
 
 
 def write_key_file(key: str, path: Path | None = None) -> Path:
@@ -272,8 +314,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         # The models start the sidecar themselves (serving/runtime/host_services.py), as on SageMaker.
         extra_env.update(capture_env(Path(args.spool), Path(args.store), args.sidecar_metrics_port))
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
-                           metrics_port=args.metrics_port, extra_env=extra_env, models=tuple(args.models))
-    print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
+                           metrics_port=args.metrics_port, extra_env=extra_env, models=tuple(args.models),
+                           instances=args.instances)
+    served = f"{server.served_repo()} ({args.instances} instance(s) per model of {server.repo})" if args.instances \
+        else str(server.repo)
+    print(f"starting tritonserver on {served} (log: {server.log_path}) ...", flush=True)
     try:
         server.start(wait_s=args.wait)
     except (RuntimeError, TimeoutError) as exc:
@@ -346,7 +391,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     server = TritonProcess(repo=Path(args.repo).resolve(), http_port=args.http_port, grpc_port=args.grpc_port,
-                           metrics_port=args.metrics_port)
+                           metrics_port=args.metrics_port, instances=args.instances)
     write_key_file(server.control_key or "")
     # Foreground: exec'd, so the key stays on tritonserver's command line (docs/security.md).
     os.execve(server.command()[0], server.command(), server.environment())
@@ -365,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spool", default=str(ROOT / "var" / "spool"))
     parser.add_argument("--store", default=str(ROOT / "var" / "store"))
     parser.add_argument("--sidecar-metrics-port", type=int, default=8090)
+    parser.add_argument("--instances", type=int, default=None, metavar="N",
+                        help="instances per model instead of the configs' two (1: one copy of each model, for a "
+                             "host that cannot hold two; serving/launch/instances.py)")
     args = parser.parse_args(argv)
+    if args.instances is not None and args.instances < 1:
+        parser.error(f"--instances: {args.instances} must be >= 1")
     return {"start": cmd_start, "stop": cmd_stop, "run": cmd_run}[args.action](args)
 
 

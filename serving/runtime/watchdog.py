@@ -88,6 +88,20 @@ def list_stubs(server_pid: int) -> dict[int, Stub]:
     return stubs
 
 
+def orphaned_stubs(server_pid: int) -> list[int]:
+    """Live stubs started by `server_pid` (their argv names it) that it no longer parents: the
+    server died and they were adopted. A stub notices its parent's death and exits, but one
+    caught mid-request can deadlock in the backend's exit path and live on, holding its model's
+    memory (seen after a tritonserver SIGKILL in the soak)."""
+    out = []
+    for pid in procfs.pids():
+        argv = procfs.cmdline(pid)
+        if (argv and len(argv) > 5 and argv[0].endswith(STUB_NAME.encode()) and argv[5] == str(server_pid).encode()
+                and procfs.parent_of(pid) != server_pid and procfs.state(pid) not in (None, "Z")):
+            out.append(pid)
+    return out
+
+
 def model_of(instance: str, models: set[str]) -> str | None:
     """The model an instance name belongs to (model names may contain underscores)."""
     m = _INSTANCE.match(instance)

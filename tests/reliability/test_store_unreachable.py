@@ -24,7 +24,7 @@ import tritonclient.http as httpclient
 from monitoring.ingest.store import read_records
 from bench.loadtest.loss import match_ids
 from serving.launch.server import TritonProcess
-from tests.conftest import free_port
+from tests.conftest import TEST_INSTANCES, free_port
 from tests.reliability.reliability_testlib import classify, served_env, wait_for
 
 # moto keeps buckets in this process for the whole pytest run: a name no other test uses.
@@ -63,7 +63,8 @@ def s3_served(model_repo, tmp_path, monkeypatch):
     env.update({"CAPTURE_STORE": STORE, "CAPTURE_S3_ENDPOINT_URL": url, "CAPTURE_SIDECAR_METRICS_PORT": str(sidecar_port),
                 "CAPTURE_SIDECAR_RETRY_MAX_S": "2", "CAPTURE_COMPACT_EVERY_S": "0", "HOST_SERVICES_SKIP": "watchdog"})
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",), extra_env=env)
+                           log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",), extra_env=env,
+                           instances=TEST_INSTANCES)
     server.start(wait_s=300)
     try:
         yield server, moto, port, url, sidecar_port, tmp_path / "host" / "sidecar.log"

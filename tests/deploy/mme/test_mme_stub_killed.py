@@ -30,9 +30,9 @@ def classify(runtime) -> tuple[int, object]:
     return 200, parse_response(r["Body"].read(), r["ContentType"])
 
 
-def test_mme_ping_unhealthy_while_a_killed_model_reloads(mme_dist, tmp_path):
+def test_mme_ping_unhealthy_while_a_killed_model_reloads(mme_dist_shipped, tmp_path):
     host = tmp_path / "host"
-    config = MMEConfig(model_data_url=str(mme_dist), port=0, work_dir=tmp_path / "work", footprint="disk",
+    config = MMEConfig(model_data_url=str(mme_dist_shipped), port=0, work_dir=tmp_path / "work", footprint="disk",
                        load_timeout_s=300, triton_env={"OMP_NUM_THREADS": "1", "HOST_SERVICES_DIR": str(host),
                                                        "HOST_SERVICES_WATCHDOG_METRICS_PORT": str(free_port())})
     ep = MMEEndpoint(config).start()

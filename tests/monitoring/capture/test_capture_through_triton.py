@@ -17,7 +17,7 @@ from serving.launch.client import infer
 from bench.loadtest.loss import match_ids
 from serving.launch.server import ROOT, TritonProcess, server_env
 from serving.runtime.capacity.admission import instance_count
-from tests.conftest import encode, free_port, gen_args, mask_png, photo, png, tensor
+from tests.conftest import TEST_INSTANCES, encode, free_port, gen_args, mask_png, photo, png, tensor
 
 N_PER_SD_MODEL = 3
 
@@ -26,10 +26,10 @@ def gray(value: int, size: int = 64) -> bytes:
     return encode(Image.new("RGB", (size, size), (value, value, value)))
 
 
-def start(model_repo, log_dir, env, models=None) -> TritonProcess:
+def start(model_repo, log_dir, env, models=None, instances=None) -> TritonProcess:
     kw = {"models": models} if models else {}
     return TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                         log_path=log_dir / "tritonserver.log", extra_env=env, **kw).start(wait_s=600)
+                         log_path=log_dir / "tritonserver.log", extra_env=env, instances=instances, **kw).start(wait_s=600)
 
 
 def run_sidecar_once(spool, store) -> None:
@@ -47,7 +47,7 @@ def captured(model_repo, tmp_path_factory):
     """Send known requests with capture on, stop the server gracefully, drain the spool."""
     tmp = tmp_path_factory.mktemp("capture-e2e")
     spool, store = tmp / "spool", tmp / "store"
-    server = start(model_repo, tmp, {"CAPTURE_SPOOL_DIR": str(spool)})
+    server = start(model_repo, tmp, {"CAPTURE_SPOOL_DIR": str(spool)}, instances=TEST_INSTANCES)
     sent: dict[str, dict[str, dict]] = {m: {} for m in
                                         ("sd_img2img", "sd_depth", "sd_inpaint", "sd_upscale", "resnet_classifier")}
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.conftest import TEST_INSTANCES
 from workflow_testlib import ROOT
 
 EMBEDDING = ("jsd_drift", "centroid_drift", "mmd_drift", "auc_drift")
@@ -22,7 +23,7 @@ def test_demo_reduced(tmp_path, model_repo):
     work = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.demo", "--workdir", str(work), "--per-week", "60", "--epochs", "2",
-         "--sd-per-week", "1", "--no-progress"],
+         "--sd-per-week", "1", "--no-progress", "--instances", str(TEST_INSTANCES)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -17,14 +17,15 @@ from monitoring.cli import main as cli_main
 from bench.demo.generative import make_prompt
 from serving.launch.client import infer
 from serving.launch.server import ROOT, TritonProcess, server_env
-from tests.conftest import free_port, gen_args, tensor
+from tests.conftest import TEST_INSTANCES, free_port, gen_args, tensor
 
 N_BASELINE, N_WEEK = 60, 40
 
 
 def start(model_repo, log_dir, env) -> TritonProcess:
     return TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                         log_path=log_dir / "tritonserver.log", extra_env=env, models=("sd_img2img",)).start(wait_s=600)
+                         log_path=log_dir / "tritonserver.log", extra_env=env, models=("sd_img2img",),
+                         instances=TEST_INSTANCES).start(wait_s=600)
 
 
 def run_sidecar_once(spool, store) -> None:

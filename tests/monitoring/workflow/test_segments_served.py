@@ -18,7 +18,7 @@ from monitoring.analysis.baseline.store import save_baseline
 from monitoring.ingest.store import read_records_df
 from serving.launch.client import infer
 from serving.launch.server import ROOT, TritonProcess, server_env
-from tests.conftest import free_port, tensor
+from tests.conftest import TEST_INSTANCES, free_port, tensor
 
 MODEL = "resnet_classifier"
 N_BASELINE, N_CLEAN, N_DRIFTED = 160, 120, 50
@@ -51,7 +51,7 @@ def served(model_repo, checkpoint, tmp_path_factory):
     save_baseline(store, MODEL, X, meta, source=info, embedding_source=info["embedding_source"])
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=tmp / "tritonserver.log", extra_env={"CAPTURE_SPOOL_DIR": str(spool)},
-                           models=(MODEL,)).start(wait_s=600)
+                           models=(MODEL,), instances=TEST_INSTANCES).start(wait_s=600)
     refused = None
     try:
         jobs = [("a", d) for d in crops(N_CLEAN, seed=1)] + [("b", d) for d in crops(N_DRIFTED, seed=2, scale=0.35)]

@@ -18,7 +18,7 @@ from monitoring.analysis.baseline.sources import from_images
 from monitoring.ingest.store import read_records_df
 from serving.launch.client import infer
 from serving.launch.server import ROOT, TritonProcess, server_env
-from tests.conftest import free_port, tensor
+from tests.conftest import TEST_INSTANCES, free_port, tensor
 
 N_CLASSIFIER, N_SD = 12, 3
 PROMPT = "a photo"
@@ -48,7 +48,7 @@ def served(model_repo, tmp_path_factory):
     folders = {"resnet_classifier": photo_crops(N_CLASSIFIER), "sd_img2img": photo_crops(N_SD)}
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=tmp / "tritonserver.log", extra_env={"CAPTURE_SPOOL_DIR": str(spool)},
-                           models=tuple(folders)).start(wait_s=600)
+                           models=tuple(folders), instances=TEST_INSTANCES).start(wait_s=600)
     try:
         for model, images in folders.items():
             folder = tmp / model

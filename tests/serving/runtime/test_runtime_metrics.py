@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 
 from serving.launch.server import TritonProcess
-from tests.conftest import free_port, wait_for
+from tests.conftest import TEST_INSTANCES, free_port, wait_for
 
 
 def _metrics(port: int) -> str | None:
@@ -18,7 +18,8 @@ def _metrics(port: int) -> str | None:
 
 def test_failure_counters_are_published_per_model(model_repo, tmp_path):
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",)).start(wait_s=600)
+                           log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",),
+                           instances=TEST_INSTANCES).start(wait_s=600)
     try:
         text = wait_for(lambda: _metrics(server.metrics_port), timeout=120, what="Triton's /metrics answering")
     finally:
