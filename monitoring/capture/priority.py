@@ -1,7 +1,16 @@
-"""Monitoring yields the CPU to inference: background threads and the sidecar run at lower priority.
+"""Monitoring yields the CPU to inference: the sidecar process runs at lower priority; the
+capture thread inside a model process does not, by default.
 
-On a small host, the model's intra-op threads use every core; a capture thread competing at
-equal priority stretches each forward pass (one late thread holds up the whole parallel op).
+The sidecar is a process of its own: at niceness +10 (``CAPTURE_NICENESS``) it takes the cores
+when inference leaves them, and its lag only grows the spool.
+
+The capture worker thread shares the model process' GIL with the request thread. Reniced, it
+was descheduled while holding the GIL behind the model's own (spinning) intra-op threads, and
+the request thread then waited for a thread that could not run: at concurrency 1 the capture
+cost was 1.033 (p50), 1.140 (p99) and 1.034 (throughput) at +10
+(bench/results/capture-resnet50-2026-12-04-c.md) and 0.993, 1.014, 0.993 at 0
+(capture-resnet50-2026-12-04-d.md), same code, interleaved runs on a quiet host.
+``CAPTURE_THREAD_NICENESS`` sets it (e.g. a host whose cores the model does not fill).
 """
 
 from __future__ import annotations
@@ -9,20 +18,31 @@ from __future__ import annotations
 import os
 import threading
 
-#: Niceness added to capture threads and the sidecar (0 disables: CAPTURE_NICENESS=0).
+#: Niceness added to the sidecar (0 disables: CAPTURE_NICENESS=0).
 DEFAULT_NICENESS = 10
+#: Niceness added to capture threads in a model process (CAPTURE_THREAD_NICENESS).
+DEFAULT_THREAD_NICENESS = 0
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 def niceness() -> int:
-    try:
-        return int(os.environ.get("CAPTURE_NICENESS", DEFAULT_NICENESS))
-    except ValueError:
-        return DEFAULT_NICENESS
+    return _env_int("CAPTURE_NICENESS", DEFAULT_NICENESS)
+
+
+def thread_niceness() -> int:
+    return _env_int("CAPTURE_THREAD_NICENESS", DEFAULT_THREAD_NICENESS)
 
 
 def lower_current_thread_priority() -> bool:
-    """Renice the calling thread (Linux: a thread id is a valid PRIO_PROCESS target)."""
-    inc = niceness()
+    """Renice the calling thread by `thread_niceness()` (Linux: a thread id is a valid
+    PRIO_PROCESS target); False when that is 0 or not allowed."""
+    inc = thread_niceness()
     if inc <= 0 or not hasattr(os, "setpriority"):
         return False
     try:
