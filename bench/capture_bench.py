@@ -305,6 +305,9 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     sidecar_ms = {size: sidecar_cpu_per_segment(records, size) for size in (16, 64)}
     per_record = (sidecar_ms[64] - sidecar_ms[16]) / (64 - 16)
     per_segment = sidecar_ms[16] - 16 * per_record
+    from monitoring.capture.capturer import DEFAULT_FLUSH_INTERVAL_S
+
+    seg_records = round(15 / 2 * DEFAULT_FLUSH_INTERVAL_S)
     text_io = io.StringIO()
     pstats.Stats(profiler, stream=text_io).sort_stats("cumulative").print_stats(8)
     date = dt.date.today().isoformat()
@@ -323,8 +326,10 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
         f"Capture worker, CPU per record: building {build_ms:.2f} ms, segment encoding {encode_ms:.3f} ms.",
         f"Sidecar (`python -m monitoring.ingest.sidecar`, ingest into a local store), CPU per segment: "
         f"{sidecar_ms[16]:.1f} ms of 16 records, {sidecar_ms[64]:.1f} ms of 64, i.e. {per_segment:.1f} ms a segment "
-        f"plus {per_record:.3f} ms a record. Each instance writes its own segments every 2 s: at ~15 req/s over two "
-        f"instances, segments of ~15 records cost {(per_segment + 15 * per_record) / 15:.2f} ms a record.", "",
+        f"plus {per_record:.3f} ms a record. Each instance writes its own segments every "
+        f"{DEFAULT_FLUSH_INTERVAL_S:g} s (CAPTURE_FLUSH_INTERVAL_S): at ~15 req/s over two instances, segments of "
+        f"~{seg_records} records cost {(per_segment + seg_records * per_record) / seg_records:.2f} ms a record "
+        f"(at 2 s: {(per_segment + 15 * per_record) / 15:.2f} ms).", "",
         "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
     (out / f"capture-profile-{date}.md").write_text(text)
     print(text)

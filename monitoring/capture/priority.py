@@ -1,8 +1,11 @@
 """Monitoring yields the CPU to inference: the sidecar process runs at lower priority; the
 capture thread inside a model process does not, by default.
 
-The sidecar is a process of its own: at niceness +10 (``CAPTURE_NICENESS``) it takes the cores
-when inference leaves them, and its lag only grows the spool.
+The sidecar is a process of its own: at niceness 19 (``CAPTURE_NICENESS``: +19 capped at 19) it
+takes the cores when inference leaves them, and its lag only grows the spool. Under contention
+it still gets ~1.5 % of a core (~15 ms a second), over three times the ~5 ms a second that
+20 records a second cost it (bench/results/capture-profile-2026-12-04.md); at +10 its ~10 ms of
+work per segment delayed the one request it landed on more (the p99 of the runs below).
 
 The capture worker thread shares the model process' GIL with the request thread. Reniced, it
 was descheduled while holding the GIL behind the model's own (spinning) intra-op threads, and
@@ -19,7 +22,7 @@ import os
 import threading
 
 #: Niceness added to the sidecar (0 disables: CAPTURE_NICENESS=0).
-DEFAULT_NICENESS = 10
+DEFAULT_NICENESS = 19
 #: Niceness added to capture threads in a model process (CAPTURE_THREAD_NICENESS).
 DEFAULT_THREAD_NICENESS = 0
 

@@ -69,13 +69,20 @@ def normalize_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     return out, unknown
 
 
+def encode_line(record: dict[str, Any]) -> str:
+    """One already-normalised record (see :func:`normalize_record`) as its segment line."""
+    return json.dumps(record, separators=(",", ":"), default=_json_default)
+
+
+def encode_lines(header: dict[str, Any], lines: list[str]) -> bytes:
+    """A segment: its header line, then record lines made by :func:`encode_line`."""
+    head = json.dumps({HEADER_KEY: header}, separators=(",", ":"), default=_json_default)
+    return "\n".join([head, *lines, ""]).encode("utf-8")
+
+
 def encode_segment(header: dict[str, Any], records: list[dict[str, Any]]) -> bytes:
     """Serialise already-normalised records (see :func:`normalize_record`)."""
-    lines = [json.dumps({HEADER_KEY: header}, separators=(",", ":"), default=_json_default)]
-    for r in records:
-        lines.append(json.dumps(r, separators=(",", ":"), default=_json_default))
-    lines.append("")
-    return "\n".join(lines).encode("utf-8")
+    return encode_lines(header, [encode_line(r) for r in records])
 
 
 def _decode_vector(v: Any) -> np.ndarray | None:

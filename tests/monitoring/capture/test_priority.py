@@ -36,4 +36,4 @@ def test_capture_thread_niceness(tmp_path, monkeypatch, setting, expected):
 def test_defaults_and_bad_values(monkeypatch):
     monkeypatch.delenv("CAPTURE_NICENESS", raising=False)
     monkeypatch.setenv("CAPTURE_THREAD_NICENESS", "not a number")
-    assert niceness() == 10 and thread_niceness() == 0
+    assert niceness() == 19 and thread_niceness() == 0
