@@ -229,8 +229,9 @@ print(json.dumps({"segments": segments, "cpu_ms": (time.process_time() - t0) * 1
 """
 
 
-def sidecar_cpu_per_segment(records: list[dict], size: int, segments: int = 8) -> float:
-    """CPU (ms) the sidecar spends per spool segment of `size` records, in a fresh process."""
+def sidecar_cpu_per_segment(records: list[dict], size: int, segments: int = 8, blas_threads: int | None = None) -> float:
+    """CPU (ms) the sidecar spends per spool segment of `size` records, in a fresh process
+    (`blas_threads`: OPENBLAS_NUM_THREADS instead of the one its __main__ sets)."""
     import tempfile
 
     from monitoring.capture import Capturer
@@ -244,6 +245,8 @@ def sidecar_cpu_per_segment(records: list[dict], size: int, segments: int = 8) -
             cap.close()
         env = dict(os.environ)
         env.pop("OPENBLAS_NUM_THREADS", None)
+        if blas_threads is not None:
+            env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
         out = subprocess.run([sys.executable, "-c", _SIDECAR_CPU, *dirs], cwd=ROOT, env=env, check=True,
                              capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -305,6 +308,7 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
     sidecar_ms = {size: sidecar_cpu_per_segment(records, size) for size in (16, 64)}
     per_record = (sidecar_ms[64] - sidecar_ms[16]) / (64 - 16)
     per_segment = sidecar_ms[16] - 16 * per_record
+    blas_pool_ms = sidecar_cpu_per_segment(records, 16, blas_threads=os.cpu_count())
     from monitoring.capture.capturer import DEFAULT_FLUSH_INTERVAL_S
 
     seg_records = round(15 / 2 * DEFAULT_FLUSH_INTERVAL_S)
@@ -316,7 +320,8 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
               "observe_cpu_ms_per_request": float(np.median(observe_ms)),
               "worker_build_cpu_ms_per_record": build_ms, "worker_encode_cpu_ms_per_record": encode_ms,
               "sidecar_cpu_ms_per_segment": {str(k): v for k, v in sidecar_ms.items()},
-              "sidecar_cpu_ms_fixed_per_segment": per_segment, "sidecar_cpu_ms_per_record": per_record}
+              "sidecar_cpu_ms_fixed_per_segment": per_segment, "sidecar_cpu_ms_per_record": per_record,
+              "sidecar_cpu_ms_per_segment_16_blas_pool": blas_pool_ms}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"capture-profile-{date}.json").write_text(json.dumps(report, indent=2))
     text = "\n".join([
@@ -329,7 +334,9 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
         f"plus {per_record:.3f} ms a record. Each instance writes its own segments every "
         f"{DEFAULT_FLUSH_INTERVAL_S:g} s (CAPTURE_FLUSH_INTERVAL_S): at ~15 req/s over two instances, segments of "
         f"~{seg_records} records cost {(per_segment + seg_records * per_record) / seg_records:.2f} ms a record "
-        f"(at 2 s: {(per_segment + 15 * per_record) / 15:.2f} ms).", "",
+        f"(at 2 s: {(per_segment + 15 * per_record) / 15:.2f} ms). With OpenBLAS's default pool "
+        f"({os.cpu_count()} threads) instead of the one thread its __main__ sets: {blas_pool_ms:.1f} ms a 16-record "
+        f"segment.", "",
         "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
     (out / f"capture-profile-{date}.md").write_text(text)
     print(text)

@@ -48,8 +48,8 @@ DEFAULT_BATCH_SIZE = 500
 # Larger, fewer segments: on small hosts the sidecar's per-file Parquet cost, not the records, is
 # what competes with inference (bench/capture_bench.py: p50 ratio 1.046 at 0.5 s, 0.976 at 2 s).
 # Every model runs two instances, each writing its own segments, so 5 s: the sidecar spends
-# 5.8 ms a segment plus 0.115 ms a record (bench/results/capture-profile-2026-12-04.md), i.e.
-# 0.50 ms a record in the ~15-record segments 2 s gave at ~15 req/s, 0.27 ms at 5 s.
+# 4.8 ms a segment plus 0.118 ms a record (bench/results/capture-profile-2026-12-04.md), i.e.
+# 0.44 ms a record in the ~15-record segments 2 s gave at ~15 req/s, 0.25 ms at 5 s.
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 # The spool never grows past this unless configured otherwise: with nothing draining it (no
 # sidecar, store down for days) capture drops and counts records instead of filling the disk

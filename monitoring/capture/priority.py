@@ -3,9 +3,11 @@ capture thread inside a model process does not, by default.
 
 The sidecar is a process of its own: at niceness 19 (``CAPTURE_NICENESS``: +19 capped at 19) it
 takes the cores when inference leaves them, and its lag only grows the spool. Under contention
-it still gets ~1.5 % of a core (~15 ms a second), over three times the ~5 ms a second that
-20 records a second cost it (bench/results/capture-profile-2026-12-04.md); at +10 its ~10 ms of
-work per segment delayed the one request it landed on more (the p99 of the runs below).
+it still gets ~1.5 % of a core (~15 ms a second), three times the ~5 ms a second that 20
+records a second cost it (bench/results/capture-profile-2026-12-04.md), and its ~10 ms of work
+per segment is spread thinner over the requests it overlaps than at +10 (the run before,
+capture-resnet50-2026-12-04-e.md, had p99 at 1.078 / 1.047; the run with 19 and per-record
+encoding on arrival, -f, 1.035 / 0.977: two changes in one run, so not attributed to either).
 
 The capture worker thread shares the model process' GIL with the request thread. Reniced, it
 was descheduled while holding the GIL behind the model's own (spinning) intra-op threads, and

@@ -12,7 +12,7 @@ import os
 
 # Before numpy loads: one BLAS thread. The sidecar's one matrix product per segment (the stored
 # projection) is tiny, and OpenBLAS's pool spins after every call on the cores inference needs:
-# two threads cost 17.4 ms of CPU per 32-record segment, one 9.5 ms
+# on 2 cores, its pool cost 16.1 ms of CPU per 16-record segment, one thread 6.7 ms
 # (bench/results/capture-profile-2026-12-04.md).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
