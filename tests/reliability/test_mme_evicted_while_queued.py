@@ -28,7 +28,7 @@ from deploy.payload import build_request, parse_response
 from monitoring.ingest.store import read_records
 from bench.loadtest.loss import match_ids
 from tests.deploy.mme.mme_testlib import extracted_size, http, runtime_client
-from tests.conftest import png
+from tests.conftest import TEST_INSTANCES, png
 from tests.reliability.reliability_testlib import wait_for
 
 A, B = "resnet_classifier", "resnet_b"  # B: the same model under another name (a second tarball)
@@ -50,7 +50,7 @@ def renamed_tarball(src: Path, name: str, dest: Path) -> None:
 @pytest.fixture
 def two_models(model_repo, tmp_path) -> Path:
     dist = tmp_path / "dist"
-    package_repository(model_repo, dist, models=[A])
+    package_repository(model_repo, dist, models=[A], instances=TEST_INSTANCES)  # not about the instance count
     renamed_tarball(dist / f"{A}.tar.gz", B, dist / f"{B}.tar.gz")
     return dist
 

@@ -16,10 +16,11 @@ from safetensors.torch import load_file, save_file
 from deploy import versions
 from deploy.__main__ import main
 from deploy.payload import build_request, parse_response
+from deploy.pbtxt import with_instance_count
 from mme_testlib import http, runtime_client, start_endpoint
 from serving.runtime.checkpoints import provenance
 from serving.launch.client import main as client_main
-from tests.conftest import png
+from tests.conftest import TEST_INSTANCES, png
 
 BUCKET = "mme-versions-test"
 MODEL = "resnet_classifier"
@@ -41,6 +42,8 @@ def _update(moto_url: str, repo, dist) -> str:
 def repo(model_repo, tmp_path):
     """A repository holding a copy of the tiny classifier (its weights get changed below)."""
     shutil.copytree(model_repo / MODEL, tmp_path / "repo" / MODEL, ignore=shutil.ignore_patterns("__pycache__"))
+    config = tmp_path / "repo" / MODEL / "config.pbtxt"  # one instance: these tests are about versions
+    config.write_text(with_instance_count(config.read_text(), TEST_INSTANCES))
     return tmp_path / "repo"
 
 
