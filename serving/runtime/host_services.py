@@ -376,6 +376,8 @@ def watchdog_service(settings: HostSettings) -> HostService | None:
             "--metrics-port", str(int(settings.get("HOST_SERVICES_WATCHDOG_METRICS_PORT", "8093")))]
     if settings.get("CAPTURE_SPOOL_DIR"):
         argv += ["--spool", os.path.abspath(settings.get("CAPTURE_SPOOL_DIR"))]
+    if settings.get("HOST_SERVICES_WATCHDOG_DRAIN_S"):  # seconds a reloaded model's old stubs may finish in
+        argv += ["--drain", str(float(settings.get("HOST_SERVICES_WATCHDOG_DRAIN_S")))]
     env = _service_env(settings)
     return HostService(name="watchdog", argv=tuple(argv), env=env, control_key=True,
                        lock=os.path.join(settings.state_dir, f"watchdog-{settings.server_pid}.lock"))

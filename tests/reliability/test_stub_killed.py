@@ -112,7 +112,8 @@ def test_stub_killed_mid_batch_model_comes_back(served):
     assert status == "ok" and probabilities_close(before, after), "same model, same answer after the restart"
     # Reloaded as a whole: two new stubs. The other stub of the old pair is never stopped by
     # Triton (requests reached the dead one, so the old load never finishes unloading): the
-    # watchdog ends it once the reload is drain_s (30 s) old, freeing its copy of the model.
+    # watchdog ends it once the reload is drain_s old (30 s by default; 5 s here, through
+    # HOST_SERVICES_WATCHDOG_DRAIN_S in served_env), freeing its copy of the model.
     (survivor,) = set(stubs) - {stub}
     wait_for(lambda: survivor not in live_stubs(server.proc.pid, "resnet_classifier"), 120,
              "the old load's other stub to be ended")
