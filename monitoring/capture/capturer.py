@@ -416,7 +416,7 @@ class Capturer:
                 entries: list[Any] = []
                 stop = self._take(item, entries, waiters)
                 for entry in entries:
-                    batch.extend(self._line(record) for record in self._records(entry))
+                    batch.extend(self._lines(self._records(entry)))
                 if stop or waiters or len(batch) >= self.batch_size:
                     break
                 remaining = 0.0 if self._closed else deadline - time.monotonic()
@@ -532,6 +532,20 @@ class Capturer:
                     wait = min(wait, max(0.0, self._close_deadline - time.monotonic()))
                 time.sleep(wait)
                 backoff = min(backoff * 2, self.retry_max_s)
+
+    def _lines(self, records: list[dict[str, Any]]) -> list[str]:
+        """The segment lines of these records; one that cannot be encoded (a value outside its
+        field's kind) is dropped and counted, and the worker goes on."""
+        lines = []
+        for rec in records:
+            try:
+                lines.append(self._line(rec))
+            except Exception as exc:  # monitoring must never stop capturing over one bad record
+                with self._lock:
+                    self.dropped += 1
+                log.warning("capture %s: dropped a record that cannot be encoded: %s: %s", self.model_name,
+                            type(exc).__name__, exc)
+        return lines
 
     def _line(self, rec: dict[str, Any]) -> str:
         """One record as its segment line: normalised to the contract (unknown fields dropped and

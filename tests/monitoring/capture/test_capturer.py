@@ -128,7 +128,10 @@ def test_bad_record_values_never_raise_on_submit(tmp_path):
     assert cap.submit({"request_id": "x", "outcome": "ok", "embedding": object()}) is True  # fails later, in the writer
     assert cap.submit(None) is False  # not even a dict: counted as dropped
     assert cap.dropped == 1
-    cap.close(timeout=1)
+    assert cap.submit(make_record(1))
+    # The worker drops (and counts) the record it cannot encode and goes on with the next one.
+    assert cap.close(timeout=5)
+    assert (cap.written, cap.dropped) == (1, 2)
 
 
 def test_from_env(tmp_path):
