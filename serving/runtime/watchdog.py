@@ -114,9 +114,8 @@ def model_of(instance: str, models: set[str]) -> str | None:
 def config_instances(config: dict[str, Any]) -> int:
     """How many instances (for a Python-backend model: stubs) Triton runs of a loaded model,
     from its config as Triton returns it (kinds resolved: a KIND_GPU group runs `count`
-    instances on each of its `gpus`)."""
-    return sum(int(g.get("count", 1) or 1) * (len(g.get("gpus") or [0]) if g.get("kind") == "KIND_GPU" else 1)
-               for g in config.get("instance_group") or [{}])
+    instances on each of its `gpus`): one per name `config_instance_names` gives."""
+    return len(config_instance_names(config))
 
 
 def config_instance_names(config: dict[str, Any]) -> list[str]:
@@ -276,7 +275,6 @@ class Watchdog:
         self._fail_counts: dict[str, int] = {}  # model -> Triton's failure count at the last healthy poll
         self._capturers: dict[str, Any] = {}
         self._backends: dict[str, str] = {}
-        self._instances: dict[str, int] = {}  # model -> instances Triton runs of it (its config)
         self._instance_names: dict[str, list[str]] = {}  # model -> its instances' names (its config)
         self._stop = threading.Event()
 
@@ -315,14 +313,13 @@ class Watchdog:
     def instances(self, model: str) -> int:
         """How many instances (stubs) Triton runs of `model`, from its config; 1 when the config
         does not say (the SageMaker routes give no config: see `SageMakerRoutes.config`)."""
-        if model not in self._instances:
+        if model not in self._instance_names:
             try:
                 config = self.client.config(model)
             except TritonError:
                 return 1
-            self._instances[model] = max(1, config_instances(config))
             self._instance_names[model] = config_instance_names(config)
-        return self._instances[model]
+        return max(1, len(self._instance_names[model]))
 
     def missing_instance(self, model: str, alive: set[str]) -> str:
         """The instance of `model` that has no live stub, by elimination from its config's
@@ -492,8 +489,7 @@ class Watchdog:
 
     def report(self, event: Event) -> None:
         self._fail_counts.pop(event.model, None)  # the reloaded model's statistics start again
-        self._instances.pop(event.model, None)  # and its config is read again (it may have changed)
-        self._instance_names.pop(event.model, None)
+        self._instance_names.pop(event.model, None)  # and its config is read again (it may have changed)
         self.metrics.down.labels(event.model).set(0 if event.ready_at else 1)
         self.metrics.restarts.labels(event.model).inc()
         self.metrics.failed.labels(event.model).inc(event.failed_requests)
