@@ -65,7 +65,7 @@ def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(serv
 
 
 def check_batch_mates(server, spool: Path, client, n: int) -> None:
-    pairs0 = batch_count(client, 2)
+    pairs0, singles0 = batch_count(client, 2), batch_count(client, 1)
     results: dict = {}
     # 1. Occupy every one of the n instances with a long call of a full batch (one computing, the
     #    others holding theirs in execution while they wait for the compute baton) and queue one
@@ -94,6 +94,11 @@ def check_batch_mates(server, spool: Path, client, n: int) -> None:
     assert results["good"][0] == "ok" and results["good"][1].shape == (1, 1)
     status, message = results["bad"]
     assert status == "400" and "image_encoding" in message and "bogus" in message, results["bad"]
+    # The backend reports an execution's batch statistics after its responses are sent: a
+    # client can hold both answers before the server counts the batch. Wait until it is counted,
+    # as one batch of two or as two of one.
+    wait_for(lambda: batch_count(client, 2) > pairs0 or batch_count(client, 1) >= singles0 + 2, 30,
+             "the statistics of the two requests' execution")
     assert batch_count(client, 2) == pairs0 + 1, "the two requests were not one batch"
 
     # Not computed: its record has no compute time and no pipeline call; its batch-mate's
