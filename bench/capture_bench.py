@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import monitoring.capture.sidecar_command as sidecar_command  # noqa: E402
-from monitoring.capture.priority import lower_process_priority  # noqa: E402
 from serving.launch.server import TritonProcess, free_port, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
@@ -369,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = None if a.no_sidecar else subprocess.Popen(
         sidecar_command.argv({"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_STORE": str(store),
                               "CAPTURE_SIDECAR_METRICS_PORT": "-1"}),
-        cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=lower_process_priority)
+        cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     images = payloads()
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     lat = {level: {"on": [], "off": []} for level, _ in LEVELS}

@@ -22,6 +22,11 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# The sidecar yields the cores to inference (niceness 19 by default, monitoring/capture/priority.py).
+# Tests run three workers on two cores, and many wait for a sidecar to drain: at 19 it would get
+# ~1.5 % of a core while the others run. So the test session starts every sidecar at its own
+# priority; tests/monitoring/ingest/sidecar/test_sidecar_process.py checks the renicing itself.
+os.environ.setdefault("CAPTURE_NICENESS", "0")
 
 from serving import MODEL_NAMES  # noqa: E402
 from serving.launch.server import free_port  # noqa: E402,F401 (the one definition; tests import it from here)

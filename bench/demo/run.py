@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from monitoring.capture.priority import lower_process_priority
-
 import argparse
 import csv
 import json
@@ -116,7 +114,7 @@ def start_sidecar(spool: Path, store: Path, port: int, log_path: Path) -> subpro
                                  "CAPTURE_SIDECAR_METRICS_PORT": str(port), "CAPTURE_COMPACT_EVERY_S": "0"})
     with open(log_path, "ab") as f:
         return subprocess.Popen(
-            argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True, preexec_fn=lower_process_priority)
+            argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(), start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 120.0) -> int:

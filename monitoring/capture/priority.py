@@ -1,13 +1,17 @@
 """Monitoring yields the CPU to inference: the sidecar process runs at lower priority; the
 capture thread inside a model process does not, by default.
 
-The sidecar is a process of its own: at niceness 19 (``CAPTURE_NICENESS``: +19 capped at 19) it
+The sidecar is a process of its own: at niceness 19 (``CAPTURE_NICENESS``: +19 capped at 19,
+applied by the sidecar itself at start, its ``--niceness``, so every way of starting it gets it) it
 takes the cores when inference leaves them, and its lag only grows the spool. Under contention
 it still gets ~1.5 % of a core (~15 ms a second), three times the ~5 ms a second that 20
 records a second cost it (bench/results/capture-profile-2026-12-04.md), and its ~10 ms of work
 per segment is spread thinner over the requests it overlaps than at +10 (the run before,
 capture-resnet50-2026-12-04-e.md, had p99 at 1.078 / 1.047; the run with 19 and per-record
 encoding on arrival, -f, 1.035 / 0.977: two changes in one run, so not attributed to either).
+Until 2026-12-04 only the benchmark and the demo reniced it (from the parent, at spawn): the
+sidecar that the model processes and the docker entrypoint start, the one production runs, kept
+niceness 0. The tests run it at 0 (CAPTURE_NICENESS=0 in tests/conftest.py, docs/testing.md).
 
 The capture worker thread shares the model process' GIL with the request thread. Reniced, it
 was descheduled while holding the GIL behind the model's own (spinning) intra-op threads, and
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 
-#: Niceness added to the sidecar (0 disables: CAPTURE_NICENESS=0).
+#: Niceness the sidecar adds to itself at start (its ``--niceness``; CAPTURE_NICENESS=0 disables).
 DEFAULT_NICENESS = 19
 #: Niceness added to capture threads in a model process (CAPTURE_THREAD_NICENESS).
 DEFAULT_THREAD_NICENESS = 0
@@ -58,11 +62,22 @@ def lower_current_thread_priority() -> bool:
         return False
 
 
-def lower_process_priority() -> None:
-    """For `preexec_fn` of a monitoring subprocess (the sidecar)."""
-    inc = niceness()
-    if inc > 0:
-        try:
-            os.nice(inc)
-        except OSError:
-            pass
+def renice_process(inc: int) -> int | None:
+    """Add ``inc`` to the niceness of every thread this process has (capped at 19); threads it
+    starts later inherit their creator's. Returns the main thread's niceness after, or None when
+    ``inc`` is 0 or less or lowering is not allowed here.
+
+    Linux niceness is per thread (``os.nice`` changes only the caller's), so a process that
+    already runs threads (an import's pool) renices each one, as listed in ``/proc/self/task``."""
+    if inc <= 0 or not hasattr(os, "setpriority"):
+        return None
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [threading.get_native_id()]
+    try:
+        for tid in tids:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + inc))
+    except OSError:  # a thread that has just ended, or a host that forbids it: keep running
+        pass
+    return os.getpriority(os.PRIO_PROCESS, 0)

@@ -25,6 +25,7 @@ SETTING_FLAGS = (
     ("CAPTURE_COMPACT_EVERY_S", "--compact-every"),
     ("CAPTURE_SIDECAR_RETRY_MAX_S", "--retry-max"),
     ("CAPTURE_RETAIN_DAYS", "--retain-days"),
+    ("CAPTURE_NICENESS", "--niceness"),
 )
 
 
@@ -44,7 +45,7 @@ def argv(settings: Settings, *, python: str = sys.executable, exit_with_pid: int
     (both required) and the optional settings of :data:`SETTING_FLAGS`. ``exit_with_pid`` > 0:
     the sidecar drains and exits once that process (the tritonserver) is gone.
 
-    Raises ValueError for a missing spool/store or a metrics port that is not an integer, so a
+    Raises ValueError for a missing spool/store, or a metrics port or niceness that is not an integer, so a
     bad setting fails where it is read (model load), not in a detached process's log."""
     spool, store = settings.get("CAPTURE_SPOOL_DIR"), settings.get("CAPTURE_STORE")
     if not spool or not store:
@@ -54,6 +55,13 @@ def argv(settings: Settings, *, python: str = sys.executable, exit_with_pid: int
         int(port)
     except ValueError:
         raise ValueError(f"CAPTURE_SIDECAR_METRICS_PORT: {port!r} is not an integer port") from None
+    nice = settings.get("CAPTURE_NICENESS")
+    if nice:
+        try:
+            int(nice)
+        except ValueError:
+            raise ValueError(f"CAPTURE_NICENESS: {nice!r} is not an integer (0 leaves the sidecar's priority, "
+                             "19 is the lowest)") from None
     out = [python, "-m", "monitoring.ingest.sidecar", "--spool", os.path.abspath(spool), "--store", store,
            "--metrics-port", port, "--metrics-addr", settings.get("CAPTURE_SIDECAR_METRICS_ADDR") or "127.0.0.1"]
     if exit_with_pid > 0:

@@ -7,8 +7,11 @@ service's lock file and, if no process holds it, spawns the service **detached**
 stdin closed, log to a file), so it outlives the model that started it (MME unloads models at
 any time). A daemon thread in every model process repeats the check every
 ``HOST_SERVICES_CHECK_S`` seconds (default 5), so a service that dies is restarted by whichever
-model process looks first; the loser of a race exits at once because the lock is taken. Every
-restart is logged as a WARNING, also when the service died before a check saw it run: in the
+model process looks first. A second lock (``<lock>.start``), taken by the model process that
+spawns and inherited by the process it spawns, keeps the others from spawning more candidates
+while that one imports; a candidate that still loses (to one started by hand) exits at once
+because the lock is taken. Every restart is logged as a WARNING by the model process that made
+it, also when the service died before a check saw it run: in the
 stub only WARNING and above reach tritonserver's log (no handler is set; Python's last-resort
 handler writes them to the stub's stderr, flushed per record).
 Services get the tritonserver pid (the stub's parent) and are expected to drain and exit when
@@ -176,8 +179,26 @@ def holder_pid(service: HostService) -> int | None:
         return None
 
 
-def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
-    """Start ``service`` detached from this process: new session, no stdin, output to its log."""
+def take_start_lock(service: HostService) -> int | None:
+    """An exclusive flock on the service's start lock (``<lock>.start``), as an fd to hand to the
+    process about to be spawned; None when another process holds it: a candidate that some model
+    process spawned is still starting (or runs). The spawned process inherits the fd and holds the
+    lock until it exits, so while it imports (seconds, on a busy host) no other model process
+    spawns a second candidate: one start per death, and the keeper that made it logs it."""
+    path = service.lock + ".start"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def spawn(service: HostService, state_dir: str, start_lock: int | None = None) -> subprocess.Popen:
+    """Start ``service`` detached from this process: new session, no stdin, output to its log;
+    ``start_lock`` (from :func:`take_start_lock`) is inherited by it."""
     private_dir(state_dir)  # holds the code snapshots services run: never another user's
     os.makedirs(os.path.dirname(service.lock) or ".", exist_ok=True)
     log_path = service.log_path or os.path.join(state_dir, f"{service.name}.log")
@@ -187,7 +208,8 @@ def spawn(service: HostService, state_dir: str) -> subprocess.Popen:
     env.update(service.env)
     with open(log_path, "ab") as out:
         return subprocess.Popen(list(service.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, close_fds=True)
+                                env=env, start_new_session=True, close_fds=True,
+                                pass_fds=() if start_lock is None else (start_lock,))
 
 
 def exit_status(returncode: int | None) -> str:
@@ -228,6 +250,7 @@ class HostServices:
         self.last_seen: dict[str, float] = {}
         self.spawned_at: dict[str, float] = {}  # service name -> when we last spawned it (monotonic)
         self.restarts: dict[str, int] = {s.name: 0 for s in wanted}
+        self.checks = 0  # after the first (at model load), a service this process must start had gone
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -243,10 +266,19 @@ class HostServices:
             if previous is not None and previous.poll() is None:
                 continue  # ours, still starting up (it takes the lock after its imports)
             try:
-                child = spawn(service, self.settings.state_dir)
+                start_lock = take_start_lock(service)
+            except OSError as exc:
+                log.error("cannot start host service %s: its start lock %s.start: %s", service.name, service.lock, exc)
+                continue
+            if start_lock is None:
+                continue  # another model process's, still starting up: that process logs the start
+            try:
+                child = spawn(service, self.settings.state_dir, start_lock)
             except OSError as exc:
                 log.error("cannot start host service %s (%s): %s", service.name, " ".join(service.argv), exc)
                 continue
+            finally:
+                os.close(start_lock)  # the child holds it now (or nobody, if it did not start)
             self.children[service.name] = child  # the previous one is reaped (poll) above
             spawned_at, self.spawned_at[service.name] = self.spawned_at.get(service.name, now), now
             started.append(service.name)
@@ -264,9 +296,15 @@ class HostServices:
                 log.warning("host service %s died: restarted as pid %d; pid %d, started by this process %.1f s "
                             "earlier, exited (%s) before a check saw it running", service.name, child.pid,
                             previous.pid, now - spawned_at, exit_status(previous.returncode))
+            elif self.checks:
+                # It ran (another model process started it) and is gone, between two checks of ours.
+                self.restarts[service.name] += 1
+                log.warning("host service %s died: restarted as pid %d; started by another model process, it "
+                            "ended before a check of this one saw it running", service.name, child.pid)
             else:
                 log.info("host service %s was not running: started pid %d (pid %d checks it every %.0f s)",
                          service.name, child.pid, os.getpid(), self.check_s)
+        self.checks += 1
         return started
 
     def start(self) -> "HostServices":

@@ -17,6 +17,7 @@ import sys
 from monitoring.cli import add_store_args, command, default_spool_dir
 from monitoring.analysis.watch.cloudwatch import add_publish_args
 
+from monitoring.capture.priority import niceness, renice_process
 from monitoring.capture.sidecar_command import DEFAULT_METRICS_PORT
 
 
@@ -42,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datacapture-dir", default=None, help="also export SageMaker Data Capture JSON lines to this dir or s3:// prefix")
     p.add_argument("--datacapture-endpoint", default="local-endpoint", help="endpoint name in the Data Capture layout")
     p.add_argument("--datacapture-variant", default="AllTraffic", help="variant name in the Data Capture layout")
+    p.add_argument("--niceness", type=int, default=niceness(), metavar="N",
+                   help="add N to this process's niceness at start: it yields the cores to inference "
+                        "(default: $CAPTURE_NICENESS or 19; 0 leaves it; monitoring/capture/priority.py)")
     p.add_argument("--poll-interval", type=float, default=0.2, metavar="S", help="spool scan interval when idle")
     p.add_argument("--retry-max", type=float, default=30.0, metavar="S", help="max backoff between failed store writes")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S", help="on SIGTERM, keep ingesting the spool at most this long")
@@ -58,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("sidecar", help="run the capture sidecar: spool segments -> Parquet store (+ Prometheus metrics)", configure=add_arguments)
 def run(args: argparse.Namespace) -> int:
+    renice_process(args.niceness)  # first: the threads started below inherit it
     from monitoring.ingest.sidecar.service import Sidecar, SidecarBusy
     from monitoring.ingest.sidecar.watching import SidecarWatch
 

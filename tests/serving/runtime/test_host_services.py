@@ -96,6 +96,45 @@ def test_a_restart_is_a_warning_even_if_the_keeper_never_saw_the_service_run(dum
                and "signal 9" in m for m in died), caplog.text
 
 
+# SERVICE_SCRIPT that first waits for a file (argv[3]) to exist: a service slow to start (its imports).
+GATED_SCRIPT = "import os, sys, time\nwhile not os.path.exists(sys.argv[3]):\n    time.sleep(0.02)\n" + SERVICE_SCRIPT
+
+
+def test_one_candidate_at_a_time_and_the_other_keeper_logs_a_restart_it_made(tmp_path, caplog):
+    """Two model processes: while the candidate one spawned is still starting, the other does not
+    spawn a second (the start lock); when the service later dies unseen by the other, the other's
+    restart is still a WARNING naming the pid it started."""
+    lock, go = str(tmp_path / "gated.lock"), tmp_path / "go"
+    service = HostService("gated", (sys.executable, "-c", GATED_SCRIPT, lock, str(os.getpid()), str(go)), lock)
+    settings = host_settings({}, {"HOST_SERVICES_DIR": str(tmp_path / "state")}, server_pid=os.getpid())
+    a, b = HostServices(settings, [service], check_s=0), HostServices(settings, [service], check_s=0)
+    try:
+        assert a.check() == ["gated"]
+        assert b.check() == []  # a's candidate waits for `go`: not running, but starting
+        assert not host_services.running(service) and b.children == {}
+        go.touch()
+        first = poll(lambda: host_services.running(service) and host_services.holder_pid(service), what="service up")
+        assert first == a.children["gated"].pid
+        os.kill(first, signal.SIGKILL)  # no check of b saw it running
+        poll(lambda: not host_services.running(service), what="service down")
+        with caplog.at_level("INFO", logger="serving.runtime.host_services"):
+            assert b.check() == ["gated"]
+            assert a.check() == []  # b's replacement holds the start lock (or runs already)
+        second = poll(lambda: host_services.running(service) and host_services.holder_pid(service), what="service back")
+        assert second == b.children["gated"].pid and b.restarts["gated"] == 1
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == [f"host service gated died: restarted as pid {second}; started by another model process, "
+                            "it ended before a check of this one saw it running"], caplog.text
+    finally:
+        go.touch()
+        pid = host_services.holder_pid(service)
+        if pid and host_services.running(service):
+            os.kill(pid, signal.SIGKILL)
+        for keeper in (a, b):
+            for child in keeper.children.values():
+                child.wait(10)
+
+
 def test_spawned_service_outlives_its_starter(dummy, tmp_path):
     """A model unloaded in an MME: the service it started keeps running, detached."""
     service, _ = dummy
@@ -180,12 +219,15 @@ def test_sidecar_started_by_model_survives_kill_under_load(model_repo, tmp_path)
     print(f"sidecar killed under load: restarted as pid {second} in {recovery_s:.2f} s")
     # One read is enough: the stub wrote the line to its stderr (tritonserver's log file) with a
     # flush per record, and it has exited (server.stop() returned). The restart is a WARNING
-    # whether or not the model's keeper saw the killed sidecar run before it died. The warning
-    # names the pid its keeper started, which need not be the one that took the lock: with two
-    # instances, the other model process's sidecar from startup can still be importing (it lost
-    # no race yet) and take the freed lock first; the keeper's own then exits ("another sidecar").
+    # whether or not the model's keeper saw the killed sidecar run before it died. With two
+    # instances, one model process spawns at startup and the other waits on the start lock (no
+    # second candidate importing that could take the freed lock unannounced); after the kill, one
+    # of them starts the replacement and names it.
     log = server.log_path.read_text()
-    assert re.search(r"host service sidecar died: restarted as pid \d+", log) and second != first, log
+    assert f"host service sidecar died: restarted as pid {second}" in log, log
+    assert len(re.findall(r"host service sidecar died", log)) == 1, log  # one start per death
+    starts = (tmp_path / "sidecar.log").read_text()  # both sidecars have exited (wait_stopped above)
+    assert starts.count("sidecar started:") == 2 and "another sidecar" not in starts, starts  # no losing candidate
     df = read_records_df(str(store), "resnet_classifier")
     assert sorted(df["request_id"]) == sorted(ids)  # exactly one record per request: none lost, none doubled
     assert df["embedding"].map(len).min() > 0

@@ -104,3 +104,30 @@ def test_second_sidecar_on_same_spool_refuses(tmp_path):
     finally:
         a.proc.send_signal(signal.SIGTERM)
         assert a.wait() == 0
+
+
+def thread_niceness(pid: int) -> set[int]:
+    """The niceness of every thread of process ``pid`` (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    out = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            out.add(int(f.read().rsplit(")", 1)[1].split()[16]))
+    return out
+
+
+def test_the_sidecar_renices_itself_and_its_threads(tmp_path):
+    """Every way of starting it (host services, the docker entrypoint, by hand) gets the
+    niceness: the sidecar applies --niceness itself, to the threads it already has too."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    inc = min(4, 19 - base)
+    if inc <= 0:
+        import pytest
+
+        pytest.skip(f"this process runs at niceness {base}: the sidecar cannot go lower")
+    sc = SidecarProc(tmp_path / "spool", tmp_path / "store", tmp_path / "sidecar.log", "--niceness", str(inc))
+    try:
+        niceness = thread_niceness(sc.proc.pid)  # it is serving: every thread it has started by now
+        assert niceness == {base + inc}, (niceness, sc.output())
+    finally:
+        sc.proc.send_signal(signal.SIGTERM)
+        assert sc.wait() == 0, sc.output()
