@@ -130,8 +130,13 @@ def prediction_stats(probs: np.ndarray, labels: list[str] | None = None, top_k: 
     }
     k = min(check_top_k(top_k), p.size)
     if k:
-        # stable sort on -p: ties keep class order, so the first entry is always argmax (= pred_label)
-        order = np.argsort(-p, kind="stable")[:k]
+        # The k largest in the order of a stable sort on -p (ties keep class order, so the first
+        # entry is always argmax = pred_label): candidates are every class at or above the k-th
+        # largest value, ties included, in class order; a stable sort of those few. Same result as
+        # sorting all classes, at a fraction of the worker's CPU for 1000 of them.
+        kth = np.partition(p, p.size - k)[p.size - k]
+        candidates = np.flatnonzero(p >= kth)
+        order = candidates[np.argsort(-p[candidates], kind="stable")][:k]
         out["pred_top_k_labels"] = [labels[j] if labels is not None else str(j) for j in order]
         out["pred_top_k_probs"] = p[order].astype(np.float32)
     return out

@@ -100,3 +100,16 @@ def test_the_8_bit_path_equals_the_float_path(shape):
         for key in ("brightness", "contrast", "sharpness"):
             assert fast[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-9), (key, fast[key], reference[key])
         assert (fast["image_width"], fast["image_height"]) == (shape[1], shape[0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_k_is_the_stable_sort_of_all_classes(seed):
+    """The partition-based top-k keeps the full stable sort's order, ties at the k-th value included."""
+    rng = np.random.default_rng(seed)
+    p = rng.choice([0.0, 0.001, 0.002, 0.01, 0.05], size=1000)  # many ties, at every rank
+    p[rng.integers(0, 1000, 3)] = 0.2
+    for k in (1, 5, 17, 100):
+        got = prediction_stats(p, top_k=k)
+        want = np.argsort(-p, kind="stable")[:k]
+        assert got["pred_top_k_labels"] == [str(j) for j in want]
+        assert got["pred_top_k_labels"][0] == got["pred_label"]
