@@ -252,7 +252,7 @@ def sidecar_cpu_per_segment(records: list[dict], size: int, segments: int = 8, b
     return result["cpu_ms"] / max(result["segments"], 1)
 
 
-def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
+def request_thread_profile(rounds: int, out: Path, batch: int = 4, tag: str = "") -> int:
     """Capture's CPU on the request thread (observe) and on the worker (records, encoding), in-process."""
     import cProfile
     import pstats
@@ -322,7 +322,7 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
               "sidecar_cpu_ms_fixed_per_segment": per_segment, "sidecar_cpu_ms_per_record": per_record,
               "sidecar_cpu_ms_per_segment_16_blas_pool": blas_pool_ms}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"capture-profile-{date}.json").write_text(json.dumps(report, indent=2))
+    (out / f"capture-profile-{date}{tag}.json").write_text(json.dumps(report, indent=2))
     text = "\n".join([
         f"# P2 capture profile (in-process, ResNet-50 shape, batch {batch}) — {date}", "",
         f"Request thread, CPU per request (medians of {rounds} batches): handle() {report['handle_cpu_ms_per_request']:.1f} ms, "
@@ -337,7 +337,7 @@ def request_thread_profile(rounds: int, out: Path, batch: int = 4) -> int:
         f"({os.cpu_count()} threads) instead of the one thread its __main__ sets: {blas_pool_ms:.1f} ms a 16-record "
         f"segment.", "",
         "cProfile of observe (cumulative):", "", "```", text_io.getvalue().replace(str(ROOT) + "/", "").strip(), "```", ""])
-    (out / f"capture-profile-{date}.md").write_text(text)
+    (out / f"capture-profile-{date}{tag}.md").write_text(text)
     print(text)
     return 0
 
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. --tag=-b: capture-resnet50-<date>-b.md)")
     a = p.parse_args(argv)
     if a.profile:
-        return request_thread_profile(a.rounds, a.out)
+        return request_thread_profile(a.rounds, a.out, tag=a.tag)
     if a.thumbnails:
         return thumbnail_cost(a.rounds, a.out)
     work = ROOT / "build" / "bench" / f"capture-{a.arch}"
