@@ -182,11 +182,10 @@ SHARED_FIXTURES: dict[str, str] = {"triton_server": "triton_server", "generative
 SLOW_FIRST: tuple[str, ...] = (
     "tests/monitoring/workflow/test_demo_e2e.py",
     "generative_store",
-    "tests/monitoring/workflow/test_explore_browser.py",
+    "tests/monitoring/workflow/test_explore.py",
     "tests/monitoring/capture/test_capture_through_triton.py",
     "tests/deploy/mme/test_mme_endpoint.py",
     "tests/reliability/test_soak_short.py",
-    "tests/monitoring/workflow/test_explore_phoenix.py",
     "tests/monitoring/workflow/test_exports_spaces.py",
     "tests/monitoring/workflow/test_report_browser.py",
     "tests/monitoring/analysis/drift/test_drift_defaults.py",

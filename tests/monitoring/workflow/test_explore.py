@@ -1,11 +1,14 @@
-"""`python -m monitoring explore` as a person uses it: a real headless Chromium opens Phoenix's model
-page, clicks through to the image embedding's UMAP view and to a metadata dimension's drift view.
-Every page renders without Phoenix's error page, every GraphQL answer the page got is free of
-errors, and the point cloud holds points of the window (primary) and of the baseline (reference).
+"""`python -m monitoring explore`: Arize Phoenix (its own venv) starts locally on the blurred day
+(the window, 200 rows, primary) and the baseline (1000 rows, reference) with the image embedding;
+its GraphQL API and UI answer; a person's clicks in a real headless Chromium reach the image
+embedding's UMAP view and a metadata dimension's drift view; Ctrl-C stops it. One Phoenix for the
+whole file (module fixture): its start-up (UMAP, numba compiling) is most of the file's time.
 
-Phoenix's UI sends GraphQL enum literals that the server's graphql-core/strawberry pair must parse:
-a mismatched pair (the old env/venv-phoenix.lock) answers the API test in test_explore_phoenix.py
-but shows "Something went wrong" on every page, which only a browser sees.
+In the browser, every page renders without Phoenix's error page, every GraphQL answer the page got
+is free of errors, and the point cloud holds points of the window and of the baseline. Phoenix's
+UI sends GraphQL enum literals that the server's graphql-core/strawberry pair must parse: a
+mismatched pair (the old env/venv-phoenix.lock) answers the API test but shows "Something went
+wrong" on every page, which only a browser sees.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from browser_testlib import CHROMEDRIVER, CHROMIUM, chromium_driver, graphql_responses, wait_for
-from monitoring.cli import main as cli_main
 from tests.conftest import free_port
 from workflow_testlib import DAY, MODEL, ROOT, T0, store_with_actuals
 
@@ -31,25 +35,41 @@ ERROR_PAGE = "Something went wrong"
 #: UMAP on the 2-core CI machine (numba compiles on first use) takes a while; generous on purpose.
 UMAP_WAIT_S = 240.0
 
-if not (CHROMIUM and CHROMEDRIVER):
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        raise RuntimeError("chromium / chromedriver not found: run `make browser` (apt-get install chromium chromium-driver)")
-    pytest.skip("needs Debian's chromium + chromium-driver (`make browser`; `make test` installs them)", allow_module_level=True)
+QUERY = ("{ model { primaryInferences { name recordCount } referenceInferences { name recordCount } "
+         "embeddingDimensions { edges { node { name } } } } }")
+
+
+def graphql(port: int, query: str = QUERY) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.status, r.read()
 
 
 def _loaded(port: int) -> bool:
-    q = json.dumps({"query": "{ model { primaryInferences { recordCount } } }"}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=q, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())["data"]["model"]["primaryInferences"]["recordCount"] > 0
+        return graphql(port, "{ model { primaryInferences { recordCount } } }")["data"]["model"]["primaryInferences"]["recordCount"] > 0
     except OSError:
         return False
 
 
+@dataclass
+class Explorer:
+    url: str  # the address it printed, the one a user opens
+    port: int
+    log: Path  # its output
+    workdir: Path  # where it exported the two sets
+    proc: subprocess.Popen
+
+
 @pytest.fixture(scope="module")
 def explorer(store_template, tmp_path_factory):
-    """(URL it printed, its log) of a running `monitoring explore` on the blurred day (200 rows) against the baseline."""
+    """A running `monitoring explore` on the blurred day (200 rows) against the baseline."""
     if not os.path.exists(PHOENIX_PYTHON):
         if os.environ.get("REQUIRE_EXPORT_VENVS") == "1":
             raise RuntimeError("build/venvs/phoenix missing: run `make explore-venv`")
@@ -74,19 +94,40 @@ def explorer(store_template, tmp_path_factory):
             m = re.search(r"^phoenix: (http://\S+)", (root / "explore.log").read_text(), re.M)
             url = m and m.group(1)
         assert url.rstrip("/").endswith(f":{port}"), url
-        yield url, root / "explore.log"
+        yield Explorer(url, port, root / "explore.log", root / "explore", proc)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # test_ctrl_c_stops_it did not run (or failed)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         log.close()
+
+
+def test_phoenix_loads_both_sets_and_serves_its_ui(explorer):
+    model = graphql(explorer.port)["data"]["model"]
+    assert model["primaryInferences"] == {"name": "window", "recordCount": 200}  # the blurred day
+    assert model["referenceInferences"] == {"name": "baseline", "recordCount": 1000}
+    assert [e["node"]["name"] for e in model["embeddingDimensions"]["edges"]] == ["image_embedding"]
+    status, page = get(explorer.port, "/")
+    assert status == 200 and b"<title>" in page
+    asset = re.search(rb'src="(/assets/index-[^"]+\.js)"', page)
+    assert asset and get(explorer.port, asset.group(1).decode())[0] == 200
+    # the exported primary set carries the thumbnails Phoenix links to
+    import pandas as pd
+
+    df = pd.read_parquet(explorer.workdir / "primary.parquet")
+    assert len(df) == 200 and df["image_link"].str.startswith("data:image/jpeg;base64,").all()
 
 
 @pytest.fixture(scope="module")
 def driver():
+    if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            raise RuntimeError("chromium / chromedriver not found: run `make browser` (apt-get install chromium chromium-driver)")
+        pytest.skip("needs Debian's chromium + chromium-driver (`make browser`; `make test` installs them)")
     d = chromium_driver(loopback=True, perf_log=True)
     yield d
     d.quit()
@@ -153,7 +194,7 @@ def _open_model_page(driver, url: str, seen: list) -> None:
 
 
 def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_path):
-    url, log = explorer
+    url, log = explorer.url, explorer.log
     seen: list[tuple[str, dict]] = []
     _open_model_page(driver, url, seen)
     schema = _response(driver, seen, "ModelInferencesPageQuery", 1)["data"]["model"]
@@ -190,7 +231,7 @@ def test_embedding_page_shows_window_and_baseline_points(explorer, driver, tmp_p
 
 
 def test_metadata_dimension_drift_view_loads(explorer, driver):
-    url, log = explorer
+    url, log = explorer.url, explorer.log
     seen: list[tuple[str, dict]] = []
     _open_model_page(driver, url, seen)
     driver.find_element("link text", "brightness").click()
@@ -205,3 +246,13 @@ def test_metadata_dimension_drift_view_loads(explorer, driver):
     seen.extend(graphql_responses(driver))
     _no_error_page(driver, seen)
     assert "Traceback" not in log.read_text()
+
+
+def test_ctrl_c_stops_it(explorer):
+    """Last in the file: it stops the file's Phoenix. SIGINT, as Ctrl-C in a terminal, ends the
+    command cleanly (status 0, after saying what it loaded) and the port stops answering."""
+    explorer.proc.send_signal(signal.SIGINT)
+    assert explorer.proc.wait(timeout=120) == 0, explorer.log.read_text()[-3000:]
+    assert "window 200 rows, baseline 1000 rows" in explorer.log.read_text()
+    with pytest.raises(OSError):
+        graphql(explorer.port)
