@@ -62,15 +62,15 @@ def lower_current_thread_priority() -> bool:
         return False
 
 
-def renice_process(inc: int) -> int | None:
-    """Add ``inc`` to the niceness of every thread this process has (capped at 19); threads it
-    starts later inherit their creator's. Returns the main thread's niceness after, or None when
-    ``inc`` is 0 or less or lowering is not allowed here.
+def renice_process(inc: int) -> None:
+    """Add ``inc`` (> 0) to the niceness of every thread this process has, capped at 19; threads
+    it starts later inherit their creator's. Nothing when ``inc`` is 0 or less; a host that
+    forbids it leaves the process as it was.
 
     Linux niceness is per thread (``os.nice`` changes only the caller's), so a process that
     already runs threads (an import's pool) renices each one, as listed in ``/proc/self/task``."""
     if inc <= 0 or not hasattr(os, "setpriority"):
-        return None
+        return
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
@@ -80,4 +80,3 @@ def renice_process(inc: int) -> int | None:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + inc))
     except OSError:  # a thread that has just ended, or a host that forbids it: keep running
         pass
-    return os.getpriority(os.PRIO_PROCESS, 0)
