@@ -38,7 +38,11 @@ def served(model_repo, tmp_path):
     spool, metrics_port = tmp_path / "spool", free_port()
     server = TritonProcess(repo=model_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=tmp_path / "tritonserver.log", models=("resnet_classifier",),
-                           extra_env=served_env(tmp_path / "host", spool, metrics_port))
+                           extra_env=served_env(tmp_path / "host", spool, metrics_port),
+                           # After a kill mid-batch Triton never frees the dead instance, so shutdown
+                           # waits out its whole exit timeout (default 30 s; docs/reliability.md,
+                           # "Known Triton limitation"): 5 s is enough for the rest to unload.
+                           extra_args=("--exit-timeout-secs=5",))
     server.start(wait_s=300)
     watchdog = HostWatchdog(tmp_path / "host", server.proc.pid)
     try:
