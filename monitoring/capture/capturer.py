@@ -30,8 +30,7 @@ import threading
 import time
 import uuid
 import weakref
-from contextlib import contextmanager
-from typing import Any, ContextManager, Iterator
+from typing import Any
 
 from .fields import SCHEMA_VERSION, check_model_name
 from .private import private_dir
@@ -124,9 +123,6 @@ class NullCapturer:
 
     def submit_request(self, request_id: str, records: int, build: Any) -> bool:
         return False
-
-    def build_between(self, gate: Any) -> None:
-        pass
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
@@ -233,9 +229,6 @@ class Capturer:
         self._pid = os.getpid()
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
-        # Held while the worker builds a request's records (`build_between`); None: build at once.
-        self.build_gate: ContextManager[Any] | None = None
-        self._gate_failed = False
         self._thread = threading.Thread(target=self._run, name=f"capture-{model_name}", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
@@ -278,20 +271,6 @@ class Capturer:
                     raise ValueError(f"{var}: not a number: {env[var]!r}") from None
         opts.update(kwargs)
         return cls(spool, model_name, model_version, **opts)
-
-    def build_between(self, gate: ContextManager[Any] | None) -> None:
-        """Build each request's records while holding ``gate``: a served model passes a handle
-        on its compute baton (serving/runtime/baton.py), so records are made between pipeline
-        calls, not during them.
-
-        On a CPU a record's ~0.7 ms of numpy and Python, run while the next forward pass has
-        both cores, delayed that pass by more than its own CPU time: it preempted one of the
-        model's intra-op threads (the other spins at the barrier) and held the GIL the request
-        thread needs between ops. Between calls it costs its CPU time and no more; at
-        concurrency 1 it runs while the response travels and the next request is decoded.
-        While closing the worker does not wait for it (a stuck call must not hold up a flush).
-        ``gate`` must be this worker's own object (the request thread's baton keeps state)."""
-        self.build_gate = gate
 
     # -- request path ----------------------------------------------------------------------
     def should_sample(self, request_id: str | None = None) -> bool:
@@ -496,35 +475,12 @@ class Capturer:
         with self._lock:
             self._queued_requests -= 1
         try:
-            with self._gate():
-                return item.records()
+            return item.records()
         except Exception:  # monitoring must never take the model down: count the request, go on
             with self._lock:
                 self.dropped += len(item)
             log.exception("capture %s: building a request's records failed", self.model_name)
             return []
-
-    @contextmanager
-    def _gate(self) -> Iterator[None]:
-        """`build_gate` held, unless there is none, the capturer is closing, or it cannot be
-        taken (then the records are built anyway, and the first failure is logged)."""
-        gate = self.build_gate
-        if gate is None or self._closed:
-            yield
-            return
-        try:
-            gate.__enter__()
-        except Exception as exc:
-            if not self._gate_failed:
-                self._gate_failed = True
-                log.warning("capture %s: building records without the compute gate: %s: %s", self.model_name,
-                            type(exc).__name__, exc)
-            yield
-            return
-        try:
-            yield
-        finally:
-            gate.__exit__(None, None, None)
 
     def _write_with_retry(self, batch: list[str]) -> bool:
         """Write one segment of encoded record lines (`_line`), retrying failed writes."""

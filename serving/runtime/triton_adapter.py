@@ -145,10 +145,6 @@ class TritonModel:
 
         # The capture contract (monitoring.capture) is a leaf every runtime imports: no fallback.
         capturer = Capturer.from_env(self.served_name, model_version, environ=self.settings)
-        if isinstance(self.runtime.baton, ComputeBaton):
-            # Records are built between this model's pipeline calls, not during them; the capture
-            # worker takes the baton through its own handle (Capturer.build_between).
-            capturer.build_between(ComputeBaton(self.runtime.baton.path))
         return CaptureHook(self.runtime, model_version, capturer, served_name=self.served_name)
 
     def execute(self, requests: list) -> list:

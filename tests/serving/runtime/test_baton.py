@@ -11,7 +11,6 @@ import time
 import pytest
 
 from serving.runtime.baton import DIR_ENV, ComputeBaton, instance_count
-from tests.conftest import wait_for
 
 CTX = mp.get_context("fork")
 
@@ -111,52 +110,3 @@ def test_the_shipped_models_run_two_instances():
     for config in configs:
         counts = re.findall(r"count:\s*(\d+)", config.read_text())
         assert counts == ["2"], f"{config}: instance counts {json.dumps(counts)}"
-
-
-def _blocked_on(path: str) -> bool:
-    """Whether some open file waits for a flock on `path` (a `->` line in /proc/locks)."""
-    inode = os.stat(path).st_ino
-    with open("/proc/locks") as f:
-        return any("->" in line and line.split()[-3].endswith(f":{inode}") for line in f)
-
-
-class _Request:
-    """A queued request whose records note whether the baton was held while they were built."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.built_while_held: bool | None = None
-
-    def __len__(self) -> int:
-        return 1
-
-    def records(self) -> list[dict]:
-        self.built_while_held = not _try_lock(self.path)
-        return [{"request_id": "r1", "ts_ms": 1, "outcome": "ok"}]
-
-
-def test_the_capture_worker_builds_records_between_pipeline_calls(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from monitoring.capture.segments import read_segment
-    from serving.runtime.triton_adapter import TritonModel
-
-    path = str(tmp_path / "m.lock")
-    model = TritonModel()
-    model.runtime = SimpleNamespace(baton=ComputeBaton(path), capture_embeddings=False)
-    model.served_name, model.settings = "m", {"CAPTURE_SPOOL_DIR": str(tmp_path / "spool")}
-    capturer = model.build_capture("1").capturer
-    # The worker's own handle on the same file: the request thread's baton keeps its fd in itself.
-    assert isinstance(capturer.build_gate, ComputeBaton) and capturer.build_gate is not model.runtime.baton
-    assert capturer.build_gate.path == model.runtime.baton.path
-    request = _Request(path)
-    with model.runtime.baton:  # a pipeline call in progress
-        assert capturer.submit_request("r1", 1, lambda: request)
-        wait_for(lambda: _blocked_on(path), what="the capture worker waiting for the baton")
-        assert request.built_while_held is None  # not built during the call
-    assert capturer.flush(timeout=60)
-    assert request.built_while_held is True  # built once the call ended, holding the baton
-    assert _try_lock(path)  # and given back
-    segments = sorted((tmp_path / "spool" / "m").glob("*.jsonl*"))
-    assert [r["request_id"] for s in segments for r in read_segment(str(s)).records] == ["r1"]
-    assert capturer.close(timeout=30)
