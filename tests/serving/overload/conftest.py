@@ -7,15 +7,19 @@ so the files stay separate units for xdist (tests/conftest.py: nothing to add to
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
-from typing import Any
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 
 from bench.loadtest.stats import pending_from_metrics
 from serving.launch.server import TritonProcess
-from serving.runtime.baton import baton_dir
+from serving.runtime.baton import ComputeBaton, baton_dir
 from tests.conftest import baton_locks, free_port, png
 
 MODEL = "sd_img2img"
@@ -64,9 +68,37 @@ def inputs(tc: Any, steps: int, seed: int, rows: int = 1, image_seed: int | None
     return out
 
 
-def all_busy_one_queued(server: TritonProcess, instances: int) -> bool:
-    """Every instance holds a batch (one holds the compute baton, the others wait for it) and one
-    request is queued: the state a long call keeps stable, whatever order the requests came in
-    (one queued request alone can also be a request the batcher holds back to fill a batch)."""
+def baton_paths(server: TritonProcess) -> list[Path]:
+    """MODEL's compute baton files in `server` (one per device). A baton file is made by its first
+    pipeline call, so one short call is sent first if none has run yet."""
+    def found() -> list[Path]:
+        return sorted(baton_dir().glob(f"{server.proc.pid}-{MODEL}-*.lock"))
+    if not found():
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            client.infer(MODEL, inputs(httpclient, 2, 0))
+        finally:
+            client.close()
+    paths = found()
+    assert paths, f"no compute baton for {MODEL} in {baton_dir()} after a call"
+    return paths
+
+
+@contextmanager
+def baton_held(server: TritonProcess) -> Iterator[None]:
+    """The test holds MODEL's compute baton (the runtime's own ComputeBaton, the same flock):
+    every instance that takes a batch holds it in execution and waits, so 'every instance busy'
+    lasts exactly until the block ends, however slow or loaded the host (a long call would end
+    after a time that depends on the host: the burst test failed in CI when one did)."""
+    with ExitStack() as stack:
+        for path in baton_paths(server):
+            stack.enter_context(ComputeBaton(path))
+        yield
+
+
+def all_waiting_one_queued(server: TritonProcess, instances: int) -> bool:
+    """While the test holds the baton (baton_held): every instance holds a batch in execution and
+    waits for it, and one request is queued (one queued request alone can also be a request the
+    batcher holds back to fill a batch while an instance is still free)."""
     holder, waiters = baton_locks(baton_dir(), server.proc.pid, MODEL)
-    return holder is not None and waiters == instances - 1 and pending_from_metrics(metrics(server), MODEL) == 1
+    return holder == os.getpid() and waiters == instances and pending_from_metrics(metrics(server), MODEL) == 1

@@ -15,7 +15,7 @@ from serving.runtime.deadline import now_ms
 from bench.loadtest.stats import pending_from_metrics
 from serving.common.retry import is_refusal
 from tests.conftest import png, wait_for
-from tests.serving.overload.conftest import MODEL, all_busy_one_queued, counter, inputs, metrics
+from tests.serving.overload.conftest import MODEL, all_waiting_one_queued, baton_held, counter, inputs, metrics
 
 # `server` (tests/serving/overload/conftest.py): this file's own tritonserver, sd_img2img alone.
 
@@ -40,33 +40,37 @@ def test_burst_is_refused_fast_expired_work_is_dropped_and_the_server_recovers(s
     expired0 = counter(before, "pipeline_expired_requests_total")
     late0 = counter(before, "pipeline_late_results_total")
 
-    # 1. Occupy every instance with long work (no deadline): a full batch (one request of
-    #    max_batch_size rows) per instance, one computing, the others holding theirs while they
-    #    wait for the compute baton (in execution for Triton, not queued), while one more long
-    #    request waits in the queue; with one request pending (stable for the length of a long
-    #    call) every later request waits for a long call.
-    long, threads = [], []
-    for i, rows in enumerate([batch] * n + [1]):
-        threads.append(threading.Thread(target=call, args=(server, "http", 120, i, long), kwargs={"rows": rows}))
-        threads[-1].start()
-    wait_for(lambda: all_busy_one_queued(server, n), 120, "a long request in execution on every instance, one queued")
+    # 1. Occupy every instance while the test holds the compute baton: a full batch (one request
+    #    of max_batch_size rows) per instance, each held in execution (for Triton, not queued)
+    #    while it waits for the baton, and one more request in the queue; every later request
+    #    waits until the test lets go, however long the host takes to send them.
+    long, short, burst, threads = [], [], [], []
+    with baton_held(server):
+        for i, rows in enumerate([batch] * n + [1]):
+            threads.append(threading.Thread(target=call, args=(server, "http", 2, i, long), kwargs={"rows": rows}))
+            threads[-1].start()
+        wait_for(lambda: all_waiting_one_queued(server, n), 120, "a batch in execution on every instance, one queued")
 
-    # 2. Fill the queue with callers who give up in 200 ms and only say so with deadline_ms (no
-    #    Triton timeout): they are still queued when the long call ends, so the runtime must drop them.
-    short = []
-    deadline = {"deadline_ms": now_ms() + 200}
-    for i in range(queue_size - 1):
-        threads.append(threading.Thread(target=call, args=(server, "http", 20, 100 + i, short),
-                                        kwargs={"parameters": deadline}))
-        threads[-1].start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
+        # 2. Fill the queue with callers who give up in 200 ms and only say so with deadline_ms (no
+        #    Triton timeout): they are still queued when the baton is let go, so the runtime must drop them.
+        deadline_ms = now_ms() + 200
+        for i in range(queue_size - 1):
+            threads.append(threading.Thread(target=call, args=(server, "http", 20, 100 + i, short),
+                                            kwargs={"parameters": {"deadline_ms": deadline_ms}}))
+            threads[-1].start()
+        wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
 
-    # 3. The burst, far above what the queue holds, over both protocols.
-    burst = []
-    for i in range(40):
-        protocol = "grpc" if i % 2 else "http"
-        threads.append(threading.Thread(target=call, args=(server, protocol, 20, 200 + i, burst)))
-        threads[-1].start()
+        # 3. The burst, far above what the queue holds, over both protocols: every one answered
+        #    while nothing can leave the queue.
+        for i in range(40):
+            protocol = "grpc" if i % 2 else "http"
+            threads.append(threading.Thread(target=call, args=(server, protocol, 20, 200 + i, burst)))
+            threads[-1].start()
+        for t in threads[n + queue_size:]:
+            t.join(timeout=300)
+            assert not t.is_alive(), "a refusal never came"
+        assert not long and not short, "a request left the queue while the baton was held"
+        wait_for(lambda: now_ms() > deadline_ms, 10, "the queued callers' deadline to pass")
     for t in threads:
         t.join(timeout=300)
         assert not t.is_alive(), "a request was never answered"
@@ -105,30 +109,39 @@ def test_client_retries_refusals_within_its_deadline_then_gets_through(server, m
     config = (model_repo / MODEL / "config.pbtxt").read_text()
     queue_size, batch, n = int(read_policy(config)["max_queue_size"]), max_batch_size(config), instance_count(config)
     busy, threads = [], []
-    # The longest calls there are (150 steps): a batch in execution on each instance (one
-    # computing, the others waiting for the compute baton), the queue full behind them. n full
-    # batches and one single first: one request waits only once every instance holds a batch,
-    # whichever of them arrived first (the single cannot join a full batch); then the rest.
-    for i, rows in enumerate([batch] * n + [1] * queue_size):
-        threads.append(threading.Thread(target=call, args=(server, "http", 150, 300 + i, busy), kwargs={"rows": rows}))
+    # While the test holds the compute baton: a batch in execution on each instance (each waiting
+    # for the baton), the queue full behind them. n full batches and one single first: one request
+    # waits only once every instance holds a batch, whichever of them arrived first (the single
+    # cannot join a full batch); then the rest.
+    with baton_held(server):
+        for i, rows in enumerate([batch] * n + [1] * queue_size):
+            threads.append(threading.Thread(target=call, args=(server, "http", 2, 300 + i, busy), kwargs={"rows": rows}))
+            threads[-1].start()
+            if i == n:
+                wait_for(lambda: all_waiting_one_queued(server, n), 120,
+                         "a batch in execution on every instance and one request queued")
+        wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
+
+        inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})
+        short = Attempts()
+        with pytest.raises(InferenceServerException) as e:
+            infer(MODEL, inputs, url=server.http_url, deadline_s=0.3, attempts=short)
+        assert is_refusal(e.value.status(), e.value.message()), e.value.message()
+        assert short.refusals >= 1 and short.count == short.refusals  # refused each time, retried within 0.3 s
+        assert not busy, "a request left the queue while the baton was held"
+
+        # A patient caller (as many attempts as its deadline allows) is refused while the queue
+        # stays full, and gets through once the instances can compute again.
+        patient, answer = Attempts(), {}
+        def patient_call() -> None:
+            answer["out"] = infer(MODEL, inputs, url=server.http_url, deadline_s=120, attempts=patient,
+                                  policy=RetryPolicy(max_attempts=1000, cap_s=0.5))
+        threads.append(threading.Thread(target=patient_call))
         threads[-1].start()
-        if i == n:
-            wait_for(lambda: all_busy_one_queued(server, n), 120,
-                     "a batch in execution on every instance and one request queued")
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == queue_size, 60, "the queue to be full")
-
-    inputs = build_inputs(MODEL, prompt="a boat", image=png(64, 7), gen_args={"num_inference_steps": 2, "seed": 1})
-    short = Attempts()
-    with pytest.raises(InferenceServerException) as e:
-        infer(MODEL, inputs, url=server.http_url, deadline_s=0.3, attempts=short)
-    assert is_refusal(e.value.status(), e.value.message()), e.value.message()
-    assert short.refusals >= 1 and short.count == short.refusals  # refused each time, retried within 0.3 s
-
-    patient = Attempts()
-    out = infer(MODEL, inputs, url=server.http_url, deadline_s=120, attempts=patient,
-                policy=RetryPolicy(max_attempts=1000, cap_s=0.5))  # as many as the deadline allows
-    assert out["generated_image"].shape == (1, 1)
-    assert patient.count == patient.refusals + 1  # refusals, then one success
+        wait_for(lambda: patient.refusals >= 2, 60, "the patient caller to be refused twice")
     for t in threads:
         t.join(timeout=300)
+        assert not t.is_alive(), "a request was never answered"
+    assert answer["out"]["generated_image"].shape == (1, 1)
+    assert patient.count == patient.refusals + 1  # refusals, then one success
     assert [r[1] for r in busy] == ["ok"] * (queue_size + n)

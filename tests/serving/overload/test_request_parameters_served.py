@@ -16,7 +16,7 @@ from serving.runtime.capacity.admission import instance_count
 from serving.runtime.deadline import HEADER, now_ms
 from bench.loadtest.stats import pending_from_metrics
 from tests.conftest import wait_for
-from tests.serving.overload.conftest import MODEL, all_busy_one_queued, counter, inputs, metrics
+from tests.serving.overload.conftest import MODEL, all_waiting_one_queued, baton_held, counter, inputs, metrics
 
 IMAGE_SEED = 3  # every request here sends the same image: png(64, 3)
 
@@ -67,25 +67,25 @@ def test_batch_mate_with_a_bad_parameter_gets_its_error_and_is_not_computed(serv
 def check_batch_mates(server, spool: Path, client, n: int) -> None:
     pairs0, singles0 = batch_count(client, 2), batch_count(client, 1)
     results: dict = {}
-    # 1. Occupy every one of the n instances with a long call of a full batch (one computing, the
-    #    others holding theirs in execution while they wait for the compute baton) and queue one
-    #    more (stable for the length of a long call). The next two requests queue behind it; no
-    #    full batch has room for them, so they leave the queue together: one execute() call.
+    # 1. While the test holds the compute baton, occupy every one of the n instances with a full
+    #    batch (each held in execution while it waits for the baton) and queue one more full batch.
+    #    The next two requests queue behind it; no full batch has room for them, so they leave the
+    #    queue together: one execute() call.
     keys = ["busy", *(f"filler-{i}" for i in range(n))]
-    long = [threading.Thread(target=call, args=(server, results, key, 150), kwargs={"rows": 4}) for key in keys]
-    for t in long:
-        t.start()
-    wait_for(lambda: all_busy_one_queued(server, n), 120, "a long call in execution on every instance, one queued")
-    # 2. Two requests with the same inputs (they would share one pipeline call), one of them
-    #    with an image_encoding the server does not know.
-    mates = [threading.Thread(target=call, args=(server, results, "good", 2)),
-             threading.Thread(target=call, args=(server, results, "bad", 2),
-                              kwargs={"parameters": {"image_encoding": "bogus"}})]
-    for t in mates:
-        t.start()
-    wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 3 or results, 120,
-             "both requests queued behind the long calls")
-    assert not results, "a long call ended before both requests were queued: cannot be sure they batch"
+    long = [threading.Thread(target=call, args=(server, results, key, 2), kwargs={"rows": 4}) for key in keys]
+    with baton_held(server):
+        for t in long:
+            t.start()
+        wait_for(lambda: all_waiting_one_queued(server, n), 120, "a batch in execution on every instance, one queued")
+        # 2. Two requests with the same inputs (they would share one pipeline call), one of them
+        #    with an image_encoding the server does not know.
+        mates = [threading.Thread(target=call, args=(server, results, "good", 2)),
+                 threading.Thread(target=call, args=(server, results, "bad", 2),
+                                  kwargs={"parameters": {"image_encoding": "bogus"}})]
+        for t in mates:
+            t.start()
+        wait_for(lambda: pending_from_metrics(metrics(server), MODEL) == 3, 120, "both requests queued behind the batches")
+        assert not results, "a request left the queue while the baton was held"
     for t in (*long, *mates):
         t.join(timeout=300)
         assert not t.is_alive(), "a request was never answered"
