@@ -12,9 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
-from PIL import Image
+# One compute thread per test process: `make test` runs three workers on two cores, and each
+# worker, and every server and subprocess it starts, would otherwise run thread pools as wide as
+# the host (torch's intra-op pool, MKL, OpenBLAS; model processes get two from
+# serving.launch.server), whose threads spin at every barrier on cores the other workers need.
+# Set before numpy or torch is imported (they read it then); a value already set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
