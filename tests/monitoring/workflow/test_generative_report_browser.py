@@ -31,9 +31,9 @@ def generative_report(generative_scored, tmp_path_factory):
     store, run = generative_scored
     root = tmp_path_factory.mktemp("gen-browser")
     shutil.copytree(store, root / "store")
-    # PCA: every space's map renders the same way under either projection; UMAP's first fit in a
-    # process (numba compiling) was most of this unit's CPU, and test_report_browser.py already
-    # renders the UMAP default in a browser
+    # PCA: the map's projection is not what this checks, UMAP's first fit in a process (numba
+    # compiling) was most of this unit's CPU, and test_report_browser.py renders the UMAP default
+    # in a browser
     return build_report(root / "store", MODEL, root / "report", run=copy.deepcopy(run), projection="pca")
 
 
