@@ -59,11 +59,17 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condit
         time.sleep(step)
 
 
+def baton_files(baton_dir: Path, server_pid: int, model: str) -> list[Path]:
+    """The model's compute baton files of tritonserver `server_pid` (serving/runtime/baton.py
+    names them ``<server pid>-<model>-<device>.lock``; one per device, made by its first call)."""
+    return sorted(Path(baton_dir).glob(f"{server_pid}-{model}-*.lock"))
+
+
 def baton_locks(baton_dir: Path, server_pid: int, model: str) -> tuple[int | None, int]:
     """The model's compute baton (serving/runtime/baton.py) in the kernel's lock table: the pid
     holding it (the stub computing a batch; None: nobody is computing) and how many instances
     wait for it, each holding a batch Triton counts as in execution."""
-    inodes = {f.stat().st_ino for f in Path(baton_dir).glob(f"{server_pid}-{model}-*.lock")}
+    inodes = {f.stat().st_ino for f in baton_files(baton_dir, server_pid, model)}
     holder, waiters = None, 0
     with open("/proc/locks") as fh:
         for line in fh:

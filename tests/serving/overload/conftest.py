@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from bench.loadtest.stats import pending_from_metrics
 from serving.launch.server import TritonProcess
 from serving.runtime.baton import ComputeBaton, baton_dir
-from tests.conftest import baton_locks, free_port, png
+from tests.conftest import baton_files, baton_locks, free_port, png
 
 MODEL = "sd_img2img"
 
@@ -72,7 +72,7 @@ def baton_paths(server: TritonProcess) -> list[Path]:
     """MODEL's compute baton files in `server` (one per device). A baton file is made by its first
     pipeline call, so one short call is sent first if none has run yet."""
     def found() -> list[Path]:
-        return sorted(baton_dir().glob(f"{server.proc.pid}-{MODEL}-*.lock"))
+        return baton_files(baton_dir(), server.proc.pid, MODEL)
     if not found():
         client = httpclient.InferenceServerClient(server.http_url)
         try:
