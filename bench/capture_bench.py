@@ -6,7 +6,7 @@ sidecar draining the spool as in production), one with capture off (per-model sa
 a second server run swaps the roles. Rounds alternate between the two so slow
 drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
 
-    python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40]
+    python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40] [--block 20]
 
 Thumbnails (CAPTURE_THUMBNAILS=1): ``--thumbnails`` measures instead what they add per record,
 in one process, thumbnails on and off interleaved on the same decoded inputs: CPU time of the
@@ -128,21 +128,36 @@ def summarize(lat: list[float], rps: list[float]) -> dict:
 
 
 def measure(server: TritonProcess, on: str, off: str, images: list[bytes], rounds: int, requests: int,
-            lat: dict, rps: dict, paired: dict | None = None) -> None:
+            lat: dict, rps: dict, paired: dict | None = None, block: int = 0) -> None:
     """Alternating rounds on the two copies; results keyed by condition ("on"/"off"). ``paired``
     gets each round's (p50 on, p50 off, req/s on, req/s off): side by side in time, so their
-    ratio is what a drifting background load disturbs least."""
+    ratio is what a drifting background load disturbs least.
+
+    ``block`` (concurrency 1 only; 0: the whole round): a round's requests go to the two copies
+    in blocks of this many, in A B B A order, so the host's swings of a few seconds fall on both
+    alike. At concurrency 8 a block is always the whole round: a short block would mostly measure
+    8 callers ramping up and down."""
     for model in (on, off):  # warm-up
         run_load(server.grpc_url, model, images, 2, 8)
     for level, concurrency in LEVELS:
+        size = block if concurrency == 1 and 0 < block < requests else requests
         for r in range(rounds):
+            first = (("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))
+            got: dict[str, list[float]] = {"on": [], "off": []}
+            took = {"on": 0.0, "off": 0.0}
+            for j, start in enumerate(range(0, requests, size)):
+                for cond, model in (first if j % 2 == 0 else first[::-1]):
+                    n = min(size, requests - start)
+                    l, t = run_load(server.grpc_url, model, images, concurrency, n)
+                    got[cond] += l
+                    took[cond] += n / t
             this_round = {}
-            for cond, model in ((("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))):
-                l, t = run_load(server.grpc_url, model, images, concurrency, requests)
-                lat[level][cond] += l
+            for cond, model in first:
+                t = requests / took[cond]
+                lat[level][cond] += got[cond]
                 rps[level][cond].append(t)
-                this_round[cond] = (float(np.percentile(l, 50)), t)
-                print(f"{level} round {r + 1}/{rounds} capture {cond} ({model}): p50 {np.percentile(l, 50):.1f} ms, "
+                this_round[cond] = (float(np.percentile(got[cond], 50)), t)
+                print(f"{level} round {r + 1}/{rounds} capture {cond} ({model}): p50 {this_round[cond][0]:.1f} ms, "
                       f"{t:.1f} req/s", flush=True)
             if paired is not None:
                 paired[level].append((this_round["on"][0], this_round["off"][0], this_round["on"][1], this_round["off"][1]))
@@ -347,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
     p.add_argument("--rounds", type=int, default=6, help="rounds per server run (two runs, roles swapped)")
     p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
+    p.add_argument("--block", type=int, default=0,
+                   help="at concurrency 1, alternate the copies every N requests within a round (A B B A); 0: whole rounds")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
@@ -385,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                                    extra_env={"CAPTURE_SPOOL_DIR": str(spool), key: "0", **extra_env})
             server.start(wait_s=600)
             try:
-                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired)
+                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired, block=a.block)
             finally:
                 server.stop()
     finally:
@@ -412,16 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         captured = None
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
-              "requests_per_round": a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
+              "requests_per_round": a.requests, "block_concurrency_1": a.block or a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
               "sidecar": not a.no_sidecar, "load_average_start": load_start, "load_average_end": load_end,
               "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
               "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}{a.tag}.json").write_text(json.dumps(report, indent=2))
+    block_text = (f" (at concurrency 1 each round in blocks of {a.block}, A B B A)"
+                  if 0 < a.block < a.requests else "")
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
              f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
              f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
-             f"and run. {os.cpu_count()} CPU cores shared by client, server"
+             f"and run{block_text}. {os.cpu_count()} CPU cores shared by client, server"
              f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}. Load average (1/5/15 min) "
              f"at start {', '.join(f'{x:.1f}' for x in load_start)}, at end {', '.join(f'{x:.1f}' for x in load_end)}"
              f"{'; server env ' + str(extra_env) if extra_env else ''}.", "",
