@@ -132,7 +132,8 @@ def score_job(store: Path, d: int, n_ref: int, cluster: str | None, phase: str =
     if cluster == "local2":
         from distributed import Client, LocalCluster
 
-        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None))
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address="127.0.0.1:0"))
     elif cluster:
         from distributed import Client
 

@@ -114,6 +114,8 @@ def dask_client() -> Iterator[Any]:
     """A client on a real two-worker Dask cluster (worker processes, loopback only)."""
     from distributed import Client, LocalCluster  # slow to import: only for the tests that use a cluster
 
+    # The scheduler's HTTP server on a free loopback port: None still tries 8787 first and warns
+    # when another test process's cluster holds it.
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
