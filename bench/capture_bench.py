@@ -22,6 +22,11 @@ references, the queue put) and, per record, what the worker spends building and 
 records, with a cProfile of ``observe``.
 
     python bench/capture_bench.py --profile [--rounds 5]
+
+Several committed runs side by side (``--summary``): each ratio's mean and sd over the runs, how
+many runs were above the goal, and each run's per-round spread (what one run's noise is).
+
+    python bench/capture_bench.py --summary 2026-12-04-f 2026-12-04-g [--tag=-x]
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from serving.launch.server import TritonProcess, free_port, server_env  # noqa: 
 
 OFF = "resnet_classifier_nocapture"
 ON = "resnet_classifier"
+#: P2's goal: every cost ratio (p50 and p99 on/off, throughput off/on, concurrency 1 and 8) at most this.
+P2_GOAL = 1.03
 
 
 def build_repo(out: Path, arch: str) -> Path:
@@ -164,6 +171,49 @@ def measure(server: TritonProcess, on: str, off: str, images: list[bytes], round
 
 
 LEVELS = (("latency (concurrency 1)", 1), ("throughput (concurrency 8)", 8))
+
+
+RATIOS = (("p50 on÷off", lambda r: r["p50_ratio_on_off"]), ("p99 on÷off", lambda r: r["p99_ratio_on_off"]),
+          ("throughput off÷on", lambda r: 1.0 / r["throughput_ratio_on_off"]))
+
+
+def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
+    """Several committed runs side by side: each ratio's mean and sd over the runs and how many
+    were above the goal, and the per-round spread of each run (what one run's noise is)."""
+    docs = {name: json.loads((out / f"capture-{arch}-{name}.json").read_text()) for name in runs}
+    levels = [level for level, _ in LEVELS]
+    table = {}
+    for level in levels:
+        for label, get in RATIOS:
+            v = np.array([get(d["results"][level]) for d in docs.values()])
+            table[f"{level}: {label}"] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                                          "above_goal": int((v > P2_GOAL).sum()), "runs": int(v.size),
+                                          "min": float(v.min()), "max": float(v.max())}
+    spread = {}
+    for name, d in docs.items():
+        spread[name] = {}
+        for level in levels:
+            pr = np.asarray(d["results"][level]["per_round"]["rounds"])
+            spread[name][level] = float((pr[:, 0] / pr[:, 1]).std())
+    date = dt.date.today().isoformat()
+    report = {"benchmark": "P2 runs side by side", "date": date, "runs": runs, "goal": P2_GOAL, "ratios": table,
+              "per_round_p50_ratio_sd": spread}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"capture-{arch}-summary-{date}{tag}.json").write_text(json.dumps(report, indent=2))
+    lines = [f"# P2 runs side by side — {arch}, {date}", "",
+             "Runs: " + ", ".join(f"[{n}](capture-{arch}-{n}.md)" for n in runs) + ".", "",
+             f"| ratio | mean ± sd over the runs | min – max | runs above {P2_GOAL} |", "|---|---|---|---|"]
+    for key, t in table.items():
+        lines.append(f"| {key} | {t['mean']:.3f} ± {t['sd']:.3f} | {t['min']:.3f} – {t['max']:.3f} | "
+                     f"{t['above_goal']} of {t['runs']} |")
+    lines += ["", "Within each run, the sd of the per-round p50 on÷off ratio (the host's swings between rounds):", "",
+              "| run | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+    for name, per in spread.items():
+        lines.append(f"| {name} | " + " | ".join(f"{per[level]:.3f}" for level in levels) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / f"capture-{arch}-summary-{date}{tag}.md").write_text(text)
+    print(text)
+    return 0
 
 
 def parquet_bytes(records: list[dict]) -> int:
@@ -364,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
     p.add_argument("--block", type=int, default=0,
                    help="at concurrency 1, alternate the copies every N requests within a round (A B B A); 0: whole rounds")
+    p.add_argument("--summary", nargs="+", metavar="RUN",
+                   help="side by side: committed runs by name (e.g. 2026-12-04-f), mean and sd of each ratio")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment (e.g. CAPTURE_FLUSH_INTERVAL_S=2)")
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
@@ -371,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="where capture's CPU goes, in-process (no server)")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. --tag=-b: capture-resnet50-<date>-b.md)")
     a = p.parse_args(argv)
+    if a.summary:
+        return summary(a.summary, a.arch, a.out, a.tag)
     if a.profile:
         return request_thread_profile(a.rounds, a.out, tag=a.tag)
     if a.thumbnails:
