@@ -24,8 +24,11 @@ cost was 1.033 (p50), 1.140 (p99) and 1.034 (throughput) at +10
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+
+log = logging.getLogger(__name__)
 
 #: Niceness the sidecar adds to itself at start (its ``--niceness``; CAPTURE_NICENESS=0 disables).
 DEFAULT_NICENESS = 19
@@ -34,18 +37,26 @@ DEFAULT_THREAD_NICENESS = 0
 
 
 def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
+    """``$name`` as an integer, ``default`` when unset or empty; ValueError naming it otherwise.
+    (The sidecar's CAPTURE_NICENESS is its ``--niceness`` default, checked by its command line.)"""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
-
-
-def niceness() -> int:
-    return _env_int("CAPTURE_NICENESS", DEFAULT_NICENESS)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer niceness increment (0 leaves the priority; "
+                         f"default {default})") from None
 
 
 def thread_niceness() -> int:
-    return _env_int("CAPTURE_THREAD_NICENESS", DEFAULT_THREAD_NICENESS)
+    """The capture threads' increment (CAPTURE_THREAD_NICENESS). Read on the capture worker, which
+    must never stop over it: a bad value is logged, and the default is used."""
+    try:
+        return _env_int("CAPTURE_THREAD_NICENESS", DEFAULT_THREAD_NICENESS)
+    except ValueError as exc:
+        log.warning("%s; using %d", exc, DEFAULT_THREAD_NICENESS)
+        return DEFAULT_THREAD_NICENESS
 
 
 def lower_current_thread_priority() -> bool:

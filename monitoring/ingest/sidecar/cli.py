@@ -17,8 +17,16 @@ import sys
 from monitoring.cli import add_store_args, command, default_spool_dir
 from monitoring.analysis.watch.cloudwatch import add_publish_args
 
-from monitoring.capture.priority import niceness, renice_process
+from monitoring.capture.priority import DEFAULT_NICENESS, renice_process
 from monitoring.capture.sidecar_command import DEFAULT_METRICS_PORT
+
+
+def _niceness(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"niceness (--niceness / CAPTURE_NICENESS) must be an integer: 0 leaves the "
+                                         f"priority, 19 is the lowest; got {text!r}") from None
 
 
 def _retain_days(text: str) -> float:
@@ -43,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datacapture-dir", default=None, help="also export SageMaker Data Capture JSON lines to this dir or s3:// prefix")
     p.add_argument("--datacapture-endpoint", default="local-endpoint", help="endpoint name in the Data Capture layout")
     p.add_argument("--datacapture-variant", default="AllTraffic", help="variant name in the Data Capture layout")
-    p.add_argument("--niceness", type=int, default=niceness(), metavar="N",
+    p.add_argument("--niceness", type=_niceness, default=os.environ.get("CAPTURE_NICENESS") or str(DEFAULT_NICENESS),
+                   metavar="N",
                    help="add N to this process's niceness at start: it yields the cores to inference "
                         "(default: $CAPTURE_NICENESS or 19; 0 leaves it; monitoring/capture/priority.py)")
     p.add_argument("--poll-interval", type=float, default=0.2, metavar="S", help="spool scan interval when idle")
