@@ -96,6 +96,10 @@ def payloads(n: int = 16) -> list[bytes]:
     return out
 
 
+#: ``--trace``: every request's (model, concurrency, wall-clock start in s, latency in ms), in order.
+TRACE: list[tuple[str, int, float, float]] | None = None
+
+
 def run_load(url: str, model: str, images: list[bytes], concurrency: int, total: int) -> tuple[list[float], float]:
     """Closed loop: `concurrency` workers, `total` requests; returns latencies (ms) and req/s."""
     import tritonclient.grpc as grpcclient
@@ -113,10 +117,12 @@ def run_load(url: str, model: str, images: list[bytes], concurrency: int, total:
                 break
             t = grpcclient.InferInput("image", [1, 1], "BYTES")
             t.set_data_from_numpy(np.array([[images[i % len(images)]]], dtype=object))
-            start = time.perf_counter()
+            wall, start = time.time(), time.perf_counter()
             client.infer(model, [t])
             with lock:
                 latencies.append((time.perf_counter() - start) * 1000)
+                if TRACE is not None:
+                    TRACE.append((model, concurrency, wall, latencies[-1]))
         client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -421,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sidecar", action="store_true", help="leave the spool undrained (isolates the model-side cost)")
     p.add_argument("--thumbnails", action="store_true", help="measure what CAPTURE_THUMBNAILS=1 adds per record (no server)")
     p.add_argument("--profile", action="store_true", help="where capture's CPU goes, in-process (no server)")
+    p.add_argument("--trace", action="store_true",
+                   help="also write every request's start and latency, the server runs' roles and the store's files "
+                        "with their write times (capture-<arch>-<date><tag>-trace.json), and the sidecar's log")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. --tag=-b: capture-resnet50-<date>-b.md)")
     a = p.parse_args(argv)
     if a.summary:
@@ -435,11 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(spool, ignore_errors=True)
     shutil.rmtree(store, ignore_errors=True)
     spool.mkdir(parents=True)
+    global TRACE
+    TRACE = [] if a.trace else None
+    runs: list[dict] = []
+    sidecar_log = open(work / "sidecar.log", "wb") if a.trace else subprocess.DEVNULL
     # The command line the model processes start it with (monitoring.capture.sidecar_command).
     sidecar = None if a.no_sidecar else subprocess.Popen(
         sidecar_command.argv({"CAPTURE_SPOOL_DIR": str(spool), "CAPTURE_STORE": str(store),
                               "CAPTURE_SIDECAR_METRICS_PORT": "-1"}),
-        cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A session of its own, as the model processes start it (serving/runtime/host_services.py):
+        # on a host with autogroups that decides whom its niceness yields to (bench/nice_bench.py).
+        cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=sidecar_log, start_new_session=True)
     images = payloads()
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     lat = {level: {"on": [], "off": []} for level, _ in LEVELS}
@@ -455,14 +470,18 @@ def main(argv: list[str] | None = None) -> int:
                                    log_path=work / "tritonserver.log", models=(ON, OFF),
                                    extra_env={"CAPTURE_SPOOL_DIR": str(spool), key: "0", **extra_env})
             server.start(wait_s=600)
+            runs.append({"on": on, "off": off, "start": time.time()})
             try:
                 measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired, block=a.block)
             finally:
                 server.stop()
+            runs[-1]["end"] = time.time()
     finally:
         if sidecar is not None:
             sidecar.terminate()
             sidecar.wait(120)
+        if a.trace:
+            sidecar_log.close()
     results = {}
     for level, _ in LEVELS:
         on, off = summarize(lat[level]["on"], rps[level]["on"]), summarize(lat[level]["off"], rps[level]["off"])
@@ -489,6 +508,11 @@ def main(argv: list[str] | None = None) -> int:
               "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}{a.tag}.json").write_text(json.dumps(report, indent=2))
+    if a.trace:
+        files = sorted((str(f.relative_to(store)), f.stat().st_mtime) for f in store.rglob("*") if f.is_file())
+        (a.out / f"capture-{a.arch}-{date}{a.tag}-trace.json").write_text(json.dumps(
+            {"runs": runs, "requests": TRACE, "store_files": files,
+             "sidecar_log": (work / "sidecar.log").read_text(errors="replace").splitlines()}))
     block_text = (f" (at concurrency 1 each round in blocks of {a.block}, A B B A)"
                   if 0 < a.block < a.requests else "")
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Niceness the sidecar adds to itself at start (its ``--niceness``; CAPTURE_NICENESS=0 disables).
 DEFAULT_NICENESS = 19
+#: The kernel's scheduling group of this process's session (absent without CONFIG_SCHED_AUTOGROUP).
+AUTOGROUP_PATH = "/proc/self/autogroup"
 #: Niceness added to capture threads in a model process (CAPTURE_THREAD_NICENESS).
 DEFAULT_THREAD_NICENESS = 0
 
@@ -73,15 +75,15 @@ def lower_current_thread_priority() -> bool:
         return False
 
 
-def renice_process(inc: int) -> None:
+def renice_process(inc: int) -> int | None:
     """Add ``inc`` (> 0) to the niceness of every thread this process has, capped at 19; threads
     it starts later inherit their creator's. Nothing when ``inc`` is 0 or less; a host that
-    forbids it leaves the process as it was.
+    forbids it leaves the process as it was. Then :func:`renice_autogroup`, whose result it returns.
 
     Linux niceness is per thread (``os.nice`` changes only the caller's), so a process that
     already runs threads (an import's pool) renices each one, as listed in ``/proc/self/task``."""
     if inc <= 0 or not hasattr(os, "setpriority"):
-        return
+        return None
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
@@ -91,3 +93,22 @@ def renice_process(inc: int) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + inc))
     except OSError:  # a thread that has just ended, or a host that forbids it: keep running
         pass
+    return renice_autogroup(inc)
+
+
+def renice_autogroup(inc: int, path: str = AUTOGROUP_PATH) -> int | None:
+    """Add ``inc`` (> 0) to the nice value of this process's autogroup, capped at 19, when the
+    process leads its own session (the group is then its own: a session's processes share one);
+    returns the group's new nice value, None when it was left alone (not a session leader, no
+    autogroups on this kernel, or the write refused)."""
+    if inc <= 0 or not hasattr(os, "getsid") or os.getsid(0) != os.getpid():
+        return None
+    try:
+        with open(path) as f:
+            current = int(f.read().split()[-1])  # "/autogroup-1815 nice 0"
+        new = min(19, current + inc)
+        with open(path, "w") as f:
+            f.write(str(new))
+        return new
+    except (OSError, ValueError, IndexError):
+        return None

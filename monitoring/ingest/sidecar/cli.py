@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("sidecar", help="run the capture sidecar: spool segments -> Parquet store (+ Prometheus metrics)", configure=add_arguments)
 def run(args: argparse.Namespace) -> int:
-    renice_process(args.niceness)  # first: the threads started below inherit it
+    group_nice = renice_process(args.niceness)  # first: the threads started below inherit it
     from monitoring.ingest.sidecar.service import Sidecar, SidecarBusy
     from monitoring.ingest.sidecar.watching import SidecarWatch
 
@@ -94,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
                                                       cloudwatch_namespace=args.cloudwatch, cloudwatch_mode=args.cloudwatch_mode),
     )
     log = logging.getLogger("monitoring.ingest.sidecar")
+    if args.niceness > 0:
+        # Where a session shares the cores with others as a group (Linux autogroups), niceness
+        # alone yields only to this session's own processes (monitoring/capture/priority.py).
+        log.info("niceness +%d%s", args.niceness, f"; its session's autogroup at nice {group_nice}" if group_nice is not None
+                 else "; autogroup not reniced (shared session, or none on this kernel): where the kernel groups "
+                      "sessions, it yields only within its own")
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: draining the spool and stopping", signal.Signals(signum).name)
