@@ -8,6 +8,10 @@ drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
 
     python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40] [--block 20]
 
+``--trace`` also writes every request's wall-clock start and latency, the server runs' roles, the
+store's files with their write times and the sidecar's log (``capture-<arch>-<date><tag>-trace.json``):
+what the slowest requests overlapped (a compaction, a segment's ingest).
+
 Thumbnails (CAPTURE_THUMBNAILS=1): ``--thumbnails`` measures instead what they add per record,
 in one process, thumbnails on and off interleaved on the same decoded inputs: CPU time of the
 record function (it runs on the capture worker thread, off the response path) and bytes per

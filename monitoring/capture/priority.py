@@ -13,6 +13,18 @@ Until 2026-12-04 only the benchmark and the demo reniced it (from the parent, at
 sidecar that the model processes and the docker entrypoint start, the one production runs, kept
 niceness 0. The tests run it at 0 (CAPTURE_NICENESS=0 in tests/conftest.py, docs/testing.md).
 
+Niceness alone did not make it yield where it mattered (found 2026-12-05). On a Linux host with
+autogroups (``kernel.sched_autogroup_enabled=1``, processes in the root CPU cgroup: most VMs and
+bare hosts; not a container's processes) the scheduler shares the cores between *sessions* at
+equal weight first, and by niceness only within a session. The model processes start the sidecar
+in a session of its own (serving/runtime/host_services.py), so at niceness 19 it still competed with
+tritonserver's session as an equal: a busy nice-19 process there left a two-thread workload 0.52
+of its rate, 0.98 in the workload's own session, 0.95 in its own session with the session's
+autogroup at nice 19 (bench/results/nice-autogroup-2026-12-05.md). So the sidecar, when it leads
+its own session, also renices its autogroup (:func:`renice_autogroup`; the group is then its
+own). Started in a session it shares (the docker entrypoint's, a terminal's) it leaves the group
+alone: the group's other processes would slow with it.
+
 The capture worker thread shares the model process' GIL with the request thread. Reniced, it
 was descheduled while holding the GIL behind the model's own (spinning) intra-op threads, and
 the request thread then waited for a thread that could not run: at concurrency 1 the capture

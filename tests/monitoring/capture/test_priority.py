@@ -3,15 +3,22 @@ is reniced (monitoring/capture/priority.py says why)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from monitoring.capture import Capturer
-from monitoring.capture.priority import thread_niceness
+from monitoring.capture.priority import AUTOGROUP_PATH, thread_niceness
 from monitoring.cli import build_parser
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def worker_niceness(cap: Capturer) -> int:
@@ -64,3 +71,73 @@ def test_sidecar_refuses_a_niceness_that_is_not_an_integer(monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert "niceness (--niceness / CAPTURE_NICENESS) must be an integer" in err
     assert f"got {env or argv[-1]!r}" in err  # the value, as given
+
+
+# -- the sidecar's autogroup ---------------------------------------------------------------------
+# On a Linux host with autogroups the scheduler shares the cores between sessions first and by
+# niceness only within one; the model processes start the sidecar in a session of its own, where a
+# nice-19 sidecar still took half of a two-thread workload (bench/results/nice-autogroup-2026-12-05.md).
+
+needs_autogroup = pytest.mark.skipif(not os.path.exists(AUTOGROUP_PATH),
+                                     reason="this kernel has no autogroups (CONFIG_SCHED_AUTOGROUP off)")
+
+_RENICE = """
+import json, os, sys
+from monitoring.capture.priority import AUTOGROUP_PATH, renice_autogroup, renice_process
+def group():
+    return int(open(AUTOGROUP_PATH).read().split()[-1])
+out = {"before": group(), "first": renice_process(5), "after_first": group(), "second": renice_autogroup(5),
+       "capped": renice_autogroup(19), "after": group(), "thread": os.getpriority(os.PRIO_PROCESS, 0)}
+print(json.dumps(out))
+"""
+
+
+def run_renice(new_session: bool) -> dict:
+    out = subprocess.run([sys.executable, "-c", _RENICE], capture_output=True, text=True, check=True, timeout=60,
+                         start_new_session=new_session, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def group_nice(pid: int | str = "self") -> int:
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+@needs_autogroup
+def test_a_session_leader_renices_its_own_autogroup():
+    r = run_renice(new_session=True)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert r["before"] == 0  # a new session starts a new group at 0
+    assert (r["first"], r["after_first"]) == (5, 5)
+    assert r["second"] == 10  # added to what the group had
+    assert (r["capped"], r["after"]) == (19, 19)
+    assert r["thread"] == min(19, base + 5)  # and the threads as before
+
+
+@needs_autogroup
+def test_a_process_in_a_shared_session_leaves_the_autogroup_alone():
+    # Its group is its parent's (here: pytest's): renicing it would slow every process in it.
+    before = group_nice()
+    r = run_renice(new_session=False)
+    assert (r["first"], r["second"], r["capped"]) == (None, None, None)
+    assert r["before"] == r["after"] == before == group_nice()
+
+
+@needs_autogroup
+def test_the_sidecar_in_its_own_session_yields_as_a_group(tmp_path):
+    # Started as the model processes start it (a session of its own), at its default niceness.
+    spool, log = tmp_path / "spool", tmp_path / "sidecar.log"
+    spool.mkdir()
+    env = dict(os.environ)
+    env.pop("CAPTURE_NICENESS", None)  # tests/conftest.py sets 0 for the suite
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "monitoring.ingest.sidecar", "--spool", str(spool), "--store",
+                                 str(tmp_path / "store"), "--metrics-port", "-1", "--no-watch"],
+                                cwd=ROOT, env=env, stderr=err, start_new_session=True)
+    try:
+        wait_for(lambda: "sidecar started" in log.read_text(), timeout=60, what="the sidecar's start")
+        assert group_nice(proc.pid) == 19
+        assert int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) == 19  # its niceness
+        assert "niceness +19; its session's autogroup at nice 19" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0
