@@ -6,7 +6,7 @@ sidecar draining the spool as in production), one with capture off (per-model sa
 a second server run swaps the roles. Rounds alternate between the two so slow
 drifts of a shared machine hit both alike. Goal: p50(on) / p50(off) <= 1.03.
 
-    python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40] [--block 20]
+    python bench/capture_bench.py [--arch resnet50|tiny] [--rounds 6] [--requests 40] [--block 20] [--block8 40]
 
 ``--trace`` also writes every request's wall-clock start and latency, the server runs' roles, the
 store's files with their write times and the sidecar's log (``capture-<arch>-<date><tag>-trace.json``):
@@ -145,19 +145,20 @@ def summarize(lat: list[float], rps: list[float]) -> dict:
 
 
 def measure(server: TritonProcess, on: str, off: str, images: list[bytes], rounds: int, requests: int,
-            lat: dict, rps: dict, paired: dict | None = None, block: int = 0) -> None:
+            lat: dict, rps: dict, paired: dict | None = None, block: int = 0, block8: int = 0) -> None:
     """Alternating rounds on the two copies; results keyed by condition ("on"/"off"). ``paired``
     gets each round's (p50 on, p50 off, req/s on, req/s off): side by side in time, so their
     ratio is what a drifting background load disturbs least.
 
-    ``block`` (concurrency 1 only; 0: the whole round): a round's requests go to the two copies
-    in blocks of this many, in A B B A order, so the host's swings of a few seconds fall on both
-    alike. At concurrency 8 a block is always the whole round: a short block would mostly measure
-    8 callers ramping up and down."""
+    ``block`` (concurrency 1; 0: the whole round): a round's requests go to the two copies in
+    blocks of this many, in A B B A order, so the host's swings of a few seconds fall on both
+    alike. ``block8``: the same at concurrency 8 (0: the whole round); each block starts and drains
+    its 8 callers, so keep it several times 8."""
     for model in (on, off):  # warm-up
         run_load(server.grpc_url, model, images, 2, 8)
     for level, concurrency in LEVELS:
-        size = block if concurrency == 1 and 0 < block < requests else requests
+        size = {1: block, 8: block8}.get(concurrency, 0)
+        size = size if 0 < size < requests else requests
         for r in range(rounds):
             first = (("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))
             got: dict[str, list[float]] = {"on": [], "off": []}
@@ -424,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
     p.add_argument("--block", type=int, default=0,
                    help="at concurrency 1, alternate the copies every N requests within a round (A B B A); 0: whole rounds")
+    p.add_argument("--block8", type=int, default=0,
+                   help="at concurrency 8, alternate the copies every N requests within a round (A B B A); 0: whole rounds")
     p.add_argument("--summary", nargs="+", metavar="RUN",
                    help="side by side: committed runs by name (e.g. 2026-12-04-f), mean and sd of each ratio")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             server.start(wait_s=600)
             runs.append({"on": on, "off": off, "start": time.time()})
             try:
-                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired, block=a.block)
+                measure(server, on, off, images, a.rounds, a.requests, lat, rps, paired, block=a.block, block8=a.block8)
             finally:
                 server.stop()
             runs[-1]["end"] = time.time()
@@ -506,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         captured = None
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
-              "requests_per_round": a.requests, "block_concurrency_1": a.block or a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
+              "requests_per_round": a.requests, "block_concurrency_1": a.block or a.requests, "block_concurrency_8": a.block8 or a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
               "sidecar": not a.no_sidecar, "load_average_start": load_start, "load_average_end": load_end,
               "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
               "worst_ratio": worst, "results": results}
@@ -517,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / f"capture-{a.arch}-{date}{a.tag}-trace.json").write_text(json.dumps(
             {"runs": runs, "requests": TRACE, "store_files": files,
              "sidecar_log": (work / "sidecar.log").read_text(errors="replace").splitlines()}))
-    block_text = (f" (at concurrency 1 each round in blocks of {a.block}, A B B A)"
-                  if 0 < a.block < a.requests else "")
+    blocks = [f"at concurrency {c} in blocks of {n}" for c, n in ((1, a.block), (8, a.block8)) if 0 < n < a.requests]
+    block_text = f" (each round {' and '.join(blocks)}, A B B A)" if blocks else ""
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
              f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
              f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
