@@ -126,7 +126,7 @@ def run_load(url: str, model: str, images: list[bytes], concurrency: int, total:
             with lock:
                 latencies.append((time.perf_counter() - start) * 1000)
                 if TRACE is not None:
-                    TRACE.append((model, concurrency, wall, latencies[-1]))
+                    TRACE.append((model, concurrency, round(wall, 4), round(latencies[-1], 2)))
         client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", choices=["resnet50", "tiny"], default="resnet50")
     p.add_argument("--rounds", type=int, default=6, help="rounds per server run (two runs, roles swapped)")
     p.add_argument("--requests", type=int, default=40, help="requests per model per round and load level")
+    p.add_argument("--server-runs", type=int, default=2,
+                   help="server starts, the copies' roles swapped at each (an even number; default 2)")
     p.add_argument("--block", type=int, default=0,
                    help="at concurrency 1, alternate the copies every N requests within a round (A B B A); 0: whole rounds")
     p.add_argument("--block8", type=int, default=0,
@@ -439,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                         "with their write times (capture-<arch>-<date><tag>-trace.json), and the sidecar's log")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. --tag=-b: capture-resnet50-<date>-b.md)")
     a = p.parse_args(argv)
+    if a.server_runs < 2 or a.server_runs % 2:
+        p.error(f"--server-runs must be an even number >= 2 (each copy capturing in half of them), got {a.server_runs}")
     if a.summary:
         return summary(a.summary, a.arch, a.out, a.tag)
     if a.profile:
@@ -469,9 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     paired: dict = {level: [] for level, _ in LEVELS}
     load_start = os.getloadavg()
     try:
-        # Two server runs with the copies' roles swapped, so any difference between the two
-        # model processes themselves (placement, thread scheduling) cancels out.
-        for on, off in ((ON, OFF), (OFF, ON)):
+        # Server runs with the copies' roles swapped each time. Two copies of one model differ in
+        # speed by up to ~10 % for a server's lifetime, and a restart draws that again
+        # (docs/bench.md "P2"): only many runs average it out.
+        for k in range(a.server_runs):
+            on, off = (ON, OFF) if k % 2 == 0 else (OFF, ON)
+            marks = {level: {c: len(lat[level][c]) for c in ("on", "off")} for level, _ in LEVELS}
             key = "CAPTURE_SAMPLE_RATE_" + off.upper()
             server = TritonProcess(repo=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                                    log_path=work / "tritonserver.log", models=(ON, OFF),
@@ -483,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             runs[-1]["end"] = time.time()
+            runs[-1]["p50_ratio_on_off"] = {level: float(np.percentile(lat[level]["on"][marks[level]["on"]:], 50)
+                                                         / np.percentile(lat[level]["off"][marks[level]["off"]:], 50))
+                                            for level, _ in LEVELS}
     finally:
         if sidecar is not None:
             sidecar.terminate()
@@ -511,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "P2 capture on vs off", "date": date, "arch": a.arch, "rounds": a.rounds,
               "requests_per_round": a.requests, "block_concurrency_1": a.block or a.requests, "block_concurrency_8": a.block8 or a.requests, "records_captured": captured, "cpu_count": os.cpu_count(),
               "sidecar": not a.no_sidecar, "load_average_start": load_start, "load_average_end": load_end,
-              "env": extra_env, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
+              "env": extra_env, "server_runs": runs, "goal": "p50 and p99 on/off and throughput off/on <= 1.03 at concurrency 1 and 8",
               "worst_ratio": worst, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"capture-{a.arch}-{date}{a.tag}.json").write_text(json.dumps(report, indent=2))
@@ -523,8 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = [f"at concurrency {c} in blocks of {n}" for c, n in ((1, a.block), (8, a.block8)) if 0 < n < a.requests]
     block_text = f" (each round {' and '.join(blocks)}, A B B A)" if blocks else ""
     lines = [f"# P2 capture on vs off — {a.arch}, {date}", "",
-             f"Two copies of the classifier on one tritonserver, one with capture on and one off; two server runs "
-             f"with the roles swapped; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
+             f"Two copies of the classifier on one tritonserver, one with capture on and one off; {a.server_runs} server runs "
+             f"with the roles swapped at each; {a.rounds} alternating rounds of {a.requests} requests per copy, load level "
              f"and run{block_text}. {os.cpu_count()} CPU cores shared by client, server"
              f"{'' if a.no_sidecar else ' and sidecar'}. Records captured: {captured}. Load average (1/5/15 min) "
              f"at start {', '.join(f'{x:.1f}' for x in load_start)}, at end {', '.join(f'{x:.1f}' for x in load_end)}"
@@ -539,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{on['throughput_rps']:.2f} / {off['throughput_rps']:.2f} | {r['p50_ratio_on_off']:.3f} | "
                      f"{r['p99_ratio_on_off']:.3f} | {1.0 / r['throughput_ratio_on_off']:.3f} | "
                      f"{pr['p50_ratio_median']:.3f} | {pr['throughput_off_on_median']:.3f} |")
+    lines += ["", "p50 on÷off of each server run (the copy capturing in brackets): " + "; ".join(
+        f"{i + 1} ({r['on']}): " + " / ".join(f"{r['p50_ratio_on_off'][level]:.3f}" for level, _ in LEVELS)
+        for i, r in enumerate(runs)) + " (concurrency 1 / 8)."]
     text = "\n".join(lines) + "\n"
     (a.out / f"capture-{a.arch}-{date}{a.tag}.md").write_text(text)
     print(text)
