@@ -188,6 +188,25 @@ RATIOS = (("p50 on÷off", lambda r: r["p50_ratio_on_off"]), ("p99 on÷off", lamb
           ("throughput off÷on", lambda r: 1.0 / r["throughput_ratio_on_off"]))
 
 
+def server_run_ratios(doc: dict, trace: Path) -> list[dict[str, float]] | None:
+    """p50 on÷off of each server run of a committed run, by load level: from the run's report, or
+    recomputed from its ``--trace`` file (runs before ``--server-runs``); None without either."""
+    if doc.get("server_runs") and "p50_ratio_on_off" in doc["server_runs"][0]:
+        return [r["p50_ratio_on_off"] for r in doc["server_runs"]]
+    if not trace.exists():
+        return None
+    t = json.loads(trace.read_text())
+    out = []
+    for r in t["runs"]:
+        ratio = {}
+        for level, concurrency in LEVELS:
+            p50 = {m: np.percentile([x[3] for x in t["requests"] if x[0] == m and x[1] == concurrency
+                                     and r["start"] <= x[2] <= r["end"]], 50) for m in (r["on"], r["off"])}
+            ratio[level] = float(p50[r["on"]] / p50[r["off"]])
+        out.append(ratio)
+    return out
+
+
 def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
     """Several committed runs side by side: each ratio's mean and sd over the runs and how many
     were above the goal, and the per-round spread of each run (what one run's noise is)."""
@@ -206,9 +225,10 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
         for level in levels:
             pr = np.asarray(d["results"][level]["per_round"]["rounds"])
             spread[name][level] = float((pr[:, 0] / pr[:, 1]).std())
+    per_server_run = {name: server_run_ratios(d, out / f"capture-{arch}-{name}-trace.json") for name, d in docs.items()}
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 runs side by side", "date": date, "runs": runs, "goal": P2_GOAL, "ratios": table,
-              "per_round_p50_ratio_sd": spread}
+              "per_round_p50_ratio_sd": spread, "per_server_run_p50_ratio": per_server_run}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"capture-{arch}-summary-{date}{tag}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 runs side by side — {arch}, {date}", "",
@@ -221,6 +241,14 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
               "| run | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
     for name, per in spread.items():
         lines.append(f"| {name} | " + " | ".join(f"{per[level]:.3f}" for level in levels) + " |")
+    if any(per_server_run.values()):
+        lines += ["", "p50 on÷off of each server run (a restart draws the two copies' speeds again), where the "
+                  "run's report or its trace has it:", "", "| run | " + " | ".join(levels) + " |",
+                  "|---|" + "---|" * len(levels)]
+        for name, per in per_server_run.items():
+            if per:
+                lines.append(f"| {name} | " + " | ".join(", ".join(f"{r[level]:.3f}" for r in per) for level in levels)
+                             + " |")
     text = "\n".join(lines) + "\n"
     (out / f"capture-{arch}-summary-{date}{tag}.md").write_text(text)
     print(text)
