@@ -28,7 +28,8 @@ records, with a cProfile of ``observe``.
     python bench/capture_bench.py --profile [--rounds 5]
 
 Several committed runs side by side (``--summary``): each ratio's mean and sd over the runs, how
-many runs were above the goal, and each run's per-round spread (what one run's noise is).
+many runs were above the goal, and each run's per-round spread (what one run's noise is); when
+every run was traced, also all their requests pooled as one run (``pooled_ratios``).
 
     python bench/capture_bench.py --summary 2026-12-04-f 2026-12-04-g [--tag=-x]
 """
@@ -207,6 +208,29 @@ def server_run_ratios(doc: dict, trace: Path) -> list[dict[str, float]] | None:
     return out
 
 
+def pooled_ratios(traces: list[dict], rounds: list[dict]) -> dict[str, dict[str, float]]:
+    """The six ratios over several runs' requests as if they were one run: latencies from the
+    runs' ``--trace`` files (each request counted as on or off by its server run's roles),
+    throughput the median of all their rounds' req/s (``rounds``: each run's report results).
+    Only meaningful for runs of one design; one run's own ratios come out unchanged."""
+    out = {}
+    for level, concurrency in LEVELS:
+        lat: dict[str, list[float]] = {"on": [], "off": []}
+        for t in traces:
+            for r in t["runs"]:
+                role = {r["on"]: "on", r["off"]: "off"}
+                for model, c, start, ms in t["requests"]:
+                    if c == concurrency and model in role and r["start"] <= start <= r["end"]:
+                        lat[role[model]].append(ms)
+        pr = np.concatenate([np.asarray(res[level]["per_round"]["rounds"]) for res in rounds])
+        on, off = np.asarray(lat["on"]), np.asarray(lat["off"])
+        out[level] = {"requests_per_condition": int(min(on.size, off.size)),
+                      "p50 on÷off": float(np.percentile(on, 50) / np.percentile(off, 50)),
+                      "p99 on÷off": float(np.percentile(on, 99) / np.percentile(off, 99)),
+                      "throughput off÷on": float(np.median(pr[:, 3]) / np.median(pr[:, 2]))}
+    return out
+
+
 def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
     """Several committed runs side by side: each ratio's mean and sd over the runs and how many
     were above the goal, and the per-round spread of each run (what one run's noise is)."""
@@ -226,9 +250,14 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
             pr = np.asarray(d["results"][level]["per_round"]["rounds"])
             spread[name][level] = float((pr[:, 0] / pr[:, 1]).std())
     per_server_run = {name: server_run_ratios(d, out / f"capture-{arch}-{name}-trace.json") for name, d in docs.items()}
+    traces = {name: out / f"capture-{arch}-{name}-trace.json" for name in runs}
+    pooled = None
+    if all(path.exists() for path in traces.values()):
+        pooled = pooled_ratios([json.loads(path.read_text()) for path in traces.values()],
+                               [d["results"] for d in docs.values()])
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 runs side by side", "date": date, "runs": runs, "goal": P2_GOAL, "ratios": table,
-              "per_round_p50_ratio_sd": spread, "per_server_run_p50_ratio": per_server_run}
+              "per_round_p50_ratio_sd": spread, "per_server_run_p50_ratio": per_server_run, "pooled": pooled}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"capture-{arch}-summary-{date}{tag}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 runs side by side — {arch}, {date}", "",
@@ -237,6 +266,13 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
     for key, t in table.items():
         lines.append(f"| {key} | {t['mean']:.3f} ± {t['sd']:.3f} | {t['min']:.3f} – {t['max']:.3f} | "
                      f"{t['above_goal']} of {t['runs']} |")
+    if pooled:
+        lines += ["", "All the runs' requests pooled, as one run (latencies from their traces; throughput the median "
+                  "of all their rounds):", "", "| load | requests per condition | p50 on÷off | p99 on÷off | "
+                  "throughput off÷on |", "|---|---|---|---|---|"]
+        for level, r in pooled.items():
+            lines.append(f"| {level} | {r['requests_per_condition']} | {r['p50 on÷off']:.3f} | {r['p99 on÷off']:.3f} | "
+                         f"{r['throughput off÷on']:.3f} |")
     lines += ["", "Within each run, the sd of the per-round p50 on÷off ratio (the host's swings between rounds):", "",
               "| run | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
     for name, per in spread.items():
