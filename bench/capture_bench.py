@@ -249,8 +249,8 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
         for level in levels:
             pr = np.asarray(d["results"][level]["per_round"]["rounds"])
             spread[name][level] = float((pr[:, 0] / pr[:, 1]).std())
-    per_server_run = {name: server_run_ratios(d, out / f"capture-{arch}-{name}-trace.json") for name, d in docs.items()}
     traces = {name: out / f"capture-{arch}-{name}-trace.json" for name in runs}
+    per_server_run = {name: server_run_ratios(d, traces[name]) for name, d in docs.items()}
     pooled = None
     if all(path.exists() for path in traces.values()):
         pooled = pooled_ratios([json.loads(path.read_text()) for path in traces.values()],

@@ -47,3 +47,21 @@ def test_two_runs_pool_their_requests_and_rounds():
     assert 1.0 < got[LEVEL1]["p50 on÷off"] < 1.2
     assert got[LEVEL8]["p99 on÷off"] > got[LEVEL8]["p50 on÷off"] > 1.0
     assert got[LEVEL1]["throughput off÷on"] == pytest.approx(1.1)  # median of 10, 10, ..., 12, 12
+
+
+def test_a_committed_run_pools_to_the_ratios_its_report_gives():
+    # The run and its trace as the benchmark wrote them: the trace holds every measured request,
+    # its latencies rounded to 0.01 ms (hence rel=1e-4).
+    import json
+
+    from bench.capture_bench import ROOT
+
+    results = ROOT / "bench" / "results"
+    doc = json.loads((results / "capture-resnet50-2026-12-05-u.json").read_text())
+    got = pooled_ratios([json.loads((results / "capture-resnet50-2026-12-05-u-trace.json").read_text())],
+                        [doc["results"]])
+    for level, r in doc["results"].items():
+        assert got[level]["requests_per_condition"] == r["capture_on"]["requests"] == 7680
+        assert got[level]["p50 on÷off"] == pytest.approx(r["p50_ratio_on_off"], rel=1e-4)
+        assert got[level]["p99 on÷off"] == pytest.approx(r["p99_ratio_on_off"], rel=1e-4)
+        assert got[level]["throughput off÷on"] == pytest.approx(1.0 / r["throughput_ratio_on_off"], rel=1e-4)
