@@ -45,18 +45,10 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(repo: Path, models: tuple[str, ...], threads: int, log_name: str):
-    from serving.launch.server import TritonProcess
+    from serving.launch.server import TritonProcess, free_port
 
-    server = TritonProcess(repo=repo, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(),
+    server = TritonProcess(repo=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=ROOT / "build" / "bench" / "logs" / log_name, models=models,
                            extra_env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     server.start(wait_s=900)

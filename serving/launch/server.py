@@ -9,6 +9,7 @@ Triton container instead (deploy/docker/).
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import os
 import shutil
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,11 +38,25 @@ STATE_DIR = Path(os.environ.get("SERVING_RUN_DIR") or ROOT / "var" / "run")  # p
 KEY_FILE = STATE_DIR / "tritonserver.key"  # `make serve`'s control key (docs/security.md)
 
 
+#: The ports `free_port` handed out last, never handed out again while they are this recent.
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=64)
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it): tests and tools never use fixed ports."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on right now (the OS picks it): tests and tools never use fixed ports.
+
+    Never one of the last 64 it returned: callers take a server's HTTP, gRPC and metrics ports in a
+    row before anything binds them, and the OS can give the same free port twice (a P2 run's
+    tritonserver refused to start on HTTP and gRPC at one port, 2026-12-06)."""
+    with _PORTS_LOCK:
+        while True:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+            if port not in _RECENT_PORTS:
+                _RECENT_PORTS.append(port)
+                return port
 
 
 def pytriton_dir() -> Path:
