@@ -25,11 +25,13 @@ class GatedTriton:
     def __init__(self) -> None:
         self.gates: dict[str, threading.Event] = {}
         self.loaded: set[str] = set()
+        self.waiting: set[str] = set()  # loads that reached their gate: the cache has counted their footprint
 
     def gate(self, name: str) -> threading.Event:
         return self.gates.setdefault(name, threading.Event())
 
     def load(self, name: str, timeout: float | None = None) -> None:
+        self.waiting.add(name)
         assert self.gate(name).wait(60), f"the test never opened the gate of {name}"
         self.loaded.add(name)
 
@@ -95,6 +97,8 @@ def test_requests_waiting_for_a_load_are_pinned_so_it_is_not_evicted_before_they
     threads = [threading.Thread(target=request, args=("b", "b"))]
     threads[0].start()
     wait_for(lambda: in_flight(cache, "b") == 1, 30, "b loading")
+    # In flight is not enough: b's footprint counts once its data is fetched and its load called.
+    wait_for(lambda: "b" in triton.waiting, 30, "b's load at its gate")
     loader = threading.Thread(target=request, args=("a1", "a"))
     loader.start()
     wait_for(lambda: in_flight(cache, "a") == 1, 30, "a loading")
