@@ -94,11 +94,9 @@ def test_webhook_posted_on_alarm_only(digit_store, hook_server, capsys):
 
 def test_webhook_failure_is_a_warning_not_a_crash(digit_store, capsys):
     store, _ = digit_store
-    import socket
+    from serving.launch.server import free_port
 
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port with nobody listening
     assert cli_main(["score", "--model", MODEL, "--store", str(store), "--every", "1d", "--no-save",
                      "--webhook", f"http://127.0.0.1:{port}/x"]) == 0
     assert "webhook" in capsys.readouterr().err
