@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Niceness the sidecar adds to itself at start (its ``--niceness``; CAPTURE_NICENESS=0 disables).
 DEFAULT_NICENESS = 19
-#: The kernel's scheduling group of this process's session (absent without CONFIG_SCHED_AUTOGROUP).
+#: The kernel's scheduling group of this process's session (absent without CONFIG_SCHED_AUTOGROUP;
+#: empty for a process in no autogroup of its own, see :func:`autogroup_nice`).
 AUTOGROUP_PATH = "/proc/self/autogroup"
 #: Niceness added to capture threads in a model process (CAPTURE_THREAD_NICENESS).
 DEFAULT_THREAD_NICENESS = 0
@@ -108,6 +109,17 @@ def renice_process(inc: int) -> int | None:
     return renice_autogroup(inc)
 
 
+def autogroup_nice(path: str = AUTOGROUP_PATH) -> int | None:
+    """The nice value of the autogroup that ``path`` (a ``/proc/<pid>/autogroup``) describes; None
+    when the process is in none of its own. The kernel prints "/autogroup-1815 nice 0" for a
+    session's group and nothing for the boot-time default group (the root task group: a process
+    whose ancestors never started a session, as on some CI runners, found 2026-12-06) or for a
+    process in a CPU cgroup other than the root. Raises OSError when the file cannot be read."""
+    with open(path) as f:
+        fields = f.read().split()
+    return int(fields[-1]) if fields else None
+
+
 def renice_autogroup(inc: int, path: str = AUTOGROUP_PATH) -> int | None:
     """Add ``inc`` (> 0) to the nice value of this process's autogroup, capped at 19, when the
     process leads its own session (the group is then its own: a session's processes share one);
@@ -116,11 +128,12 @@ def renice_autogroup(inc: int, path: str = AUTOGROUP_PATH) -> int | None:
     if inc <= 0 or not hasattr(os, "getsid") or os.getsid(0) != os.getpid():
         return None
     try:
-        with open(path) as f:
-            current = int(f.read().split()[-1])  # "/autogroup-1815 nice 0"
+        current = autogroup_nice(path)
+        if current is None:  # the root task group: the kernel refuses its nice value anyway
+            return None
         new = min(19, current + inc)
         with open(path, "w") as f:
             f.write(str(new))
         return new
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.capture import Capturer
-from monitoring.capture.priority import AUTOGROUP_PATH, thread_niceness
+from monitoring.capture.priority import AUTOGROUP_PATH, autogroup_nice, renice_autogroup, thread_niceness
 from monitoring.cli import build_parser
 from tests.conftest import wait_for
 
@@ -83,9 +83,8 @@ needs_autogroup = pytest.mark.skipif(not os.path.exists(AUTOGROUP_PATH),
 
 _RENICE = """
 import json, os, sys
-from monitoring.capture.priority import AUTOGROUP_PATH, renice_autogroup, renice_process
-def group():
-    return int(open(AUTOGROUP_PATH).read().split()[-1])
+from monitoring.capture.priority import autogroup_nice, renice_autogroup, renice_process
+group = autogroup_nice
 out = {"before": group(), "first": renice_process(5), "after_first": group(), "second": renice_autogroup(5),
        "capped": renice_autogroup(19), "after": group(), "thread": os.getpriority(os.PRIO_PROCESS, 0)}
 print(json.dumps(out))
@@ -98,8 +97,49 @@ def run_renice(new_session: bool) -> dict:
     return json.loads(out.stdout)
 
 
-def group_nice(pid: int | str = "self") -> int:
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+def group_nice(pid: int | str = "self") -> int | None:
+    return autogroup_nice(f"/proc/{pid}/autogroup")
+
+
+@pytest.mark.parametrize("text, expected", [("/autogroup-1815 nice 0\n", 0), ("/autogroup-7 nice 19\n", 19),
+                                            ("/autogroup-7 nice -3\n", -3), ("", None)])
+def test_autogroup_nice_reads_the_kernels_line(tmp_path, text, expected):
+    # Empty: the process is in the boot-time default group (no session of its own since boot) or in
+    # a CPU cgroup; CI ran pytest so, and a test that assumed a line failed there (2026-12-06).
+    path = tmp_path / "autogroup"
+    path.write_text(text)
+    assert autogroup_nice(str(path)) == expected
+
+
+_LEADER_ON_EMPTY = """
+import json, sys
+from monitoring.capture.priority import renice_autogroup
+print(json.dumps(renice_autogroup(5, sys.argv[1])))
+"""
+
+
+def test_a_session_leader_in_no_autogroup_writes_nothing(tmp_path):
+    # A session leader whose file is empty is left alone, and nothing is written to the file.
+    path = tmp_path / "autogroup"
+    path.write_text("")
+    out = subprocess.run([sys.executable, "-c", _LEADER_ON_EMPTY, str(path)], capture_output=True, text=True,
+                         check=True, timeout=60, start_new_session=True, cwd=ROOT)
+    assert json.loads(out.stdout) is None
+    assert path.read_text() == ""
+    # and the same leader with a group's line raises it, in the same file
+    path.write_text("/autogroup-3 nice 4\n")
+    out = subprocess.run([sys.executable, "-c", _LEADER_ON_EMPTY, str(path)], capture_output=True, text=True,
+                         check=True, timeout=60, start_new_session=True, cwd=ROOT)
+    assert json.loads(out.stdout) == 9 and path.read_text() == "9"
+
+
+def test_a_process_that_leads_no_session_never_touches_the_file(tmp_path):
+    path = tmp_path / "autogroup"
+    path.write_text("/autogroup-3 nice 4\n")
+    if os.getsid(0) == os.getpid():
+        pytest.skip("pytest itself leads its session here")
+    assert renice_autogroup(5, str(path)) is None
+    assert path.read_text() == "/autogroup-3 nice 4\n"
 
 
 @needs_autogroup
@@ -115,7 +155,8 @@ def test_a_session_leader_renices_its_own_autogroup():
 
 @needs_autogroup
 def test_a_process_in_a_shared_session_leaves_the_autogroup_alone():
-    # Its group is its parent's (here: pytest's): renicing it would slow every process in it.
+    # Its group is its parent's (here: pytest's): renicing it would slow every process in it. Where
+    # pytest is in no autogroup of its own (the file is empty: CI's runner), both sides read None.
     before = group_nice()
     r = run_renice(new_session=False)
     assert (r["first"], r["second"], r["capped"]) == (None, None, None)
