@@ -29,7 +29,9 @@ records, with a cProfile of ``observe``.
 
 Several committed runs side by side (``--summary``): each ratio's mean and sd over the runs, how
 many runs were above the goal, and each run's per-round spread (what one run's noise is); when
-every run was traced, also all their requests pooled as one run (``pooled_ratios``).
+every run was traced, also all their requests pooled as one run (``pooled_ratios``), and each
+run's and the pool's latency ratios with a 95 % bootstrap interval and an A/A noise floor
+(bench/capture_noise.py: what one run can resolve).
 
     python bench/capture_bench.py --summary 2026-12-04-f 2026-12-04-g [--tag=-x]
 """
@@ -54,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import monitoring.capture.sidecar_command as sidecar_command  # noqa: E402
+from bench.capture_noise import latency_noise  # noqa: E402
 from serving.launch.server import TritonProcess, free_port, server_env  # noqa: E402
 
 OFF = "resnet_classifier_nocapture"
@@ -231,9 +234,11 @@ def pooled_ratios(traces: list[dict], rounds: list[dict]) -> dict[str, dict[str,
     return out
 
 
-def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
+def summary(runs: list[str], arch: str, out: Path, tag: str = "", resamples: int = 1000, splits: int = 400) -> int:
     """Several committed runs side by side: each ratio's mean and sd over the runs and how many
-    were above the goal, and the per-round spread of each run (what one run's noise is)."""
+    were above the goal, and the per-round spread of each run (what one run's noise is); for
+    traced runs also the pooled ratios and each latency ratio's bootstrap interval (``resamples``)
+    and A/A noise (``splits``), bench/capture_noise.py."""
     docs = {name: json.loads((out / f"capture-{arch}-{name}.json").read_text()) for name in runs}
     levels = [level for level, _ in LEVELS]
     table = {}
@@ -251,13 +256,17 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
             spread[name][level] = float((pr[:, 0] / pr[:, 1]).std())
     traces = {name: out / f"capture-{arch}-{name}-trace.json" for name in runs}
     per_server_run = {name: server_run_ratios(d, traces[name]) for name, d in docs.items()}
-    pooled = None
+    pooled = noise = None
     if all(path.exists() for path in traces.values()):
-        pooled = pooled_ratios([json.loads(path.read_text()) for path in traces.values()],
-                               [d["results"] for d in docs.values()])
+        loaded = {name: json.loads(path.read_text()) for name, path in traces.items()}
+        pooled = pooled_ratios(list(loaded.values()), [d["results"] for d in docs.values()])
+        noise = {name: latency_noise([t], LEVELS, P2_GOAL, resamples, splits) for name, t in loaded.items()}
+        if len(loaded) > 1:
+            noise["pooled"] = latency_noise(list(loaded.values()), LEVELS, P2_GOAL, resamples, splits)
     date = dt.date.today().isoformat()
     report = {"benchmark": "P2 runs side by side", "date": date, "runs": runs, "goal": P2_GOAL, "ratios": table,
-              "per_round_p50_ratio_sd": spread, "per_server_run_p50_ratio": per_server_run, "pooled": pooled}
+              "per_round_p50_ratio_sd": spread, "per_server_run_p50_ratio": per_server_run, "pooled": pooled,
+              "latency_noise": noise}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"capture-{arch}-summary-{date}{tag}.json").write_text(json.dumps(report, indent=2))
     lines = [f"# P2 runs side by side — {arch}, {date}", "",
@@ -273,6 +282,22 @@ def summary(runs: list[str], arch: str, out: Path, tag: str = "") -> int:
         for level, r in pooled.items():
             lines.append(f"| {level} | {r['requests_per_condition']} | {r['p50 on÷off']:.3f} | {r['p99 on÷off']:.3f} | "
                          f"{r['throughput off÷on']:.3f} |")
+    if noise:
+        lines += ["", "How far each latency ratio can be trusted (bench/capture_noise.py; whole stretches of one copy's "
+                  "requests resampled, never single requests): the ratio and its 95 % two-stage bootstrap interval "
+                  "(server runs, then their stretches), and capture off against capture off (each server run's off "
+                  f"stretches split in random halves, {splits} times): the sd of that A/A ratio and how often it "
+                  f"lands above {P2_GOAL}, i.e. what the run would report for a capture that costs nothing (each half "
+                  "is half the run, so ~1.4 times a whole run's spread; it misses each restart's draw of the copies' "
+                  "speeds, which the interval includes):", "",
+                  "| run | load | server runs | stretches per copy | p50 on÷off [95 % CI] | A/A p50: sd, above goal | "
+                  "p99 on÷off [95 % CI] | A/A p99: sd, above goal |", "|---|---|---|---|---|---|---|---|"]
+        for name, per in noise.items():
+            for level, r in per.items():
+                cells = [f"{r[p]['ratio']:.3f} [{r[p]['ci_low']:.3f}, {r[p]['ci_high']:.3f}] | "
+                         f"{r[p]['aa_sd']:.3f}, {r[p]['aa_above_goal']:.0%}" for p in ("p50", "p99")]
+                lines.append(f"| {name} | {level} | {r['p50']['server_runs']} | {r['p50']['stretches']} | "
+                             + " | ".join(cells) + " |")
     lines += ["", "Within each run, the sd of the per-round p50 on÷off ratio (the host's swings between rounds):", "",
               "| run | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
     for name, per in spread.items():
