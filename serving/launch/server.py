@@ -27,6 +27,7 @@ from pathlib import Path
 
 from monitoring.capture.private import private_dir
 from serving import MODEL_NAMES
+from serving.common.load_marker import LoadWatch
 from serving.launch.instances import instance_repository
 from serving.runtime import host_services
 from serving.runtime.deadline import HEADER_FORWARD_PATTERN
@@ -112,6 +113,18 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+class LoadHang(RuntimeError):
+    """tritonserver's Python backend hung a load after the model's initialize() returned
+    (serving/common/load_marker.py): the server will never become live by itself."""
+
+    def __init__(self, hung: dict[str, float], log_path: Path) -> None:
+        self.models = sorted(hung)
+        detail = ", ".join(f"{m} ({s:.0f} s ago)" for m, s in sorted(hung.items()))
+        super().__init__(f"tritonserver has not marked loaded the model(s) whose every instance returned from "
+                         f"initialize(): {detail}; the Python backend's stub handshake hung (docs/serving.md "
+                         f"\"A load that hangs\"); see {log_path}")
+
+
 @dataclass
 class TritonProcess:
     repo: Path = ROOT / "model_repository"
@@ -134,6 +147,9 @@ class TritonProcess:
     # Instances per model instead of what the configs say (serving/launch/instances.py): served
     # from a derived repository next to the log (`instances_repo`), its configs rewritten.
     instances: int | None = None
+    # A model whose every instance returned from initialize() this long ago and is still not
+    # loaded hung in the Python backend (serving/common/load_marker.py): `start` restarts.
+    hang_s: float = 120.0
     proc: subprocess.Popen | None = None
     _derived: Path | None = field(default=None, init=False, repr=False)
 
@@ -192,7 +208,12 @@ class TritonProcess:
         """A client of this server's HTTP API that holds its control key."""
         return TritonHTTP(self.http_url, self.control_key or "", timeout_s)
 
-    def start(self, wait_s: float = 300.0) -> "TritonProcess":
+    def start(self, wait_s: float = 300.0, hang_restarts: int = 1) -> "TritonProcess":
+        """Start tritonserver and wait (``wait_s`` a try) until it is live and its models ready.
+        A load that hung in the Python backend after the model's own initialize() returned
+        (:class:`LoadHang`) gets the server stopped and started again, up to ``hang_restarts``
+        times, with a warning on stderr. Any other failure to start stops the server too (its
+        stubs included) before the error is raised: nothing is left running."""
         # Readiness is probed over HTTP: another server already on our port would look ready.
         import socket
 
@@ -201,11 +222,24 @@ class TritonProcess:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another tritonserver? `make stop`)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.environment(), cwd=self.cwd, start_new_session=True)
-        log.close()
-        self.wait_ready(wait_s)
+        for attempt in range(hang_restarts + 1):
+            log = open(self.log_path, "ab")
+            start_offset = log.tell()
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.environment(), cwd=self.cwd, start_new_session=True)
+            log.close()
+            try:
+                self.wait_ready(wait_s, log_offset=start_offset)
+                break
+            except LoadHang as exc:
+                self.stop(timeout=10)
+                if attempt == hang_restarts:
+                    raise
+                print(f"warning: {exc}; starting tritonserver again ({attempt + 1} of {hang_restarts} restarts)",
+                      file=sys.stderr)
+            except BaseException:
+                self.stop(timeout=10)
+                raise
         # Live means its options are parsed: the key can leave its (world-readable) command line.
         if self.control_key and not hide_in_argv(self.proc.pid, self.control_key):
             print(f"warning: could not hide the control key in tritonserver's command line (pid {self.proc.pid}): "
@@ -221,13 +255,21 @@ class TritonProcess:
         except (urllib.error.URLError, OSError):
             return 0
 
-    def wait_ready(self, wait_s: float) -> None:
+    def wait_ready(self, wait_s: float, log_offset: int = 0) -> None:
+        """Until the server is live and every model in ``models`` ready, at most ``wait_s``; the
+        log from ``log_offset`` (this start's part of it) is read for a load that hung
+        (:class:`LoadHang`, ``hang_s``)."""
         deadline = time.monotonic() + wait_s
         pending = [] if self.explicit else list(self.models)
+        watch = LoadWatch(self.log_path, hang_s=self.hang_s, offset=log_offset)
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with {self.proc.returncode}; see {self.log_path}:\n"
                                    + self.log_tail())
+            watch.poll()
+            hung = watch.hung()
+            if hung:
+                raise LoadHang(hung, self.log_path)
             if self._get("/v2/health/live") == 200:
                 pending = [m for m in pending if self._get(f"/v2/models/{m}/ready") != 200]
                 if not pending:

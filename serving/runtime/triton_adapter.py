@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from monitoring.capture import Capturer
+from serving.common import load_marker
 from serving.runtime import host_services
 from serving.runtime.baton import ComputeBaton
 from serving.runtime.deadline import parse_deadline
@@ -137,6 +139,10 @@ class TritonModel:
         self.host_services = host_services.start_for_model(params)
         log.info("%s ready on %s (%s), attention=%s", self.served_name, device.device, device.dtype,
                  getattr(self.runtime, "attention", "n/a"))
+        # Last: the launcher tells a load that hung in the backend after this from a slow one
+        # (serving/common/load_marker.py); stderr is tritonserver's log.
+        print(load_marker.line(self.served_name, args.get("model_instance_name") or self.served_name, os.getpid()),
+              file=sys.stderr, flush=True)
 
     def build_capture(self, model_version: str):
         """Monitoring capture, on when CAPTURE_SPOOL_DIR is set (see docs/monitoring.md)."""
