@@ -48,6 +48,9 @@ class LoadWatch:
     log_path: Path
     hang_s: float = 120.0
     offset: int = 0
+    #: Models never named: Triton runs a config's ``model_warmup`` after the instances return and
+    #: before it marks the model loaded, for as long as the warm-up takes.
+    ignore: frozenset[str] = frozenset()
     started: set[str] = field(default_factory=set)
     returned: dict[str, tuple[str, float]] = field(default_factory=dict)  # instance -> (model, seen at)
     loaded: set[str] = field(default_factory=set)
@@ -81,6 +84,6 @@ class LoadWatch:
         for model, seen in last.items():
             mine = {i for i, (m, _) in self.returned.items() if m == model}
             began = {i for i in self.started if i in mine or i.rsplit("_", 2)[0] == model}
-            if model not in self.loaded and began <= mine and now - seen >= self.hang_s:
+            if model not in self.loaded and model not in self.ignore and began <= mine and now - seen >= self.hang_s:
                 out[model] = now - seen
         return out

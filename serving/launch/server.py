@@ -261,7 +261,9 @@ class TritonProcess:
         (:class:`LoadHang`, ``hang_s``)."""
         deadline = time.monotonic() + wait_s
         pending = [] if self.explicit else list(self.models)
-        watch = LoadWatch(self.log_path, hang_s=self.hang_s, offset=log_offset)
+        repo = self.served_repo()
+        warmed = frozenset(p.parent.name for p in Path(repo).glob("*/config.pbtxt") if "model_warmup" in p.read_text())
+        watch = LoadWatch(self.log_path, hang_s=self.hang_s, offset=log_offset, ignore=warmed)
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with {self.proc.returncode}; see {self.log_path}:\n"

@@ -117,6 +117,19 @@ def test_the_watch_names_a_model_only_when_every_begun_instance_returned_and_tim
     assert watch.hung(now=200.0) == {"other": 129.0}  # m_a loaded; other's line complete from 71 s
 
 
+def test_a_model_with_a_warmup_is_never_named(tmp_path):
+    # Triton runs model_warmup between the instances' return and "successfully loaded".
+    log = tmp_path / "tritonserver.log"
+    log.write_text("\"TRITONBACKEND_ModelInstanceInitialize: w_0_0 (CPU device 0)\"\n"
+                   f"{load_marker.line('w', 'w_0_0', 1)}\n")
+    watch = LoadWatch(log, hang_s=1, ignore=frozenset({"w"}))
+    watch.poll(now=0.0)
+    assert watch.hung(now=100.0) == {}
+    plain = LoadWatch(log, hang_s=1)  # the same log, no warm-up: named
+    plain.poll(now=0.0)
+    assert plain.hung(now=100.0) == {"w": 100.0}
+
+
 def test_the_watch_reads_from_its_offset_only(tmp_path):
     # A restart appends to the same log: the first start's lines must not count for the second.
     log = tmp_path / "tritonserver.log"
