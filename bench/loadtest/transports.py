@@ -125,6 +125,10 @@ class TritonTransport:
         # segment attributes for monitoring (request parameters segment.<name>), checked once here
         self.parameters = {**RAW_IMAGES, **as_parameters(segments)}
         self._local = threading.local()
+        # Every thread's client, so close() ends them all, not only the calling thread's: an open
+        # keep-alive holds tritonserver's shutdown for its exit time-out (30 s, then exit 1).
+        self._clients: set[Any] = set()
+        self._clients_lock = threading.Lock()
         if protocol == "grpc":
             import tritonclient.grpc as tc
         else:
@@ -133,6 +137,10 @@ class TritonTransport:
 
     def _client(self):
         client = getattr(self._local, "client", None)
+        if client is not None:
+            with self._clients_lock:
+                if client not in self._clients:  # closed by close() from another thread
+                    client = None
         if client is None:
             if self.protocol == "http":
                 client = self._tc.InferenceServerClient(
@@ -140,16 +148,24 @@ class TritonTransport:
             else:
                 client = self._tc.InferenceServerClient(url=self.url)
             self._local.client = client
+            with self._clients_lock:
+                self._clients.add(client)
         return client
+
+    @staticmethod
+    def _close(client: Any) -> None:
+        try:
+            client.close()
+        except Exception:
+            pass
 
     def _drop_client(self) -> None:
         client = getattr(self._local, "client", None)
         self._local.client = None
         if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+            with self._clients_lock:
+                self._clients.discard(client)
+            self._close(client)
 
     def send(self, payload: Payload) -> Attempts:
         params = {**self.parameters, **(request_parameters(self.timeout_s) if self.send_deadline else {})}
@@ -188,8 +204,18 @@ class TritonTransport:
             raise RequestFailed(kind, f"{type(exc).__name__}: {exc}") from None
         _check_outputs(self.model, {o: result.as_numpy(o) for o in names})
 
+    def open_clients(self) -> int:
+        """How many threads' clients are open."""
+        with self._clients_lock:
+            return len(self._clients)
+
     def close(self) -> None:
-        self._drop_client()
+        """Close every thread's client (a thread that sends again afterwards opens a new one)."""
+        self._local.client = None
+        with self._clients_lock:
+            clients, self._clients = list(self._clients), set()
+        for client in clients:
+            self._close(client)
 
 
 def sagemaker_request(payload: Payload, binary: bool = True, parameters: dict | None = None,

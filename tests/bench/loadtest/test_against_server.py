@@ -66,15 +66,30 @@ def test_open_loop_keeps_its_schedule_when_the_server_is_slow(triton_server):
     stats = ServerStats(triton_server.http_url, "http", "sd_img2img")
     factory = PayloadFactory("sd_img2img", inference_steps=30, seed=2)
     step = run_rate_step(transport, factory, 20.0, duration_s=0.8, max_requests=16, max_workers=32, stats=stats)
+    # One client per sending thread, and close() ends all of them: until 2026-12-06 it closed only
+    # the calling thread's, and the keep-alives left open held the session server's stop for its
+    # 30 s exit time-out, after which it exits 1.
+    assert transport.open_clients() >= 4
     transport.close()
-    assert step["scheduled"] == step["sent"] == step["ok"] == 16 and step["not_sent"] == 0 and step["errors"] == 0
+    stats.close()
+    assert transport.open_clients() == 0
+    assert step["scheduled"] == step["sent"] == step["completed"] == 16 and step["not_sent"] == 0
     assert step["max_in_flight"] >= 4  # sent without waiting for earlier answers
+    # Every one answered: computed, or refused at once by the bounded queue (sd_img2img's
+    # max_queue_size, docs/serving.md "Overload"), which a slow host fills (a fresh-clone run on a
+    # slow host, 2026-12-06, got 11 where this asserted 16 computed) or whose queue time-out
+    # passes; never another error. The first two go straight to the two instances.
+    overload = step["overload"]
+    assert step["ok"] + overload["refused"] == 16 and overload["timeouts"] == overload["other_errors"] == 0
+    assert step["ok"] >= 2
     recs = step["_records"]
     assert [r["scheduled_ms"] for r in recs] == pytest.approx([50.0 * k for k in range(16)])
     assert all(r["latency_ms"] >= r["service_ms"] for r in recs)
-    # Queueing builds up: the last requests wait behind the first ones.
-    first = sum(r["latency_ms"] for r in recs[:4]) / 4
-    last = sum(r["latency_ms"] for r in recs[-4:]) / 4
+    # Queueing builds up: the last computed requests waited behind the first ones.
+    done = [r for r in recs if r.get("error") is None]
+    half = len(done) // 2
+    first = sum(r["latency_ms"] for r in done[:half]) / half
+    last = sum(r["latency_ms"] for r in done[-half:]) / half
     assert last > first
     assert step["server"]["success_count"] <= 16 and step["server"]["queue_ms"] > 0
 
